@@ -1,0 +1,47 @@
+//! Generated protobuf messages and gRPC clients/servers for every BankTransfer contract.
+//!
+//! Protobuf types stop at the service boundary: each service converts them into the
+//! domain types of `banktransfer-protocol` exactly once (see each service's `convert`
+//! module). The file descriptor set is exported for gRPC server reflection.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+pub mod money {
+    pub mod v1 {
+        tonic::include_proto!("banktransfer.money.v1");
+    }
+}
+
+pub mod reservation {
+    pub mod v1 {
+        tonic::include_proto!("banktransfer.reservation.v1");
+    }
+}
+
+pub mod gateway {
+    pub mod v1 {
+        tonic::include_proto!("banktransfer.gateway.v1");
+    }
+}
+
+pub mod external {
+    pub mod v1 {
+        tonic::include_proto!("banktransfer.external.v1");
+    }
+}
+
+pub mod ledger {
+    pub mod v1 {
+        tonic::include_proto!("banktransfer.ledger.v1");
+    }
+}
+
+pub mod reconciler {
+    pub mod v1 {
+        tonic::include_proto!("banktransfer.reconciler.v1");
+    }
+}
+
+/// Every contract's descriptors, for `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("banktransfer_descriptor");

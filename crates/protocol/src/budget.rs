@@ -1,0 +1,108 @@
+//! The client's deadline budget, split between the protocol's phases.
+//!
+//! The API answers within `total_ms` (200 ms by default). Reserves must finish early
+//! enough to leave time to record the decision; confirmations use whatever is left. Past
+//! the reserve deadline without both holds, the coordinator aborts (always safe before a
+//! commit); past the total with a commit recorded, it answers PROCESSING and the
+//! reconciler finishes.
+
+/// Budget policy; validated once at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetPolicy {
+    /// What the client is promised, end to end.
+    pub total_ms: u64,
+    /// Kept back from the reserve phase for recording the decision and confirming.
+    pub after_reserve_ms: u64,
+    /// Kept back at the very end for writing the answer.
+    pub reply_margin_ms: u64,
+}
+
+impl BudgetPolicy {
+    pub const DEFAULT: BudgetPolicy = BudgetPolicy {
+        total_ms: 200,
+        after_reserve_ms: 60,
+        reply_margin_ms: 10,
+    };
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.after_reserve_ms + self.reply_margin_ms >= self.total_ms {
+            return Err(format!(
+                "deadline budget: after_reserve_ms ({}) + reply_margin_ms ({}) must be below total_ms ({})",
+                self.after_reserve_ms, self.reply_margin_ms, self.total_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One request's budget, anchored at the moment it arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    policy: BudgetPolicy,
+    started_at_ms: u64,
+}
+
+impl Budget {
+    /// `client_deadline_ms` is the client's own gRPC deadline if it sent a shorter one.
+    pub fn new(policy: BudgetPolicy, started_at_ms: u64, client_timeout_ms: Option<u64>) -> Budget {
+        let total_ms = client_timeout_ms.map_or(policy.total_ms, |t| t.min(policy.total_ms));
+        let scale = |part: u64| part * total_ms / policy.total_ms;
+        Budget {
+            policy: BudgetPolicy {
+                total_ms,
+                after_reserve_ms: scale(policy.after_reserve_ms),
+                reply_margin_ms: scale(policy.reply_margin_ms),
+            },
+            started_at_ms,
+        }
+    }
+
+    /// Absolute time by which both reserves must have answered.
+    pub fn reserve_deadline_ms(&self) -> u64 {
+        self.started_at_ms + self.policy.total_ms - self.policy.after_reserve_ms
+    }
+
+    /// Absolute time by which confirmations must have answered.
+    pub fn settle_deadline_ms(&self) -> u64 {
+        self.started_at_ms + self.policy.total_ms - self.policy.reply_margin_ms
+    }
+
+    /// Milliseconds left until `deadline_ms`, zero when past.
+    pub fn remaining_ms(deadline_ms: u64, now_ms: u64) -> u64 {
+        deadline_ms.saturating_sub(now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_split_leaves_time_for_the_decision() {
+        BudgetPolicy::DEFAULT.validate().unwrap();
+        let b = Budget::new(BudgetPolicy::DEFAULT, 1_000, None);
+        assert_eq!(b.reserve_deadline_ms(), 1_140);
+        assert_eq!(b.settle_deadline_ms(), 1_190);
+        assert_eq!(Budget::remaining_ms(1_140, 1_100), 40);
+        assert_eq!(Budget::remaining_ms(1_140, 1_200), 0);
+    }
+
+    #[test]
+    fn a_shorter_client_deadline_shrinks_every_phase() {
+        let b = Budget::new(BudgetPolicy::DEFAULT, 0, Some(100));
+        assert_eq!(b.reserve_deadline_ms(), 70);
+        assert_eq!(b.settle_deadline_ms(), 95);
+        let longer = Budget::new(BudgetPolicy::DEFAULT, 0, Some(10_000));
+        assert_eq!(longer.settle_deadline_ms(), 190);
+    }
+
+    #[test]
+    fn inconsistent_policy_is_refused() {
+        let bad = BudgetPolicy {
+            total_ms: 50,
+            after_reserve_ms: 45,
+            reply_margin_ms: 10,
+        };
+        assert!(bad.validate().is_err());
+    }
+}

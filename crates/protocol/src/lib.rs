@@ -1,0 +1,24 @@
+//! The BankTransfer protocol core: pure, deterministic code (no I/O, no clock reads, no
+//! randomness) that the services drive and the tests explore.
+//!
+//! Map:
+//! - [`money`]: integer minor units of an ISO 4217 currency; checked arithmetic.
+//! - [`transfer`]: the coordinator's state machine for one transfer. Reserve on both
+//!   participants, record a decision durably (compare-and-set), then confirm or cancel both.
+//!   It emits [`transfer::Effect`]s and never emits a confirm before the commit decision is
+//!   reported durable: persist-before-send is a property of this code, not of its drivers.
+//! - [`reservation`]: each participant's reservation book: reserve / confirm / cancel, with
+//!   tombstones for cancel-before-reserve and replay of every earlier answer.
+//! - [`reconcile`]: when the reconciler takes over a transfer and how it backs off.
+//! - [`budget`]: how the client's deadline budget is split between the protocol's phases.
+//! - [`fingerprint`]: the request fingerprint behind API idempotency.
+//!
+//! Time is always a parameter (`now_ms`, milliseconds since the Unix epoch); randomness
+//! (backoff jitter) is always an argument.
+
+pub mod budget;
+pub mod fingerprint;
+pub mod money;
+pub mod reconcile;
+pub mod reservation;
+pub mod transfer;

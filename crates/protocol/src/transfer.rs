@@ -1,0 +1,614 @@
+//! The coordinator's state machine for one transfer.
+//!
+//! The driver (the gateway for a live request, the reconciler for recovery) feeds it
+//! [`Event`]s and carries out the [`Effect`]s it returns. The machine is the protocol:
+//!
+//! 1. The intent is already durable (`Started`) when [`TransferMachine::begin`] is called.
+//! 2. Reserve on both legs.
+//! 3. Decide: commit when both legs hold; abort on any refusal, any unknown answer, or the
+//!    reserve deadline. The decision is an [`Effect::RecordDecision`], a compare-and-set
+//!    `Started -> Committed | Aborted`; the driver reports what the record holds afterwards
+//!    (which may be a decision someone else recorded first) with [`Event::DecisionRecorded`].
+//! 4. Only then confirm (after `Committed`) or cancel (after `Aborted`) both legs.
+//! 5. When both legs acknowledged, record the outcome (`Succeeded` / `Failed`).
+//!
+//! Whatever is not finished (a crash, a participant that does not answer) is picked up by
+//! the reconciler through [`TransferMachine::resume`], from the recorded state alone.
+
+/// The two participants of every transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Leg {
+    /// The external institution: the source, where the user's funds are held.
+    External,
+    /// Our balance store: the destination, where a pending credit is recorded.
+    Internal,
+}
+
+impl Leg {
+    pub const BOTH: [Leg; 2] = [Leg::External, Leg::Internal];
+
+    fn index(self) -> usize {
+        match self {
+            Leg::External => 0,
+            Leg::Internal => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Leg::External => "external institution",
+            Leg::Internal => "balance store",
+        }
+    }
+}
+
+/// What the coordinator's store durably holds for a transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordedState {
+    /// Intent recorded; no decision yet.
+    Started,
+    /// Decision: commit. Both legs held; both will be confirmed.
+    Committed,
+    /// Decision: abort. Both legs will be cancelled.
+    Aborted,
+    /// Both legs confirmed.
+    Succeeded,
+    /// Both legs cancelled.
+    Failed,
+}
+
+impl RecordedState {
+    pub const ALL: [RecordedState; 5] = [
+        RecordedState::Started,
+        RecordedState::Committed,
+        RecordedState::Aborted,
+        RecordedState::Succeeded,
+        RecordedState::Failed,
+    ];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordedState::Started => "started",
+            RecordedState::Committed => "committed",
+            RecordedState::Aborted => "aborted",
+            RecordedState::Succeeded => "succeeded",
+            RecordedState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RecordedState> {
+        RecordedState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Decided, whatever the decision.
+    pub fn is_decided(self) -> bool {
+        self != RecordedState::Started
+    }
+
+    /// Both legs acknowledged: nothing left to do.
+    pub fn is_final(self) -> bool {
+        matches!(self, RecordedState::Succeeded | RecordedState::Failed)
+    }
+
+    /// What the client is told. An abort is final for the client as soon as it is
+    /// recorded: nothing can move any more, even while the holds are being released.
+    pub fn client_status(self) -> ClientStatus {
+        match self {
+            RecordedState::Started | RecordedState::Committed => ClientStatus::Processing,
+            RecordedState::Succeeded => ClientStatus::Succeeded,
+            RecordedState::Aborted | RecordedState::Failed => ClientStatus::Failed,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientStatus {
+    Processing,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decision {
+    Commit,
+    Abort,
+}
+
+impl Decision {
+    pub fn recorded_state(self) -> RecordedState {
+        match self {
+            Decision::Commit => RecordedState::Committed,
+            Decision::Abort => RecordedState::Aborted,
+        }
+    }
+}
+
+/// A participant's answer to a reserve, as the coordinator sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ReserveReply {
+    /// The hold is in place (or already confirmed, on a replay).
+    Held,
+    /// Refused, or cancelled before it arrived: nothing is held. The text says why.
+    Refused(String),
+    /// Error or timeout: a hold may or may not exist. Only an abort is safe.
+    Unknown(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    ReserveAnswered {
+        leg: Leg,
+        reply: ReserveReply,
+    },
+    /// The budget for reserving ran out before both legs answered.
+    ReserveDeadlinePassed,
+    /// The compare-and-set ran; this is what the record holds now, with its reason.
+    DecisionRecorded {
+        recorded: RecordedState,
+        failure_reason: Option<String>,
+    },
+    /// The store could not be reached: the record is unknown. Stop; the reconciler
+    /// (or a retry of the request) finds out what it holds.
+    StoreUnavailable,
+    /// The leg acknowledged the confirm or the cancel.
+    Settled {
+        leg: Leg,
+    },
+    /// The leg did not acknowledge in time; the reconciler will retry.
+    SettleFailed {
+        leg: Leg,
+    },
+    OutcomeRecorded {
+        recorded: RecordedState,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Effect {
+    Reserve(Leg),
+    /// Compare-and-set `Started -> decision`, recording `failure_reason` with an abort.
+    RecordDecision {
+        decision: Decision,
+        failure_reason: Option<String>,
+    },
+    Confirm(Leg),
+    Cancel(Leg),
+    /// Set the final state once both legs acknowledged.
+    RecordOutcome(RecordedState),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Phase {
+    Reserving,
+    RecordingDecision,
+    Settling,
+    RecordingOutcome,
+    /// Nothing more this driver can do: final, or handed to the reconciler.
+    Idle,
+}
+
+/// One driver's view of one transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TransferMachine {
+    phase: Phase,
+    /// The last state this machine knows to be durable.
+    recorded: RecordedState,
+    failure_reason: Option<String>,
+    replies: [Option<ReserveReply>; 2],
+    settled: [bool; 2],
+    /// Legs whose settle attempt failed in this run.
+    settle_failed: [bool; 2],
+}
+
+impl TransferMachine {
+    /// Start a fresh transfer whose intent is already durable.
+    pub fn begin() -> (TransferMachine, Vec<Effect>) {
+        let machine = TransferMachine {
+            phase: Phase::Reserving,
+            recorded: RecordedState::Started,
+            failure_reason: None,
+            replies: [None, None],
+            settled: [false, false],
+            settle_failed: [false, false],
+        };
+        (machine, Leg::BOTH.map(Effect::Reserve).to_vec())
+    }
+
+    /// Pick up a transfer from its record alone (reconciler, or a replayed request).
+    /// `abort_reason` is given when an undecided transfer must be aborted now (it is
+    /// stale: its own driver is gone or out of budget); without it, an undecided
+    /// transfer is left to its driver.
+    pub fn resume(
+        recorded: RecordedState,
+        failure_reason: Option<String>,
+        abort_reason: Option<String>,
+    ) -> (TransferMachine, Vec<Effect>) {
+        let mut machine = TransferMachine {
+            phase: Phase::Idle,
+            recorded,
+            failure_reason,
+            replies: [None, None],
+            settled: [false, false],
+            settle_failed: [false, false],
+        };
+        let effects = match (recorded, abort_reason) {
+            (RecordedState::Started, Some(reason)) => {
+                machine.phase = Phase::RecordingDecision;
+                vec![Effect::RecordDecision {
+                    decision: Decision::Abort,
+                    failure_reason: Some(reason),
+                }]
+            }
+            (RecordedState::Started, None) => Vec::new(),
+            (RecordedState::Committed | RecordedState::Aborted, _) => machine.settle_all(),
+            (RecordedState::Succeeded | RecordedState::Failed, _) => Vec::new(),
+        };
+        (machine, effects)
+    }
+
+    pub fn recorded(&self) -> RecordedState {
+        self.recorded
+    }
+
+    pub fn failure_reason(&self) -> Option<&str> {
+        self.failure_reason.as_deref()
+    }
+
+    /// True when this driver has nothing left to wait for.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Idle
+    }
+
+    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::ReserveAnswered { leg, reply } => {
+                if self.phase != Phase::Reserving {
+                    // Late answer after the decision: the decision's confirm or cancel
+                    // takes care of whatever this reply says.
+                    return Vec::new();
+                }
+                self.replies[leg.index()] = Some(reply);
+                match self.decide() {
+                    Some((decision, reason)) => self.record_decision(decision, reason),
+                    None => Vec::new(),
+                }
+            }
+            Event::ReserveDeadlinePassed => {
+                if self.phase != Phase::Reserving {
+                    return Vec::new();
+                }
+                let missing: Vec<&str> = Leg::BOTH
+                    .iter()
+                    .filter(|leg| self.replies[leg.index()].is_none())
+                    .map(|leg| leg.name())
+                    .collect();
+                self.record_decision(
+                    Decision::Abort,
+                    Some(format!(
+                        "deadline budget exhausted waiting for the {} to reserve",
+                        missing.join(" and the ")
+                    )),
+                )
+            }
+            Event::DecisionRecorded {
+                recorded,
+                failure_reason,
+            } => {
+                assert!(
+                    self.phase == Phase::RecordingDecision,
+                    "decision reported while {:?}",
+                    self.phase
+                );
+                assert!(
+                    recorded.is_decided(),
+                    "a compare-and-set on the decision left the transfer undecided"
+                );
+                self.recorded = recorded;
+                self.failure_reason = failure_reason;
+                if recorded.is_final() {
+                    // Another driver finished it while we were deciding.
+                    self.phase = Phase::Idle;
+                    return Vec::new();
+                }
+                self.settle_all()
+            }
+            Event::StoreUnavailable => {
+                self.phase = Phase::Idle;
+                Vec::new()
+            }
+            Event::Settled { leg } => {
+                assert!(
+                    self.phase == Phase::Settling,
+                    "settlement reported while {:?}",
+                    self.phase
+                );
+                self.settled[leg.index()] = true;
+                if self.settled == [true, true] {
+                    self.phase = Phase::RecordingOutcome;
+                    let outcome = match self.recorded {
+                        RecordedState::Committed => RecordedState::Succeeded,
+                        RecordedState::Aborted => RecordedState::Failed,
+                        other => panic!("legs settled while the record is {other:?}"),
+                    };
+                    return vec![Effect::RecordOutcome(outcome)];
+                }
+                self.idle_if_stuck();
+                Vec::new()
+            }
+            Event::SettleFailed { leg } => {
+                assert!(self.phase == Phase::Settling);
+                self.settle_failed[leg.index()] = true;
+                self.idle_if_stuck();
+                Vec::new()
+            }
+            Event::OutcomeRecorded { recorded } => {
+                assert!(self.phase == Phase::RecordingOutcome);
+                assert!(recorded.is_final());
+                self.recorded = recorded;
+                self.phase = Phase::Idle;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Commit needs both holds; any refusal or unknown answer means abort.
+    fn decide(&self) -> Option<(Decision, Option<String>)> {
+        for leg in Leg::BOTH {
+            match &self.replies[leg.index()] {
+                Some(ReserveReply::Refused(why)) => {
+                    return Some((
+                        Decision::Abort,
+                        Some(format!("{} refused: {why}", leg.name())),
+                    ));
+                }
+                Some(ReserveReply::Unknown(why)) => {
+                    return Some((
+                        Decision::Abort,
+                        Some(format!("{} did not answer the reserve: {why}", leg.name())),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let both_held = self
+            .replies
+            .iter()
+            .all(|reply| reply == &Some(ReserveReply::Held));
+        both_held.then_some((Decision::Commit, None))
+    }
+
+    fn record_decision(
+        &mut self,
+        decision: Decision,
+        failure_reason: Option<String>,
+    ) -> Vec<Effect> {
+        self.phase = Phase::RecordingDecision;
+        vec![Effect::RecordDecision {
+            decision,
+            failure_reason,
+        }]
+    }
+
+    /// Persist-before-send: confirm only once the commit is the recorded state.
+    fn settle_all(&mut self) -> Vec<Effect> {
+        self.phase = Phase::Settling;
+        Leg::BOTH
+            .iter()
+            .filter(|leg| !self.settled[leg.index()])
+            .map(|&leg| match self.recorded {
+                RecordedState::Committed => Effect::Confirm(leg),
+                RecordedState::Aborted => Effect::Cancel(leg),
+                other => panic!("settling a transfer recorded as {other:?}"),
+            })
+            .collect()
+    }
+
+    fn idle_if_stuck(&mut self) {
+        let all_answered = Leg::BOTH
+            .iter()
+            .all(|leg| self.settled[leg.index()] || self.settle_failed[leg.index()]);
+        if all_answered && self.settled != [true, true] {
+            self.phase = Phase::Idle;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decided(recorded: RecordedState) -> Event {
+        Event::DecisionRecorded {
+            recorded,
+            failure_reason: None,
+        }
+    }
+
+    #[test]
+    fn happy_path_confirms_only_after_the_commit_is_recorded() {
+        let (mut m, effects) = TransferMachine::begin();
+        assert_eq!(
+            effects,
+            vec![
+                Effect::Reserve(Leg::External),
+                Effect::Reserve(Leg::Internal)
+            ]
+        );
+        assert!(
+            m.handle(Event::ReserveAnswered {
+                leg: Leg::Internal,
+                reply: ReserveReply::Held
+            })
+            .is_empty()
+        );
+        let effects = m.handle(Event::ReserveAnswered {
+            leg: Leg::External,
+            reply: ReserveReply::Held,
+        });
+        assert_eq!(
+            effects,
+            vec![Effect::RecordDecision {
+                decision: Decision::Commit,
+                failure_reason: None
+            }]
+        );
+        let effects = m.handle(decided(RecordedState::Committed));
+        assert_eq!(
+            effects,
+            vec![
+                Effect::Confirm(Leg::External),
+                Effect::Confirm(Leg::Internal)
+            ]
+        );
+        assert!(m.handle(Event::Settled { leg: Leg::External }).is_empty());
+        let effects = m.handle(Event::Settled { leg: Leg::Internal });
+        assert_eq!(
+            effects,
+            vec![Effect::RecordOutcome(RecordedState::Succeeded)]
+        );
+        m.handle(Event::OutcomeRecorded {
+            recorded: RecordedState::Succeeded,
+        });
+        assert!(m.is_idle());
+        assert_eq!(m.recorded().client_status(), ClientStatus::Succeeded);
+    }
+
+    #[test]
+    fn a_refusal_aborts_and_cancels_both_legs() {
+        let (mut m, _) = TransferMachine::begin();
+        let effects = m.handle(Event::ReserveAnswered {
+            leg: Leg::Internal,
+            reply: ReserveReply::Refused("antifraud".into()),
+        });
+        assert_eq!(
+            effects,
+            vec![Effect::RecordDecision {
+                decision: Decision::Abort,
+                failure_reason: Some("balance store refused: antifraud".into())
+            }]
+        );
+        // The external hold that arrives later changes nothing.
+        assert!(
+            m.handle(Event::ReserveAnswered {
+                leg: Leg::External,
+                reply: ReserveReply::Held
+            })
+            .is_empty()
+        );
+        let effects = m.handle(decided(RecordedState::Aborted));
+        assert_eq!(
+            effects,
+            vec![Effect::Cancel(Leg::External), Effect::Cancel(Leg::Internal)]
+        );
+        assert_eq!(m.recorded().client_status(), ClientStatus::Failed);
+    }
+
+    #[test]
+    fn an_unknown_answer_aborts() {
+        let (mut m, _) = TransferMachine::begin();
+        m.handle(Event::ReserveAnswered {
+            leg: Leg::Internal,
+            reply: ReserveReply::Held,
+        });
+        let effects = m.handle(Event::ReserveAnswered {
+            leg: Leg::External,
+            reply: ReserveReply::Unknown("deadline exceeded".into()),
+        });
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::RecordDecision {
+                decision: Decision::Abort,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn the_deadline_aborts_and_names_the_silent_leg() {
+        let (mut m, _) = TransferMachine::begin();
+        m.handle(Event::ReserveAnswered {
+            leg: Leg::Internal,
+            reply: ReserveReply::Held,
+        });
+        let effects = m.handle(Event::ReserveDeadlinePassed);
+        assert_eq!(
+            effects,
+            vec![Effect::RecordDecision {
+                decision: Decision::Abort,
+                failure_reason: Some(
+                    "deadline budget exhausted waiting for the external institution to reserve"
+                        .into()
+                )
+            }]
+        );
+    }
+
+    #[test]
+    fn losing_the_race_follows_the_recorded_decision() {
+        let (mut m, _) = TransferMachine::begin();
+        m.handle(Event::ReserveAnswered {
+            leg: Leg::External,
+            reply: ReserveReply::Held,
+        });
+        m.handle(Event::ReserveAnswered {
+            leg: Leg::Internal,
+            reply: ReserveReply::Held,
+        });
+        // The reconciler aborted first: the compare-and-set reports its decision.
+        let effects = m.handle(Event::DecisionRecorded {
+            recorded: RecordedState::Aborted,
+            failure_reason: Some("stale".into()),
+        });
+        assert_eq!(
+            effects,
+            vec![Effect::Cancel(Leg::External), Effect::Cancel(Leg::Internal)]
+        );
+        assert_eq!(m.failure_reason(), Some("stale"));
+    }
+
+    #[test]
+    fn a_failed_settle_hands_over_without_recording_an_outcome() {
+        let (mut m, _) = TransferMachine::resume(RecordedState::Committed, None, None);
+        assert!(m.handle(Event::Settled { leg: Leg::Internal }).is_empty());
+        assert!(
+            m.handle(Event::SettleFailed { leg: Leg::External })
+                .is_empty()
+        );
+        assert!(m.is_idle());
+        assert_eq!(m.recorded(), RecordedState::Committed);
+        assert_eq!(m.recorded().client_status(), ClientStatus::Processing);
+    }
+
+    #[test]
+    fn resume_derives_everything_from_the_record() {
+        let (_, e) = TransferMachine::resume(RecordedState::Started, None, None);
+        assert!(
+            e.is_empty(),
+            "a live undecided transfer belongs to its driver"
+        );
+        let (_, e) = TransferMachine::resume(RecordedState::Started, None, Some("stale".into()));
+        assert_eq!(
+            e,
+            vec![Effect::RecordDecision {
+                decision: Decision::Abort,
+                failure_reason: Some("stale".into())
+            }]
+        );
+        let (_, e) = TransferMachine::resume(RecordedState::Aborted, None, None);
+        assert_eq!(
+            e,
+            vec![Effect::Cancel(Leg::External), Effect::Cancel(Leg::Internal)]
+        );
+        let (_, e) = TransferMachine::resume(RecordedState::Succeeded, None, Some("x".into()));
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn recorded_state_names_round_trip() {
+        for s in RecordedState::ALL {
+            assert_eq!(RecordedState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(RecordedState::parse("committing"), None);
+    }
+}
