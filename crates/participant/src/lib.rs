@@ -1,0 +1,1 @@
+//! stub: the participant crate (being written)
