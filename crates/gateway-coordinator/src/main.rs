@@ -1,1 +1,27 @@
-fn main() {}
+//! The gateway binary: configuration, telemetry, listener; the rest is the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "BankTransfer gateway: the public TransferService and transfer coordinator")]
+struct Args {
+    /// TOML configuration file; defaults apply without one. BANKTRANSFER__* variables
+    /// override it.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings: gateway_coordinator::Settings =
+        service_kit::config::load(args.config.as_deref())?;
+    service_kit::telemetry::init("gateway-coordinator", &settings.log_format);
+    let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
+        .await
+        .with_context(|| format!("binding {}", settings.listen_addr))?;
+    gateway_coordinator::run(settings, listener, service_kit::shutdown::signal()).await
+}

@@ -1,1 +1,26 @@
-fn main() {}
+//! The internal balance store binary: load the settings, bind, run until SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use internal_balance_store::Settings;
+
+#[derive(Debug, Parser)]
+#[command(about = "The internal balance store (our ledger), with antifraud, limits and rate limit")]
+struct Args {
+    /// TOML settings file; without one, defaults and BANKTRANSFER__* variables apply.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings: Settings = service_kit::config::load(args.config.as_deref())?;
+    service_kit::telemetry::init("internal-balance-store", &settings.log_format);
+    let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
+        .await
+        .with_context(|| format!("binding listen_addr {}", settings.listen_addr))?;
+    internal_balance_store::run(settings, listener, service_kit::shutdown::signal()).await
+}

@@ -1,1 +1,48 @@
-//! stub: the participant crate (being written)
+//! The participant side of the BankTransfer protocol, shared by the external institution
+//! (debit side) and our balance store (credit side).
+//!
+//! The decisions (what reserve, confirm and cancel do) live in the pure
+//! `banktransfer_protocol::reservation` book; this crate stores them and serves them.
+//!
+//! Map:
+//! - [`book`]: the [`ReservationBook`] trait the gRPC handlers drive, and its domain types
+//!   ([`NewAccount`], [`OpenOutcome`], [`StoreError`]). A SQL store implements it today; an
+//!   in-memory one for deterministic simulation can implement it later.
+//! - [`store`]: [`ReservationStore`], the book over SQL: every reserve, confirm and cancel
+//!   is one database transaction. All of the crate's SQL is in `store/sql.rs`.
+//! - [`screening`]: the [`Screening`] hook a participant runs inside the reserve
+//!   transaction (the balance store's antifraud, limits and rate limit); [`NoScreening`]
+//!   for the external institution.
+//! - [`grpc`]: [`grpc::Participant`], the handler logic both services call: proto <->
+//!   domain conversion (once, in `grpc/convert.rs`), outcome -> gRPC status, spans, logs.
+//! - [`config`]: the settings sections both services share (`[server]`, `[database]`,
+//!   `[[accounts]]`) and their validation.
+//! - [`seed`]: opening the configured accounts at start-up, idempotently.
+//! - [`ids`]: what a transfer, account or user id may be (non-empty, at most 128
+//!   characters), checked once at the boundary.
+//! - [`MIGRATIONS`]: the schema, per back end.
+
+pub mod book;
+pub mod config;
+pub mod grpc;
+pub mod ids;
+pub mod screening;
+pub mod seed;
+pub mod store;
+
+pub use book::{NewAccount, OpenOutcome, ReservationBook, StoreError};
+pub use screening::{NoScreening, Screening};
+pub use store::ReservationStore;
+
+/// The reservation book's schema: `accounts` and `reservations`, with the indexes the
+/// balance store's rate limit and daily limit count with.
+pub const MIGRATIONS: service_kit::db::Migrations = service_kit::db::Migrations {
+    sqlite: &[(
+        "reservation book",
+        include_str!("../migrations/sqlite/0001_reservation_book.sql"),
+    )],
+    postgres: &[(
+        "reservation book",
+        include_str!("../migrations/postgres/0001_reservation_book.sql"),
+    )],
+};

@@ -1,1 +1,137 @@
-//! stub
+//! The reconciler: the coordinator's recovery half. It finds transfers that no live
+//! request is finishing (undecided past their time, decided but not acknowledged by both
+//! participants) and finishes them with the gateway's own driver; it also audits the
+//! coordinator's log against both participants.
+//!
+//! Map:
+//! - [`config`]: `Settings` (every key has a default).
+//! - [`pass`]: one pass: claim under a lease, `reconcile::takeover`, drive, reschedule.
+//! - [`worker`]: the pass schedule and graceful stop.
+//! - [`audit`]: the money invariants checked against the participants' reservations.
+//! - [`service`]: the gRPC operator API (RunPass, Audit).
+//! - [`jitter`], [`replica`]: backoff jitter and this replica's lease name.
+
+pub mod audit;
+pub mod config;
+pub mod jitter;
+pub mod pass;
+pub mod replica;
+pub mod service;
+pub mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use banktransfer_proto::reconciler::v1::reconciler_server::ReconcilerServer;
+use gateway_coordinator::participants::{GrpcParticipants, Participants};
+use gateway_coordinator::store::{SqlTransferStore, TransferStore};
+use service_kit::clock::{SharedClock, SystemClock};
+use tokio::net::TcpListener;
+
+pub use config::Settings;
+
+use crate::jitter::Jitter;
+use crate::pass::{PassOptions, Reconciler};
+use crate::service::ReconcilerApi;
+
+/// The gRPC service name, for health checks and reflection.
+pub const SERVICE_NAME: &str = "banktransfer.reconciler.v1.Reconciler";
+
+/// Runs the reconciler (its pass schedule and its API on `listener`) until `shutdown`.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let store = SqlTransferStore::open(&settings.database_url, settings.database.pool_settings())
+        .await
+        .with_context(|| format!("opening the transfer log at {}", settings.database_url))?;
+    let participants = GrpcParticipants::connect(
+        &settings.external_url,
+        &settings.ledger_url,
+        settings.connect_timeout(),
+    )
+    .context("participant URLs")?;
+    serve(
+        &settings,
+        Arc::new(store),
+        Arc::new(participants),
+        Arc::new(SystemClock),
+        listener,
+        shutdown,
+    )
+    .await
+}
+
+/// The pass options `settings` describe, with this replica's id resolved.
+pub fn pass_options(settings: &Settings) -> PassOptions {
+    PassOptions {
+        replica_id: replica::replica_id(&settings.replica_id),
+        batch_size: settings.batch_size,
+        lease_ms: settings.lease_ms,
+        call_timeout_ms: settings.call_timeout_ms,
+        attempts_alert: settings.attempts_alert,
+        retry: settings.retry.policy(),
+    }
+}
+
+/// Runs the reconciler over the given store, participants and clock (tests inject
+/// theirs).
+pub async fn serve<S: TransferStore, P: Participants>(
+    settings: &Settings,
+    store: Arc<S>,
+    participants: Arc<P>,
+    clock: SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let (trigger, stop) = service_kit::shutdown::channel();
+    let reconciler = Arc::new(
+        Reconciler::new(
+            Arc::clone(&store),
+            Arc::clone(&participants),
+            clock,
+            pass_options(settings),
+            Jitter::from_entropy(),
+        )
+        .with_shutdown(stop.clone()),
+    );
+    let worker = tokio::spawn(worker::run(
+        Arc::clone(&reconciler),
+        stop,
+        settings.pass_interval(),
+    ));
+    let api = ReconcilerApi::new(
+        reconciler,
+        store,
+        participants,
+        settings.audit_limit_default,
+        Duration::from_millis(settings.call_timeout_ms),
+    );
+    let routes = tonic::service::Routes::new(ReconcilerServer::new(api));
+    // The trigger lives in the server's shutdown future: the signal stops the schedule
+    // as the server starts draining, and a server that fails drops it, which stops the
+    // schedule too.
+    let served = service_kit::server::serve(
+        listener,
+        routes,
+        &[SERVICE_NAME],
+        settings.server.server_settings(),
+        async move {
+            shutdown.await;
+            trigger.trigger();
+        },
+    )
+    .await;
+    worker.await.context("the pass schedule panicked")?;
+    served?;
+    Ok(())
+}

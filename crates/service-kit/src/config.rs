@@ -57,9 +57,8 @@ pub fn load_with_env<T: DeserializeOwned>(
             continue;
         };
         let keys: Vec<String> = key_path.split("__").map(str::to_ascii_lowercase).collect();
-        set_path(&mut root, &keys, scalar(&value)).map_err(|why| {
-            ConfigError::Invalid(format!("environment variable {name}: {why}"))
-        })?;
+        set_path(&mut root, &keys, scalar(&value))
+            .map_err(|why| ConfigError::Invalid(format!("environment variable {name}: {why}")))?;
     }
     T::deserialize(toml::Value::Table(root)).map_err(|e| ConfigError::Invalid(e.to_string()))
 }
@@ -114,22 +113,33 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cfg-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("a.toml");
-        std::fs::write(&file, "listen_addr = \"127.0.0.1:1\"\n[budget]\ntotal_ms = 200\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen_addr = \"127.0.0.1:1\"\n[budget]\ntotal_ms = 200\n",
+        )
+        .unwrap();
         let env = vec![
-            ("BANKTRANSFER__BUDGET__TOTAL_MS".to_string(), "150".to_string()),
+            (
+                "BANKTRANSFER__BUDGET__TOTAL_MS".to_string(),
+                "150".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let s: Settings = load_with_env(Some(&file), env).unwrap();
         assert_eq!(s.listen_addr, "127.0.0.1:1");
         assert_eq!(s.budget.total_ms, 150);
-        let env = vec![("BANKTRANSFER__LISTEN_ADDR".to_string(), "0.0.0.0:9".to_string())];
+        let env = vec![(
+            "BANKTRANSFER__LISTEN_ADDR".to_string(),
+            "0.0.0.0:9".to_string(),
+        )];
         let s: Settings = load_with_env(Some(&file), env).unwrap();
         assert_eq!(s.listen_addr, "0.0.0.0:9");
     }
 
     #[test]
     fn errors_name_the_culprit() {
-        let err = load_with_env::<Settings>(Some(Path::new("/nonexistent/x.toml")), vec![]).unwrap_err();
+        let err =
+            load_with_env::<Settings>(Some(Path::new("/nonexistent/x.toml")), vec![]).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.toml"));
         let err = load_with_env::<Settings>(None, vec![]).unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");

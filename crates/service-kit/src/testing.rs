@@ -23,13 +23,18 @@ pub struct TestDatabase {
 
 impl std::fmt::Debug for TestDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestDatabase").field("url", &self.url).finish()
+        f.debug_struct("TestDatabase")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
 pub fn sqlite(name: &str) -> TestDatabase {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let url = format!("sqlite://{}", dir.path().join(format!("{name}.db")).display());
+    let url = format!(
+        "sqlite://{}",
+        dir.path().join(format!("{name}.db")).display()
+    );
     TestDatabase {
         url,
         backend: Backend::Sqlite,
@@ -68,16 +73,24 @@ pub async fn postgres(name: &str) -> Option<TestDatabase> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let db_name = format!(
         "bt_test_{}_{}_{}_{}",
-        name.chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>().to_lowercase(),
+        name.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(20)
+            .collect::<String>()
+            .to_lowercase(),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst),
         crate::clock::Clock::now_ms(&crate::clock::SystemClock) % 1_000_000
     );
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db_name}\"")))
-        .await
-        .expect("create test database");
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE \"{db_name}\""
+    )))
+    .await
+    .expect("create test database");
     let _ = conn.close().await;
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
     Some(TestDatabase {
         url: format!("{base}/{db_name}"),
         backend: Backend::Postgres,

@@ -18,7 +18,9 @@ const MIGRATIONS: Migrations = Migrations {
 #[tokio::test]
 async fn migrations_money_and_constraints_on_every_backend() {
     for test_db in testing::all("kitdb").await {
-        let db = db::connect(&test_db.url, PoolSettings::default()).await.unwrap();
+        let db = db::connect(&test_db.url, PoolSettings::default())
+            .await
+            .unwrap();
         db::migrate(&db, &MIGRATIONS).await.unwrap();
         db::migrate(&db, &MIGRATIONS).await.unwrap();
 

@@ -1,0 +1,154 @@
+//! ApproveTransfer: record the intent, then drive it within the client's budget; or, when
+//! the idempotency key is already taken, answer for the transfer that holds it.
+//!
+//! A replay never moves money a second time: it only reads the existing record, waits a
+//! little for its live driver, or (when that driver is evidently gone) aborts it through
+//! the same compare-and-set as everyone else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use banktransfer_protocol::budget::{Budget, BudgetPolicy};
+use banktransfer_protocol::transfer::{ClientStatus, RecordedState};
+use service_kit::clock::SharedClock;
+
+use crate::convert::TransferRequest;
+use crate::driver::{Deadlines, Driver};
+use crate::participants::Participants;
+use crate::store::{Intent, NewTransfer, StoreError, TransferRecord, TransferStore};
+
+/// How often a replay re-reads a transfer its original request is still driving.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApproveError {
+    #[error("idempotency key {0:?} was already used for a different request")]
+    KeyReused(String),
+    /// Nothing is known to have happened, or the decision is unknown: retry later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ApproveError> for tonic::Status {
+    fn from(err: ApproveError) -> tonic::Status {
+        match &err {
+            ApproveError::KeyReused(_) => tonic::Status::already_exists(err.to_string()),
+            ApproveError::Store(store) => crate::store_status(store),
+        }
+    }
+}
+
+pub struct Approver<S, P> {
+    store: Arc<S>,
+    driver: Driver<S, P>,
+    clock: SharedClock,
+    policy: BudgetPolicy,
+}
+
+impl<S: TransferStore, P: Participants> Approver<S, P> {
+    pub fn new(
+        store: Arc<S>,
+        driver: Driver<S, P>,
+        clock: SharedClock,
+        policy: BudgetPolicy,
+    ) -> Approver<S, P> {
+        Approver {
+            store,
+            driver,
+            clock,
+            policy,
+        }
+    }
+
+    /// The transfer this request stands for, as far as it got within `budget`.
+    pub async fn approve(
+        &self,
+        request: TransferRequest,
+        budget: Budget,
+    ) -> Result<TransferRecord, ApproveError> {
+        let now_ms = self.clock.now_ms();
+        let new = NewTransfer {
+            transfer_id: uuid::Uuid::now_v7().to_string(),
+            fingerprint: request.fingerprint(),
+            user_id: request.user_id,
+            idempotency_key: request.idempotency_key,
+            external_account_id: request.external_account_id,
+            internal_account_id: request.internal_account_id,
+            amount: request.amount,
+            created_at_ms: now_ms,
+            // The reconciler looks once this request's own budget is surely over.
+            next_attempt_at_ms: now_ms + self.policy.total_ms,
+        };
+        // Durable before anyone is called; an unreachable store means nothing happened.
+        match self.store.insert_intent(&new).await? {
+            Intent::Created(record) => {
+                let driven = self
+                    .driver
+                    .begin(record, Deadlines::from_budget(&budget))
+                    .await;
+                answer(driven.record, driven.store_error)
+            }
+            Intent::Existing(record) if record.fingerprint != new.fingerprint => {
+                tracing::info!(
+                    transfer_id = %record.transfer_id,
+                    "idempotency key reused for a different request"
+                );
+                Err(ApproveError::KeyReused(new.idempotency_key))
+            }
+            Intent::Existing(record) => self.replay(record, budget).await,
+        }
+    }
+
+    /// Answers a replay from the existing record: polls while its own request may still
+    /// be driving it, takes it over when that request's budget is long gone.
+    async fn replay(
+        &self,
+        mut record: TransferRecord,
+        budget: Budget,
+    ) -> Result<TransferRecord, ApproveError> {
+        tracing::info!(
+            transfer_id = %record.transfer_id,
+            recorded = record.state.as_str(),
+            "replay of an existing transfer"
+        );
+        loop {
+            let now_ms = self.clock.now_ms();
+            let driver_gone = now_ms.saturating_sub(record.created_at_ms) >= self.policy.total_ms;
+            if record.state == RecordedState::Started && driver_gone {
+                let reason = format!(
+                    "not decided within {} ms: aborted by a retry of the request",
+                    self.policy.total_ms
+                );
+                let driven = self
+                    .driver
+                    .resume(record, Some(reason), Deadlines::from_budget(&budget))
+                    .await;
+                return answer(driven.record, driven.store_error);
+            }
+            let settled = record.state.client_status() != ClientStatus::Processing;
+            let out_of_budget =
+                now_ms + POLL_INTERVAL.as_millis() as u64 >= budget.settle_deadline_ms();
+            if settled || driver_gone || out_of_budget {
+                return Ok(record);
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+            record = self.store.get(&record.transfer_id).await?.ok_or_else(|| {
+                StoreError::Corrupt(format!("transfer {} vanished", record.transfer_id))
+            })?;
+        }
+    }
+}
+
+/// A drive that could not learn the decision answers UNAVAILABLE: the transfer stays
+/// `started` and is aborted later (by the reconciler or a retry).
+fn answer(
+    record: TransferRecord,
+    store_error: Option<StoreError>,
+) -> Result<TransferRecord, ApproveError> {
+    match store_error {
+        Some(err) if record.state == RecordedState::Started => Err(ApproveError::Store(
+            StoreError::Unavailable(format!("the decision could not be recorded: {err}")),
+        )),
+        _ => Ok(record),
+    }
+}

@@ -1,0 +1,312 @@
+//! [`Participants`] over gRPC: the external institution and our balance store speak the
+//! same reservation contract, so one set of conversions serves both.
+
+use std::time::Duration;
+
+use banktransfer_proto::external::v1::external_institution_client::ExternalInstitutionClient;
+use banktransfer_proto::ledger::v1::balance_store_client::BalanceStoreClient;
+use banktransfer_proto::money::v1 as money_pb;
+use banktransfer_proto::reservation::v1::{
+    self as reservation_pb, CancelRequest, ConfirmRequest, GetReservationRequest,
+    ReservationStatus, ReserveRequest,
+};
+use banktransfer_protocol::transfer::{Leg, ReserveReply};
+use service_kit::client::{channel, with_deadline};
+use tonic::transport::Channel;
+
+use super::{CallError, Participants, ReservationView, ReserveTerms};
+
+#[derive(Clone, Debug)]
+pub struct GrpcParticipants {
+    external: ExternalInstitutionClient<Channel>,
+    ledger: BalanceStoreClient<Channel>,
+}
+
+impl GrpcParticipants {
+    /// Channels connect lazily: the coordinator starts even while a participant is down,
+    /// and each call then fails (within its deadline) instead.
+    pub fn connect(
+        external_url: &str,
+        ledger_url: &str,
+        connect_timeout: Duration,
+    ) -> Result<GrpcParticipants, tonic::transport::Error> {
+        Ok(GrpcParticipants {
+            external: ExternalInstitutionClient::new(channel(external_url, connect_timeout)?),
+            ledger: BalanceStoreClient::new(channel(ledger_url, connect_timeout)?),
+        })
+    }
+}
+
+impl Participants for GrpcParticipants {
+    async fn reserve(&self, leg: Leg, terms: &ReserveTerms, timeout: Duration) -> ReserveReply {
+        let request = with_deadline(reserve_request(terms), timeout);
+        let result = match leg {
+            Leg::External => self.external.clone().reserve(request).await,
+            Leg::Internal => self.ledger.clone().reserve(request).await,
+        };
+        reserve_reply(result.map(|r| r.into_inner().reservation))
+    }
+
+    async fn confirm(
+        &self,
+        leg: Leg,
+        transfer_id: &str,
+        timeout: Duration,
+    ) -> Result<(), CallError> {
+        let request = with_deadline(
+            ConfirmRequest {
+                transfer_id: transfer_id.to_owned(),
+            },
+            timeout,
+        );
+        let result = match leg {
+            Leg::External => self.external.clone().confirm(request).await,
+            Leg::Internal => self.ledger.clone().confirm(request).await,
+        };
+        settled(
+            "confirm",
+            result.map(|r| r.into_inner().reservation),
+            &[ReservationStatus::Confirmed],
+        )
+    }
+
+    async fn cancel(
+        &self,
+        leg: Leg,
+        transfer_id: &str,
+        timeout: Duration,
+    ) -> Result<(), CallError> {
+        let request = with_deadline(
+            CancelRequest {
+                transfer_id: transfer_id.to_owned(),
+            },
+            timeout,
+        );
+        let result = match leg {
+            Leg::External => self.external.clone().cancel(request).await,
+            Leg::Internal => self.ledger.clone().cancel(request).await,
+        };
+        settled(
+            "cancel",
+            result.map(|r| r.into_inner().reservation),
+            &[ReservationStatus::Cancelled, ReservationStatus::Refused],
+        )
+    }
+
+    async fn get_reservation(
+        &self,
+        leg: Leg,
+        transfer_id: &str,
+        timeout: Duration,
+    ) -> Result<ReservationView, CallError> {
+        let request = with_deadline(
+            GetReservationRequest {
+                transfer_id: transfer_id.to_owned(),
+            },
+            timeout,
+        );
+        let result = match leg {
+            Leg::External => self.external.clone().get_reservation(request).await,
+            Leg::Internal => self.ledger.clone().get_reservation(request).await,
+        };
+        reservation_view(result.map(|r| r.into_inner().reservation))
+    }
+}
+
+fn reserve_request(terms: &ReserveTerms) -> ReserveRequest {
+    ReserveRequest {
+        transfer_id: terms.transfer_id.clone(),
+        account_id: terms.account_id.clone(),
+        user_id: terms.user_id.clone(),
+        amount: Some(money_pb::Money {
+            minor_units: terms.amount.minor_units(),
+            currency: terms.amount.currency().as_str().to_owned(),
+        }),
+    }
+}
+
+fn status_text(status: &tonic::Status) -> String {
+    if status.message().is_empty() {
+        status.code().description().to_owned()
+    } else {
+        status.message().to_owned()
+    }
+}
+
+/// HELD (or CONFIRMED, on a replay after a confirm) is a hold; REFUSED and CANCELLED
+/// mean nothing is held; anything else leaves the hold unknown, which only an abort
+/// makes safe.
+fn reserve_reply(
+    result: Result<Option<reservation_pb::Reservation>, tonic::Status>,
+) -> ReserveReply {
+    let reservation = match result {
+        Ok(Some(reservation)) => reservation,
+        Ok(None) => return ReserveReply::Unknown("reserve answered without a reservation".into()),
+        Err(status) => return ReserveReply::Unknown(status_text(&status)),
+    };
+    match reservation.status() {
+        ReservationStatus::Held | ReservationStatus::Confirmed => ReserveReply::Held,
+        ReservationStatus::Refused => ReserveReply::Refused(reservation.refusal_message),
+        ReservationStatus::Cancelled => {
+            ReserveReply::Refused("cancelled before the reserve arrived".into())
+        }
+        ReservationStatus::Unspecified => {
+            ReserveReply::Unknown("reserve answered with an unspecified status".into())
+        }
+    }
+}
+
+/// A confirm or cancel counts only when the reservation ends in one of `expected`.
+fn settled(
+    operation: &str,
+    result: Result<Option<reservation_pb::Reservation>, tonic::Status>,
+    expected: &[ReservationStatus],
+) -> Result<(), CallError> {
+    match result {
+        Ok(Some(reservation)) if expected.contains(&reservation.status()) => Ok(()),
+        Ok(Some(reservation)) => Err(CallError(format!(
+            "{operation} left the reservation {}",
+            reservation.status().as_str_name()
+        ))),
+        Ok(None) => Err(CallError(format!(
+            "{operation} answered without a reservation"
+        ))),
+        Err(status) => Err(CallError(format!(
+            "{operation} failed: {:?}: {}",
+            status.code(),
+            status_text(&status)
+        ))),
+    }
+}
+
+fn reservation_view(
+    result: Result<Option<reservation_pb::Reservation>, tonic::Status>,
+) -> Result<ReservationView, CallError> {
+    match result {
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(ReservationView::NotFound),
+        Err(status) => Err(CallError(format!(
+            "get_reservation failed: {:?}: {}",
+            status.code(),
+            status_text(&status)
+        ))),
+        Ok(None) => Err(CallError(
+            "get_reservation answered without a reservation".into(),
+        )),
+        Ok(Some(reservation)) => match reservation.status() {
+            ReservationStatus::Held => Ok(ReservationView::Held),
+            ReservationStatus::Confirmed => Ok(ReservationView::Confirmed),
+            ReservationStatus::Cancelled => Ok(ReservationView::Cancelled),
+            ReservationStatus::Refused => Ok(ReservationView::Refused),
+            ReservationStatus::Unspecified => Err(CallError(
+                "get_reservation answered with an unspecified status".into(),
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reservation(status: ReservationStatus, message: &str) -> reservation_pb::Reservation {
+        reservation_pb::Reservation {
+            transfer_id: "t".into(),
+            status: status as i32,
+            refusal_message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reserve_answers_map_to_held_refused_or_unknown() {
+        let held = reserve_reply(Ok(Some(reservation(ReservationStatus::Held, ""))));
+        assert_eq!(held, ReserveReply::Held);
+        let replayed = reserve_reply(Ok(Some(reservation(ReservationStatus::Confirmed, ""))));
+        assert_eq!(replayed, ReserveReply::Held);
+        let refused = reserve_reply(Ok(Some(reservation(
+            ReservationStatus::Refused,
+            "insufficient funds",
+        ))));
+        assert_eq!(refused, ReserveReply::Refused("insufficient funds".into()));
+        let tombstone = reserve_reply(Ok(Some(reservation(ReservationStatus::Cancelled, ""))));
+        assert_eq!(
+            tombstone,
+            ReserveReply::Refused("cancelled before the reserve arrived".into())
+        );
+        let down = reserve_reply(Err(tonic::Status::unavailable("connection refused")));
+        assert_eq!(down, ReserveReply::Unknown("connection refused".into()));
+        let silent = reserve_reply(Err(tonic::Status::deadline_exceeded("")));
+        assert!(matches!(silent, ReserveReply::Unknown(why) if !why.is_empty()));
+        assert!(matches!(reserve_reply(Ok(None)), ReserveReply::Unknown(_)));
+        let unspecified = reserve_reply(Ok(Some(reservation(ReservationStatus::Unspecified, ""))));
+        assert!(matches!(unspecified, ReserveReply::Unknown(_)));
+    }
+
+    #[test]
+    fn confirm_and_cancel_count_only_in_the_expected_state() {
+        let confirmed = [ReservationStatus::Confirmed];
+        assert!(
+            settled(
+                "confirm",
+                Ok(Some(reservation(ReservationStatus::Confirmed, ""))),
+                &confirmed
+            )
+            .is_ok()
+        );
+        let err = settled(
+            "confirm",
+            Ok(Some(reservation(ReservationStatus::Cancelled, ""))),
+            &confirmed,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("CANCELLED"), "{err}");
+        let err = settled(
+            "confirm",
+            Err(tonic::Status::failed_precondition("already cancelled")),
+            &confirmed,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("already cancelled"), "{err}");
+        let released = [ReservationStatus::Cancelled, ReservationStatus::Refused];
+        assert!(
+            settled(
+                "cancel",
+                Ok(Some(reservation(ReservationStatus::Refused, ""))),
+                &released
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_missing_reservation_reads_as_not_found() {
+        assert_eq!(
+            reservation_view(Err(tonic::Status::not_found("no such transfer"))),
+            Ok(ReservationView::NotFound)
+        );
+        assert_eq!(
+            reservation_view(Ok(Some(reservation(ReservationStatus::Held, "")))),
+            Ok(ReservationView::Held)
+        );
+        assert!(reservation_view(Err(tonic::Status::unavailable("down"))).is_err());
+    }
+
+    #[test]
+    fn reserve_request_carries_the_terms() {
+        let terms = ReserveTerms {
+            transfer_id: "t-1".into(),
+            user_id: "alice".into(),
+            account_id: "ext-a".into(),
+            amount: banktransfer_protocol::money::Money::positive(1234, "EUR").unwrap(),
+        };
+        let request = reserve_request(&terms);
+        assert_eq!(request.transfer_id, "t-1");
+        assert_eq!(request.account_id, "ext-a");
+        assert_eq!(request.user_id, "alice");
+        let amount = request.amount.unwrap();
+        assert_eq!(
+            (amount.minor_units, amount.currency.as_str()),
+            (1234, "EUR")
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The two participants of every transfer, as the coordinator calls them: reserve,
+//! confirm, cancel, and (for the audit) read a reservation. [`Participants`] is the seam
+//! where tests and the simulator put scripted participants; [`GrpcParticipants`] is the
+//! real thing.
+
+mod grpc;
+
+use std::future::Future;
+use std::time::Duration;
+
+use banktransfer_protocol::money::Money;
+use banktransfer_protocol::transfer::{Leg, ReserveReply};
+
+use crate::store::TransferRecord;
+
+pub use grpc::GrpcParticipants;
+
+/// What a reserve asks one leg for. `transfer_id` is the idempotency key between
+/// services: replaying the call is safe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReserveTerms {
+    pub transfer_id: String,
+    pub user_id: String,
+    pub account_id: String,
+    pub amount: Money,
+}
+
+impl ReserveTerms {
+    /// The external leg reserves on the source account, the internal leg on the
+    /// destination account.
+    pub fn for_leg(record: &TransferRecord, leg: Leg) -> ReserveTerms {
+        let account_id = match leg {
+            Leg::External => &record.external_account_id,
+            Leg::Internal => &record.internal_account_id,
+        };
+        ReserveTerms {
+            transfer_id: record.transfer_id.clone(),
+            user_id: record.user_id.clone(),
+            account_id: account_id.clone(),
+            amount: record.amount,
+        }
+    }
+}
+
+/// What a participant holds for a transfer (the audit compares it with the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReservationView {
+    /// No reserve (nor cancel) ever reached it.
+    NotFound,
+    Held,
+    Confirmed,
+    Cancelled,
+    Refused,
+}
+
+impl ReservationView {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationView::NotFound => "NOT_FOUND",
+            ReservationView::Held => "HELD",
+            ReservationView::Confirmed => "CONFIRMED",
+            ReservationView::Cancelled => "CANCELLED",
+            ReservationView::Refused => "REFUSED",
+        }
+    }
+}
+
+/// A call that did not get the answer it needed (error status, wrong state, timeout).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CallError(pub String);
+
+/// Both participants. Every call carries `timeout` as its deadline; the driver also
+/// stops waiting at that deadline, whatever the implementation does.
+pub trait Participants: Send + Sync + 'static {
+    /// Never an error: anything but a clear answer is [`ReserveReply::Unknown`].
+    fn reserve(
+        &self,
+        leg: Leg,
+        terms: &ReserveTerms,
+        timeout: Duration,
+    ) -> impl Future<Output = ReserveReply> + Send;
+
+    /// Ok once the leg's reservation is CONFIRMED.
+    fn confirm(
+        &self,
+        leg: Leg,
+        transfer_id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    /// Ok once the leg holds nothing for the transfer (CANCELLED, or REFUSED).
+    fn cancel(
+        &self,
+        leg: Leg,
+        transfer_id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    fn get_reservation(
+        &self,
+        leg: Leg,
+        transfer_id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ReservationView, CallError>> + Send;
+}

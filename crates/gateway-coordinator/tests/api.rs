@@ -1,0 +1,610 @@
+//! The TransferService over gRPC, in-process, on every back end, with scripted
+//! participants: the protocol's promises as a client and the participants see them.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use banktransfer_proto::gateway::v1::{
+    GetTransferRequest, IdempotencyKeyLookup, TransferStatus, get_transfer_request,
+};
+use banktransfer_protocol::transfer::{Leg, RecordedState};
+use common::{approve_request, intent, now_ms, open_store, spawn_gateway, status_of};
+use gateway_coordinator::Settings;
+use gateway_coordinator::participants::ReservationView;
+use gateway_coordinator::store::TransferStore;
+use gateway_coordinator::testing::{FakeParticipants, FakeReserve, Op};
+use service_kit::testing;
+
+/// Generous bounds for waits that only a broken implementation exceeds.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// A budget long enough for a test to look around while a call is held up.
+fn roomy_settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.budget.total_ms = 5_000;
+    settings.budget.after_reserve_ms = 2_000;
+    settings
+}
+
+#[tokio::test]
+async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
+    for test_db in testing::all("happy").await {
+        let store = open_store(&test_db).await;
+        let fake = Arc::new(FakeParticipants::new());
+        let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
+        fake.close_settle_gate(Leg::External);
+        fake.close_settle_gate(Leg::Internal);
+
+        let mut client = gateway.client.clone();
+        let call = tokio::spawn(async move {
+            client
+                .approve_transfer(approve_request("alice", "k1", 250))
+                .await
+        });
+        // Both confirms are in flight and held at the gate: the commit must already be
+        // durable.
+        let record = loop {
+            let recent = store.recent(1).await.unwrap();
+            if let Some(record) = recent.into_iter().next()
+                && fake.count(Leg::External, Op::Confirm, &record.transfer_id) > 0
+            {
+                break record;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        assert!(
+            fake.wait_for_call(Leg::Internal, Op::Confirm, &record.transfer_id, PATIENCE)
+                .await
+        );
+        let now = store.get(&record.transfer_id).await.unwrap().unwrap();
+        assert_eq!(now.state, RecordedState::Committed, "{:?}", test_db.backend);
+        fake.open_settle_gate(Leg::External);
+        fake.open_settle_gate(Leg::Internal);
+
+        let transfer = call.await.unwrap().unwrap().into_inner().transfer.unwrap();
+        assert_eq!(status_of(&transfer), TransferStatus::Succeeded);
+        assert_eq!(transfer.transfer_id, record.transfer_id);
+        assert!(
+            uuid::Uuid::parse_str(&transfer.transfer_id)
+                .unwrap()
+                .get_version_num()
+                == 7
+        );
+        assert_eq!(transfer.failure_reason, "");
+        assert_eq!(transfer.amount.unwrap().minor_units, 250);
+        let id = &transfer.transfer_id;
+        for leg in Leg::BOTH {
+            assert_eq!(fake.count(leg, Op::Reserve, id), 1);
+            assert_eq!(fake.count(leg, Op::Confirm, id), 1);
+            assert_eq!(fake.count(leg, Op::Cancel, id), 0);
+            assert_eq!(fake.reservation(leg, id), ReservationView::Confirmed);
+        }
+        let stored = store.get(id).await.unwrap().unwrap();
+        assert_eq!(stored.state, RecordedState::Succeeded);
+
+        // GetTransfer finds it both ways.
+        let by_id = gateway
+            .client
+            .get_transfer(GetTransferRequest {
+                lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .transfer
+            .unwrap();
+        assert_eq!(status_of(&by_id), TransferStatus::Succeeded);
+        let by_key = gateway
+            .client
+            .get_transfer(GetTransferRequest {
+                lookup: Some(get_transfer_request::Lookup::IdempotencyKey(
+                    IdempotencyKeyLookup {
+                        user_id: "alice".into(),
+                        idempotency_key: "k1".into(),
+                    },
+                )),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .transfer
+            .unwrap();
+        assert_eq!(by_key, by_id);
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_fails_the_transfer_and_cancels_both_legs() {
+    for test_db in testing::all("refusal").await {
+        let store = open_store(&test_db).await;
+        let fake = Arc::new(FakeParticipants::new());
+        fake.script(Leg::Internal, |s| {
+            s.reserve = FakeReserve::Refuse("antifraud: velocity".into())
+        });
+        let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+        let transfer = gateway
+            .client
+            .approve_transfer(approve_request("alice", "k1", 250))
+            .await
+            .unwrap()
+            .into_inner()
+            .transfer
+            .unwrap();
+        assert_eq!(status_of(&transfer), TransferStatus::Failed);
+        assert!(
+            transfer
+                .failure_reason
+                .contains("balance store refused: antifraud: velocity"),
+            "{}",
+            transfer.failure_reason
+        );
+        let id = &transfer.transfer_id;
+        for leg in Leg::BOTH {
+            assert_eq!(fake.count(leg, Op::Cancel, id), 1, "{leg:?}");
+            assert_eq!(fake.count(leg, Op::Confirm, id), 0, "{leg:?}");
+            assert_eq!(fake.reservation(leg, id), ReservationView::Cancelled);
+        }
+        assert_eq!(
+            store.get(id).await.unwrap().unwrap().state,
+            RecordedState::Failed
+        );
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_reserve_answer_fails_the_transfer() {
+    for test_db in testing::all("unknown").await {
+        let store = open_store(&test_db).await;
+        let fake = Arc::new(FakeParticipants::new());
+        fake.script(Leg::External, |s| {
+            s.reserve = FakeReserve::Fail("connection reset".into())
+        });
+        let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+        let transfer = gateway
+            .client
+            .approve_transfer(approve_request("alice", "k1", 250))
+            .await
+            .unwrap()
+            .into_inner()
+            .transfer
+            .unwrap();
+        assert_eq!(status_of(&transfer), TransferStatus::Failed);
+        assert!(
+            transfer
+                .failure_reason
+                .contains("did not answer the reserve"),
+            "{}",
+            transfer.failure_reason
+        );
+        for leg in Leg::BOTH {
+            assert_eq!(fake.count(leg, Op::Confirm, &transfer.transfer_id), 0);
+            assert_ne!(
+                fake.reservation(leg, &transfer.transfer_id),
+                ReservationView::Held
+            );
+        }
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_participant_fails_the_transfer_within_the_budget() {
+    for test_db in testing::all("slowreserve").await {
+        let store = open_store(&test_db).await;
+        let fake = Arc::new(FakeParticipants::new());
+        fake.script(Leg::External, |s| s.reserve_delay = Duration::from_secs(30));
+        let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+
+        // The default budget is 200 ms; waiting for the participant would take 30 s.
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            gateway
+                .client
+                .approve_transfer(approve_request("alice", "k1", 250)),
+        )
+        .await
+        .expect("answered within the budget")
+        .unwrap();
+        let transfer = answer.into_inner().transfer.unwrap();
+        assert_eq!(status_of(&transfer), TransferStatus::Failed);
+        assert!(
+            transfer.failure_reason.contains("external institution"),
+            "{}",
+            transfer.failure_reason
+        );
+        let id = &transfer.transfer_id;
+        // Nothing is held anywhere: the late reserve meets a tombstone.
+        for leg in Leg::BOTH {
+            assert_ne!(fake.reservation(leg, id), ReservationView::Held, "{leg:?}");
+            assert_eq!(fake.count(leg, Op::Cancel, id), 1, "{leg:?}");
+        }
+        let stored = store.get(id).await.unwrap().unwrap();
+        assert!(
+            stored.state.client_status() == banktransfer_protocol::transfer::ClientStatus::Failed
+        );
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_shorter_client_deadline_shrinks_the_budget() {
+    let test_db = testing::sqlite("clientdeadline");
+    let store = open_store(&test_db).await;
+    let fake = Arc::new(FakeParticipants::new());
+    fake.script(Leg::Internal, |s| s.reserve_delay = Duration::from_secs(30));
+    // A budget far longer than the client waits: only the client's deadline can make
+    // the gateway answer before the client gives up.
+    let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
+    let mut request = tonic::Request::new(approve_request("alice", "k1", 250));
+    request.set_timeout(Duration::from_millis(300));
+    let transfer = gateway
+        .client
+        .approve_transfer(request)
+        .await
+        .expect("answered before the client's own deadline")
+        .into_inner()
+        .transfer
+        .unwrap();
+    assert_eq!(status_of(&transfer), TransferStatus::Failed);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_confirm_answers_processing_and_recovery_finishes_it() {
+    for test_db in testing::all("slowconfirm").await {
+        let store = open_store(&test_db).await;
+        let fake = Arc::new(FakeParticipants::new());
+        fake.script(Leg::External, |s| s.settle_delay = Duration::from_secs(30));
+        let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+        let transfer = tokio::time::timeout(
+            Duration::from_secs(2),
+            gateway
+                .client
+                .approve_transfer(approve_request("alice", "k1", 250)),
+        )
+        .await
+        .expect("answered within the budget")
+        .unwrap()
+        .into_inner()
+        .transfer
+        .unwrap();
+        assert_eq!(status_of(&transfer), TransferStatus::Processing);
+        let id = transfer.transfer_id.clone();
+        let record = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.state, RecordedState::Committed);
+
+        // The recovery half picks it up from the record alone.
+        fake.script(Leg::External, |s| s.settle_delay = Duration::ZERO);
+        let driver = gateway_coordinator::driver::Driver::new(
+            store.clone(),
+            fake.clone(),
+            Arc::new(service_kit::clock::SystemClock),
+            gateway_coordinator::fault::FaultPoints::off(),
+        );
+        let driven = driver
+            .resume(
+                record,
+                None,
+                gateway_coordinator::driver::Deadlines::recovery(now_ms(), 1_000),
+            )
+            .await;
+        assert_eq!(driven.record.state, RecordedState::Succeeded);
+        let now = gateway
+            .client
+            .get_transfer(GetTransferRequest {
+                lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .transfer
+            .unwrap();
+        assert_eq!(status_of(&now), TransferStatus::Succeeded);
+        for leg in Leg::BOTH {
+            assert_eq!(fake.reservation(leg, &id), ReservationView::Confirmed);
+        }
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_replay_returns_the_same_transfer_without_moving_money_again() {
+    for test_db in testing::all("replay").await {
+        let store = open_store(&test_db).await;
+        let fake = Arc::new(FakeParticipants::new());
+        let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+        let first = gateway
+            .client
+            .approve_transfer(approve_request("alice", "k1", 250))
+            .await
+            .unwrap()
+            .into_inner()
+            .transfer
+            .unwrap();
+        let again = gateway
+            .client
+            .approve_transfer(approve_request("alice", "k1", 250))
+            .await
+            .unwrap()
+            .into_inner()
+            .transfer
+            .unwrap();
+        assert_eq!(again, first);
+        assert_eq!(status_of(&again), TransferStatus::Succeeded);
+        assert_eq!(fake.count_op(Op::Reserve), 2, "one reserve per leg, ever");
+        assert_eq!(fake.count_op(Op::Confirm), 2);
+        assert_eq!(store.recent(10).await.unwrap().len(), 1);
+
+        // Same key, different request: refused, nothing called.
+        let reused = gateway
+            .client
+            .approve_transfer(approve_request("alice", "k1", 999))
+            .await
+            .unwrap_err();
+        assert_eq!(reused.code(), tonic::Code::AlreadyExists);
+        assert!(
+            reused
+                .message()
+                .contains("idempotency key \"k1\" was already used for a different request"),
+            "{}",
+            reused.message()
+        );
+        assert_eq!(fake.count_op(Op::Reserve), 2);
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_resolve_to_one_transfer() {
+    for test_db in testing::all("duplicates").await {
+        let store = open_store(&test_db).await;
+        let fake = Arc::new(FakeParticipants::new());
+        // Slow enough that the duplicates arrive while the original is reserving.
+        fake.script(Leg::External, |s| {
+            s.reserve_delay = Duration::from_millis(50)
+        });
+        let gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+        let mut calls = Vec::new();
+        for _ in 0..8 {
+            let mut client = gateway.client.clone();
+            calls.push(tokio::spawn(async move {
+                client
+                    .approve_transfer(approve_request("alice", "dup", 250))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .transfer
+                    .unwrap()
+            }));
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut succeeded = 0;
+        for call in calls {
+            let transfer = call.await.unwrap();
+            ids.insert(transfer.transfer_id.clone());
+            match status_of(&transfer) {
+                TransferStatus::Succeeded => succeeded += 1,
+                // A duplicate whose own budget ran out first answers what it found.
+                TransferStatus::Processing => {}
+                other => panic!("unexpected status {other:?}"),
+            }
+        }
+        assert_eq!(ids.len(), 1, "{:?}: one transfer", test_db.backend);
+        assert!(succeeded >= 1);
+        assert_eq!(fake.count_op(Op::Reserve), 2, "one reserve per leg");
+        assert_eq!(store.recent(10).await.unwrap().len(), 1);
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_replay_takes_over_a_stale_undecided_transfer_and_aborts_it() {
+    for test_db in testing::all("takeover").await {
+        let store = open_store(&test_db).await;
+        let fake = Arc::new(FakeParticipants::new());
+        let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+        // An intent whose gateway died a second ago, before deciding.
+        let mut orphan = intent("alice", "k1", 250, now_ms() - 1_000);
+        orphan.fingerprint = gateway_coordinator::convert::TransferRequest::try_from(
+            approve_request("alice", "k1", 250),
+        )
+        .unwrap()
+        .fingerprint();
+        store.insert_intent(&orphan).await.unwrap();
+
+        let transfer = gateway
+            .client
+            .approve_transfer(approve_request("alice", "k1", 250))
+            .await
+            .unwrap()
+            .into_inner()
+            .transfer
+            .unwrap();
+        assert_eq!(transfer.transfer_id, orphan.transfer_id);
+        assert_eq!(status_of(&transfer), TransferStatus::Failed);
+        assert!(
+            transfer
+                .failure_reason
+                .contains("aborted by a retry of the request"),
+            "{}",
+            transfer.failure_reason
+        );
+        for leg in Leg::BOTH {
+            assert_eq!(fake.count(leg, Op::Reserve, &orphan.transfer_id), 0);
+            assert_eq!(fake.count(leg, Op::Cancel, &orphan.transfer_id), 1);
+            assert_eq!(
+                fake.reservation(leg, &orphan.transfer_id),
+                ReservationView::Cancelled
+            );
+        }
+        assert_eq!(
+            store.get(&orphan.transfer_id).await.unwrap().unwrap().state,
+            RecordedState::Failed
+        );
+        gateway.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_replay_of_a_live_undecided_transfer_polls_and_answers_processing() {
+    let test_db = testing::sqlite("pollreplay");
+    let store = open_store(&test_db).await;
+    let fake = Arc::new(FakeParticipants::new());
+    let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+    // Its own request is (as far as anyone can tell) still deciding.
+    let mut live = intent("alice", "k1", 250, now_ms() + 60_000);
+    live.fingerprint = gateway_coordinator::convert::TransferRequest::try_from(approve_request(
+        "alice", "k1", 250,
+    ))
+    .unwrap()
+    .fingerprint();
+    store.insert_intent(&live).await.unwrap();
+    let transfer = gateway
+        .client
+        .approve_transfer(approve_request("alice", "k1", 250))
+        .await
+        .unwrap()
+        .into_inner()
+        .transfer
+        .unwrap();
+    assert_eq!(transfer.transfer_id, live.transfer_id);
+    assert_eq!(status_of(&transfer), TransferStatus::Processing);
+    assert!(
+        fake.calls().is_empty(),
+        "a replay never calls the participants itself"
+    );
+    assert_eq!(
+        store.get(&live.transfer_id).await.unwrap().unwrap().state,
+        RecordedState::Started
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_requests_are_refused_with_nothing_written() {
+    let test_db = testing::sqlite("invalid");
+    let store = open_store(&test_db).await;
+    let fake = Arc::new(FakeParticipants::new());
+    let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+    let mut bad = approve_request("alice", "k1", 0);
+    let err = gateway
+        .client
+        .approve_transfer(bad.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("amount.minor_units"),
+        "{}",
+        err.message()
+    );
+    bad = approve_request("", "k1", 10);
+    let err = gateway.client.approve_transfer(bad).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().starts_with("user_id"), "{}", err.message());
+    assert!(store.recent(10).await.unwrap().is_empty());
+    assert!(fake.calls().is_empty());
+
+    let err = gateway
+        .client
+        .get_transfer(GetTransferRequest { lookup: None })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = gateway
+        .client
+        .get_transfer(GetTransferRequest {
+            lookup: Some(get_transfer_request::Lookup::TransferId("nope".into())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_store_answers_unavailable() {
+    let test_db = testing::sqlite("storedown");
+    // At the intent: nothing happened.
+    let store = open_store(&test_db).await;
+    let fake = Arc::new(FakeParticipants::new());
+    let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+    store.db().pool.close().await;
+    let err = gateway
+        .client
+        .approve_transfer(approve_request("alice", "k1", 250))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(fake.calls().is_empty());
+    gateway.stop().await;
+
+    // At the decision: the transfer stays undecided and nothing is settled.
+    let store = open_store(&test_db).await;
+    let observer = open_store(&test_db).await;
+    let fake = Arc::new(FakeParticipants::new());
+    fake.script(Leg::External, |s| {
+        s.reserve_delay = Duration::from_millis(300)
+    });
+    let gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
+    let mut client = gateway.client.clone();
+    let call = tokio::spawn(async move {
+        client
+            .approve_transfer(approve_request("alice", "k2", 250))
+            .await
+    });
+    let record = loop {
+        if let Some(record) = observer.find_by_key("alice", "k2").await.unwrap() {
+            break record;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    store.db().pool.close().await;
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{}", err.message());
+    let after = observer.get(&record.transfer_id).await.unwrap().unwrap();
+    assert_eq!(after.state, RecordedState::Started);
+    assert_eq!(fake.count_op(Op::Confirm) + fake.count_op(Op::Cancel), 0);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn requests_beyond_max_in_flight_are_refused() {
+    let test_db = testing::sqlite("inflight");
+    let store = open_store(&test_db).await;
+    let fake = Arc::new(FakeParticipants::new());
+    fake.script(Leg::External, |s| {
+        s.reserve_delay = Duration::from_millis(500)
+    });
+    let mut settings = roomy_settings();
+    settings.max_in_flight = 1;
+    let mut gateway = spawn_gateway(settings, store.clone(), fake.clone()).await;
+    let mut client = gateway.client.clone();
+    let first = tokio::spawn(async move {
+        client
+            .approve_transfer(approve_request("alice", "k1", 250))
+            .await
+    });
+    while fake.count_op(Op::Reserve) == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let err = gateway
+        .client
+        .approve_transfer(approve_request("bob", "k1", 250))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    let first = first.await.unwrap().unwrap().into_inner().transfer.unwrap();
+    assert_eq!(status_of(&first), TransferStatus::Succeeded);
+    // The permit is back.
+    gateway
+        .client
+        .approve_transfer(approve_request("bob", "k1", 250))
+        .await
+        .unwrap();
+    gateway.stop().await;
+}

@@ -1,0 +1,117 @@
+//! Shared by this crate's integration tests: fresh stores on every back end, transfer
+//! fixtures, and an in-process gateway over scripted participants.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use banktransfer_proto::gateway::v1::transfer_service_client::TransferServiceClient;
+use banktransfer_proto::gateway::v1::{ApproveTransferRequest, Transfer};
+use banktransfer_proto::money::v1 as money_pb;
+use banktransfer_protocol::fingerprint::request_fingerprint;
+use banktransfer_protocol::money::Money;
+use gateway_coordinator::Settings;
+use gateway_coordinator::store::{MIGRATIONS, NewTransfer, SqlTransferStore};
+use gateway_coordinator::testing::FakeParticipants;
+use service_kit::clock::{Clock, SystemClock};
+use service_kit::db::{self, PoolSettings};
+use service_kit::testing::TestDatabase;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub fn now_ms() -> u64 {
+    SystemClock.now_ms()
+}
+
+/// A separate pool on the database: on SQLite, what another process would have.
+pub async fn open_store(test_db: &TestDatabase) -> Arc<SqlTransferStore> {
+    let db = db::connect(&test_db.url, PoolSettings::default())
+        .await
+        .unwrap();
+    db::migrate(&db, &MIGRATIONS).await.unwrap();
+    Arc::new(SqlTransferStore::new(db))
+}
+
+pub fn usd(minor_units: i64) -> Money {
+    Money::positive(minor_units, "USD").unwrap()
+}
+
+/// An intent for `user`/`key`, created at `created_at_ms` and due right away.
+pub fn intent(user: &str, key: &str, amount_minor: i64, created_at_ms: u64) -> NewTransfer {
+    NewTransfer {
+        transfer_id: uuid::Uuid::now_v7().to_string(),
+        user_id: user.into(),
+        idempotency_key: key.into(),
+        fingerprint: request_fingerprint(user, "ext-1", "int-1", usd(amount_minor)),
+        external_account_id: "ext-1".into(),
+        internal_account_id: "int-1".into(),
+        amount: usd(amount_minor),
+        created_at_ms,
+        next_attempt_at_ms: created_at_ms,
+    }
+}
+
+pub fn approve_request(user: &str, key: &str, amount_minor: i64) -> ApproveTransferRequest {
+    ApproveTransferRequest {
+        idempotency_key: key.into(),
+        user_id: user.into(),
+        external_account_id: "ext-1".into(),
+        internal_account_id: "int-1".into(),
+        amount: Some(money_pb::Money {
+            minor_units: amount_minor,
+            currency: "USD".into(),
+        }),
+    }
+}
+
+pub struct Gateway {
+    pub client: TransferServiceClient<Channel>,
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Gateway {
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+/// A gateway on a free port, over `store` and `participants`.
+pub async fn spawn_gateway(
+    settings: Settings,
+    store: Arc<SqlTransferStore>,
+    participants: Arc<FakeParticipants>,
+) -> Gateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        gateway_coordinator::serve(
+            &settings,
+            store,
+            participants,
+            Arc::new(SystemClock),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+    });
+    let client = TransferServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    Gateway {
+        client,
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+pub fn status_of(transfer: &Transfer) -> banktransfer_proto::gateway::v1::TransferStatus {
+    banktransfer_proto::gateway::v1::TransferStatus::try_from(transfer.status).unwrap()
+}

@@ -1,0 +1,195 @@
+//! Starts the balance store in-process on a free port over a test database, with a clock
+//! the test moves, and hands back a connected client plus small helpers.
+
+// Each test file uses a different part of this module.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use banktransfer_proto::ledger::v1::balance_store_client::BalanceStoreClient;
+use banktransfer_proto::money::v1::Money;
+use banktransfer_proto::reservation::v1 as pb;
+use internal_balance_store::Settings;
+use internal_balance_store::rules::Rules;
+use participant::config::SeedAccount;
+use service_kit::clock::ManualClock;
+use service_kit::db::Backend;
+use service_kit::testing::TestDatabase;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Status;
+use tonic::transport::Channel;
+
+/// Guards against a hung test, not a timing assertion: no call here takes near this long.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// 2024-01-01T00:00:00Z: any fixed instant will do.
+pub const START_MS: u64 = 1_704_067_200_000;
+
+pub struct Ledger {
+    pub client: BalanceStoreClient<Channel>,
+    pub clock: ManualClock,
+    pub backend: Backend,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+pub fn seed(account_id: &str, user_id: &str) -> SeedAccount {
+    SeedAccount {
+        account_id: account_id.into(),
+        user_id: user_id.into(),
+        currency: "USD".into(),
+        opening_balance_minor: 0,
+    }
+}
+
+/// The balance store over `db` with `int-alice` and `int-bob` open and `rules`.
+pub async fn start(db: &TestDatabase, rules: Rules) -> Ledger {
+    start_with(Settings {
+        database_url: db.url.clone(),
+        rules,
+        accounts: vec![seed("int-alice", "alice"), seed("int-bob", "bob")],
+        ..Settings::default()
+    })
+    .await
+}
+
+pub async fn start_with(settings: Settings) -> Ledger {
+    // Logs only on request (RUST_LOG=info): they go to stdout, past the test harness.
+    if std::env::var_os("RUST_LOG").is_some() {
+        service_kit::telemetry::init("internal-balance-store-test", "pretty");
+    }
+    let backend = Backend::of_url(&settings.database_url).expect("a test database URL");
+    let clock = ManualClock::new(START_MS);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(internal_balance_store::run_with_clock(
+        settings,
+        Arc::new(clock.clone()),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .timeout(CALL_TIMEOUT)
+        .connect()
+        .await
+        .expect("connect to the balance store");
+    Ledger {
+        client: BalanceStoreClient::new(channel),
+        clock,
+        backend,
+        stop,
+        server,
+    }
+}
+
+impl Ledger {
+    /// Shuts the server down and checks that it ran without error.
+    pub async fn stop(self) {
+        drop(self.client);
+        let _ = self.stop.send(());
+        self.server
+            .await
+            .expect("server task")
+            .expect("server ran without error");
+    }
+
+    pub async fn reserve(
+        &mut self,
+        transfer_id: &str,
+        account_id: &str,
+        user_id: &str,
+        amount_minor: i64,
+    ) -> Result<pb::Reservation, Status> {
+        let request = pb::ReserveRequest {
+            transfer_id: transfer_id.into(),
+            account_id: account_id.into(),
+            user_id: user_id.into(),
+            amount: Some(money(amount_minor, "USD")),
+        };
+        let response = self.client.reserve(request).await?.into_inner();
+        Ok(response.reservation.expect("a reservation in the reply"))
+    }
+
+    pub async fn confirm(&mut self, transfer_id: &str) -> Result<pb::Reservation, Status> {
+        let request = pb::ConfirmRequest {
+            transfer_id: transfer_id.into(),
+        };
+        let response = self.client.confirm(request).await?.into_inner();
+        Ok(response.reservation.expect("a reservation in the reply"))
+    }
+
+    pub async fn cancel(&mut self, transfer_id: &str) -> Result<pb::Reservation, Status> {
+        let request = pb::CancelRequest {
+            transfer_id: transfer_id.into(),
+        };
+        let response = self.client.cancel(request).await?.into_inner();
+        Ok(response.reservation.expect("a reservation in the reply"))
+    }
+
+    pub async fn reservation(&mut self, transfer_id: &str) -> Result<pb::Reservation, Status> {
+        let request = pb::GetReservationRequest {
+            transfer_id: transfer_id.into(),
+        };
+        let response = self.client.get_reservation(request).await?.into_inner();
+        Ok(response.reservation.expect("a reservation in the reply"))
+    }
+
+    pub async fn open(
+        &mut self,
+        account_id: &str,
+        user_id: &str,
+        opening_minor: i64,
+        currency: &str,
+    ) -> Result<pb::Account, Status> {
+        let request = pb::OpenAccountRequest {
+            account_id: account_id.into(),
+            user_id: user_id.into(),
+            opening_balance: Some(money(opening_minor, currency)),
+        };
+        let response = self.client.open_account(request).await?.into_inner();
+        Ok(response.account.expect("an account in the reply"))
+    }
+
+    pub async fn account(&mut self, account_id: &str) -> Result<pb::Account, Status> {
+        let request = pb::GetAccountRequest {
+            account_id: account_id.into(),
+        };
+        let response = self.client.get_account(request).await?.into_inner();
+        Ok(response.account.expect("an account in the reply"))
+    }
+
+    /// (available, reserved, confirmed) of an account that must exist.
+    pub async fn balance(&mut self, account_id: &str) -> (i64, i64, i64) {
+        let account = self.account(account_id).await.expect("the account exists");
+        (
+            account.available_minor_units,
+            account.reserved_minor_units,
+            account.confirmed_minor_units,
+        )
+    }
+}
+
+pub fn money(minor_units: i64, currency: &str) -> Money {
+    Money {
+        minor_units,
+        currency: currency.into(),
+    }
+}
+
+/// Asserts `result` failed with `code`, and returns the status for more checks.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code) -> Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got OK: {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{status:?}");
+            status
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The balance store's rules through the API, on every back end: each refusal is a
+//! REFUSED reservation with its reason (not an error) that holds nothing, and the windows
+//! the rules count over move with the clock.
+
+mod common;
+
+use banktransfer_proto::reservation::v1::{RefusalReason, ReservationStatus};
+use common::{Ledger, start};
+use internal_balance_store::rules::Rules;
+use service_kit::testing;
+
+const MINUTE_MS: u64 = 60_000;
+const DAY_MS: u64 = 24 * 60 * MINUTE_MS;
+
+/// Asserts the reserve is refused for `reason`, recorded, and holds nothing.
+async fn assert_refused(
+    ledger: &mut Ledger,
+    transfer_id: &str,
+    account_id: &str,
+    user_id: &str,
+    amount_minor: i64,
+    reason: RefusalReason,
+) -> String {
+    let before = ledger.balance(account_id).await;
+    let refused = ledger
+        .reserve(transfer_id, account_id, user_id, amount_minor)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        ReservationStatus::Refused,
+        "{transfer_id}: {refused:?}"
+    );
+    assert_eq!(
+        refused.refusal_reason(),
+        reason,
+        "{transfer_id}: {refused:?}"
+    );
+    assert_eq!(ledger.reservation(transfer_id).await.unwrap(), refused);
+    assert_eq!(
+        ledger.balance(account_id).await,
+        before,
+        "{transfer_id} held something"
+    );
+    refused.refusal_message
+}
+
+async fn assert_held(ledger: &mut Ledger, transfer_id: &str, user_id: &str, amount_minor: i64) {
+    let account_id = format!("int-{user_id}");
+    let held = ledger
+        .reserve(transfer_id, &account_id, user_id, amount_minor)
+        .await
+        .unwrap();
+    assert_eq!(
+        held.status(),
+        ReservationStatus::Held,
+        "{transfer_id}: {held:?}"
+    );
+}
+
+#[tokio::test]
+async fn amounts_at_the_review_threshold_and_blocked_users_are_antifraud() {
+    for db in testing::all("ledger_antifraud").await {
+        let rules = Rules {
+            blocked_users: vec!["bob".into()],
+            ..Rules::default()
+        };
+        let mut ledger = start(&db, rules).await;
+        let why = assert_refused(
+            &mut ledger,
+            "t-review",
+            "int-alice",
+            "alice",
+            90_000,
+            RefusalReason::Antifraud,
+        )
+        .await;
+        assert_eq!(why, "amount needs manual review");
+        assert_held(&mut ledger, "t-under", "alice", 89_999).await;
+
+        let why = assert_refused(
+            &mut ledger,
+            "t-bob",
+            "int-bob",
+            "bob",
+            1,
+            RefusalReason::Antifraud,
+        )
+        .await;
+        assert!(why.contains("bob"), "{why}");
+        ledger.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn transfers_above_the_largest_allowed_are_limit_exceeded() {
+    for db in testing::all("ledger_max").await {
+        let rules = Rules {
+            max_transfer_minor: 50_000,
+            ..Rules::default()
+        };
+        let mut ledger = start(&db, rules).await;
+        assert_held(&mut ledger, "t-max", "alice", 50_000).await;
+        assert_refused(
+            &mut ledger,
+            "t-over",
+            "int-alice",
+            "alice",
+            50_001,
+            RefusalReason::LimitExceeded,
+        )
+        .await;
+        ledger.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_daily_inbound_limit_counts_held_and_confirmed_credits_for_24_hours() {
+    for db in testing::all("ledger_daily").await {
+        let rules = Rules {
+            daily_inbound_limit_minor: 1_000,
+            ..Rules::default()
+        };
+        let mut ledger = start(&db, rules).await;
+        assert_held(&mut ledger, "t1", "alice", 400).await;
+        ledger.confirm("t1").await.unwrap();
+        assert_held(&mut ledger, "t2", "alice", 300).await;
+        // A cancelled credit does not count.
+        assert_held(&mut ledger, "t3", "alice", 300).await;
+        ledger.cancel("t3").await.unwrap();
+
+        // 400 confirmed + 300 held: 300 more fits exactly, 301 does not.
+        assert_refused(
+            &mut ledger,
+            "t4",
+            "int-alice",
+            "alice",
+            301,
+            RefusalReason::LimitExceeded,
+        )
+        .await;
+        assert_held(&mut ledger, "t5", "alice", 300).await;
+        // The limit is per account: bob's account is untouched by alice's credits.
+        assert_held(&mut ledger, "t-bob", "bob", 1_000).await;
+
+        // A day later the window has moved past all of them.
+        ledger.clock.advance_ms(DAY_MS);
+        assert_held(&mut ledger, "t6", "alice", 1_000).await;
+        assert_eq!(
+            ledger.balance("int-alice").await,
+            (400, 1_600, 400),
+            "{:?}",
+            ledger.backend
+        );
+        ledger.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_reserve_after_the_allowed_number_in_the_window_is_rate_limited() {
+    for db in testing::all("ledger_rate").await {
+        let rules = Rules {
+            rate_limit_max_reserves: 3,
+            rate_limit_window_ms: MINUTE_MS,
+            ..Rules::default()
+        };
+        let mut ledger = start(&db, rules).await;
+        // Any outcome counts: a refused reserve used up one of the three.
+        assert_refused(
+            &mut ledger,
+            "t1",
+            "int-alice",
+            "alice",
+            90_000,
+            RefusalReason::Antifraud,
+        )
+        .await;
+        assert_held(&mut ledger, "t2", "alice", 10).await;
+        ledger.clock.advance_ms(MINUTE_MS / 2);
+        assert_held(&mut ledger, "t3", "alice", 10).await;
+        let why = assert_refused(
+            &mut ledger,
+            "t4",
+            "int-alice",
+            "alice",
+            10,
+            RefusalReason::RateLimited,
+        )
+        .await;
+        assert!(why.contains("alice"), "{why}");
+        // Replays are answered from the record: neither counted nor refused.
+        assert_eq!(
+            ledger
+                .reserve("t2", "int-alice", "alice", 10)
+                .await
+                .unwrap()
+                .status(),
+            ReservationStatus::Held
+        );
+        // Per user: bob is not limited by alice's reserves.
+        assert_held(&mut ledger, "t-bob", "bob", 10).await;
+
+        // Past the first two: t1 and t2 left the window; t3 and t4 are still in it.
+        ledger.clock.advance_ms(MINUTE_MS / 2);
+        assert_held(&mut ledger, "t5", "alice", 10).await;
+        assert_refused(
+            &mut ledger,
+            "t6",
+            "int-alice",
+            "alice",
+            10,
+            RefusalReason::RateLimited,
+        )
+        .await;
+        assert_eq!(
+            ledger.balance("int-alice").await,
+            (0, 30, 0),
+            "{:?}",
+            ledger.backend
+        );
+        ledger.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn invalid_rules_stop_the_start_up() {
+    let db = testing::sqlite("ledger_bad_rules");
+    let settings = internal_balance_store::Settings {
+        database_url: db.url.clone(),
+        rules: Rules {
+            rate_limit_window_ms: 0,
+            ..Rules::default()
+        },
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = internal_balance_store::run(settings, listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("rate_limit_window_ms"), "{err:#}");
+}

@@ -1,0 +1,95 @@
+//! What a participant's storage must do, as a trait: the gRPC handlers drive any
+//! [`ReservationBook`], so the SQL store and a future in-memory store (for deterministic
+//! simulation) answer through the very same handler code.
+//!
+//! Every method that changes state has it committed before its future resolves: the
+//! caller may answer the client as soon as it has the outcome.
+
+use std::future::Future;
+
+use banktransfer_protocol::money::Money;
+use banktransfer_protocol::reservation::{
+    AccountView, Reservation, ReserveOutcome, SettleOutcome, Terms,
+};
+
+/// An account to open. The opening balance's currency is the account's currency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAccount {
+    pub account_id: String,
+    pub user_id: String,
+    /// Zero or more; applies only when the account is created.
+    pub opening_balance: Money,
+}
+
+/// What opening an account did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenOutcome {
+    /// The account did not exist and now does, with the opening balance.
+    Opened(AccountView),
+    /// The account already existed with the same owner and currency: returned unchanged
+    /// (its balance is whatever it is now, not the requested opening balance).
+    Existing(AccountView),
+    /// The account id is taken by another owner or currency (ALREADY_EXISTS).
+    Conflict(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A stored row the protocol types cannot represent: a bug or a hand edit.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the database could not be reached (the caller may retry later), as
+    /// opposed to a statement it refused.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Db(err) if service_kit::db::is_unavailable(err))
+    }
+}
+
+/// A participant's reservation book in storage. `now_ms` (milliseconds since the Unix
+/// epoch) is always a parameter: implementations never read a clock.
+pub trait ReservationBook: Send + Sync + 'static {
+    /// Decide and record a reserve: a new hold or refusal is committed; a replay or a
+    /// conflict changes nothing.
+    fn reserve(
+        &self,
+        transfer_id: &str,
+        terms: Terms,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<ReserveOutcome, StoreError>> + Send;
+
+    /// Decide and record a confirm.
+    fn confirm(
+        &self,
+        transfer_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<SettleOutcome, StoreError>> + Send;
+
+    /// Decide and record a cancel (a tombstone when no reserve arrived yet).
+    fn cancel(
+        &self,
+        transfer_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<SettleOutcome, StoreError>> + Send;
+
+    fn get_reservation(
+        &self,
+        transfer_id: &str,
+    ) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send;
+
+    /// Open an account, idempotently (see [`OpenOutcome`]).
+    fn open_account(
+        &self,
+        account: NewAccount,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<OpenOutcome, StoreError>> + Send;
+
+    fn get_account(
+        &self,
+        account_id: &str,
+    ) -> impl Future<Output = Result<Option<AccountView>, StoreError>> + Send;
+}

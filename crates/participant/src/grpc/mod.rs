@@ -1,0 +1,250 @@
+//! The gRPC handler logic both participants call from their generated service traits:
+//! parse the request (once, [`convert`]), ask the book, map the outcome to a reply or a
+//! status code, and log it inside a `reservation` span carrying the transfer id.
+//!
+//! Outcome -> reply:
+//! - a recorded or replayed reservation -> OK with it (HELD, CONFIRMED, CANCELLED, or
+//!   REFUSED with its reason: a business refusal is an answer, not an error);
+//! - the transfer id reused with other terms -> ALREADY_EXISTS;
+//! - confirm/cancel not allowed in the current state -> FAILED_PRECONDITION;
+//! - unknown reservation or account on a read -> NOT_FOUND;
+//! - storage unreachable -> UNAVAILABLE; any other storage error -> INTERNAL.
+
+pub mod convert;
+mod errors;
+
+use banktransfer_proto::reservation::v1 as pb;
+use banktransfer_protocol::reservation::{
+    Reservation, ReservationStatus, ReserveOutcome, SettleOutcome,
+};
+use service_kit::clock::SharedClock;
+use tonic::Status;
+use tracing::Instrument;
+
+use crate::book::{OpenOutcome, ReservationBook};
+use errors::storage_status;
+
+/// The handlers of one participant, over any [`ReservationBook`].
+pub struct Participant<B> {
+    book: B,
+    clock: SharedClock,
+}
+
+impl<B: ReservationBook> Participant<B> {
+    pub fn new(book: B, clock: SharedClock) -> Participant<B> {
+        Participant { book, clock }
+    }
+
+    pub fn book(&self) -> &B {
+        &self.book
+    }
+
+    /// Now, as the database stores it.
+    pub fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).expect("the clock reads before year 292 million")
+    }
+
+    pub async fn reserve(
+        &self,
+        request: pb::ReserveRequest,
+    ) -> Result<pb::ReserveResponse, Status> {
+        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
+        async move {
+            let (transfer_id, terms) =
+                convert::reserve_request(request).inspect_err(log_invalid)?;
+            let outcome = self
+                .book
+                .reserve(&transfer_id, terms, self.now_ms())
+                .await
+                .map_err(storage_status)?;
+            let reservation = match outcome {
+                ReserveOutcome::Record { reservation, .. } => {
+                    log_answer("reserve recorded", &reservation);
+                    reservation
+                }
+                ReserveOutcome::Replay(reservation) => {
+                    log_answer("reserve replayed", &reservation);
+                    reservation
+                }
+                ReserveOutcome::Conflict(why) => {
+                    tracing::warn!(%why, "reserve conflicts with the recorded terms");
+                    return Err(Status::already_exists(why));
+                }
+            };
+            Ok(pb::ReserveResponse {
+                reservation: Some(convert::reservation(&reservation)),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub async fn confirm(
+        &self,
+        request: pb::ConfirmRequest,
+    ) -> Result<pb::ConfirmResponse, Status> {
+        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
+        async move {
+            let transfer_id =
+                convert::id("transfer_id", request.transfer_id).inspect_err(log_invalid)?;
+            let outcome = self
+                .book
+                .confirm(&transfer_id, self.now_ms())
+                .await
+                .map_err(storage_status)?;
+            let reservation = settled("confirm", outcome)?;
+            Ok(pb::ConfirmResponse {
+                reservation: Some(convert::reservation(&reservation)),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub async fn cancel(&self, request: pb::CancelRequest) -> Result<pb::CancelResponse, Status> {
+        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
+        async move {
+            let transfer_id =
+                convert::id("transfer_id", request.transfer_id).inspect_err(log_invalid)?;
+            let outcome = self
+                .book
+                .cancel(&transfer_id, self.now_ms())
+                .await
+                .map_err(storage_status)?;
+            let reservation = settled("cancel", outcome)?;
+            Ok(pb::CancelResponse {
+                reservation: Some(convert::reservation(&reservation)),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub async fn get_reservation(
+        &self,
+        request: pb::GetReservationRequest,
+    ) -> Result<pb::GetReservationResponse, Status> {
+        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
+        async move {
+            let transfer_id =
+                convert::id("transfer_id", request.transfer_id).inspect_err(log_invalid)?;
+            let reservation = self
+                .book
+                .get_reservation(&transfer_id)
+                .await
+                .map_err(storage_status)?
+                .ok_or_else(|| {
+                    Status::not_found(format!("no reservation for transfer {transfer_id}"))
+                })?;
+            tracing::debug!(status = reservation.status.as_str(), "reservation read");
+            Ok(pb::GetReservationResponse {
+                reservation: Some(convert::reservation(&reservation)),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub async fn open_account(
+        &self,
+        request: pb::OpenAccountRequest,
+    ) -> Result<pb::OpenAccountResponse, Status> {
+        let span = tracing::info_span!("account", account_id = %request.account_id);
+        async move {
+            let account = convert::open_account_request(request).inspect_err(log_invalid)?;
+            let outcome = self
+                .book
+                .open_account(account, self.now_ms())
+                .await
+                .map_err(storage_status)?;
+            let account = match outcome {
+                OpenOutcome::Opened(account) => {
+                    tracing::info!(
+                        available_minor = account.balance.available_minor,
+                        "account opened"
+                    );
+                    account
+                }
+                OpenOutcome::Existing(account) => {
+                    tracing::info!("account already open: returned unchanged");
+                    account
+                }
+                OpenOutcome::Conflict(why) => {
+                    tracing::warn!(%why, "account id taken");
+                    return Err(Status::already_exists(why));
+                }
+            };
+            Ok(pb::OpenAccountResponse {
+                account: Some(convert::account(&account)),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub async fn get_account(
+        &self,
+        request: pb::GetAccountRequest,
+    ) -> Result<pb::GetAccountResponse, Status> {
+        let span = tracing::info_span!("account", account_id = %request.account_id);
+        async move {
+            let account_id =
+                convert::id("account_id", request.account_id).inspect_err(log_invalid)?;
+            let account = self
+                .book
+                .get_account(&account_id)
+                .await
+                .map_err(storage_status)?
+                .ok_or_else(|| Status::not_found(format!("no account {account_id}")))?;
+            Ok(pb::GetAccountResponse {
+                account: Some(convert::account(&account)),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The answer to a confirm or a cancel.
+fn settled(operation: &'static str, outcome: SettleOutcome) -> Result<Reservation, Status> {
+    match outcome {
+        SettleOutcome::Apply { reservation, .. } | SettleOutcome::Record(reservation) => {
+            tracing::info!(
+                operation,
+                status = reservation.status.as_str(),
+                "reservation settled"
+            );
+            Ok(reservation)
+        }
+        SettleOutcome::Replay(reservation) => {
+            tracing::info!(
+                operation,
+                status = reservation.status.as_str(),
+                "replayed: nothing changed"
+            );
+            Ok(reservation)
+        }
+        SettleOutcome::Reject(why) => {
+            tracing::warn!(operation, %why, "rejected in the current state");
+            Err(Status::failed_precondition(why))
+        }
+    }
+}
+
+fn log_answer(message: &'static str, reservation: &Reservation) {
+    match &reservation.status {
+        ReservationStatus::Refused(refusal) => {
+            tracing::info!(
+                status = "refused",
+                reason = refusal.reason.as_str(),
+                why = %refusal.message,
+                "{message}"
+            );
+        }
+        status => tracing::info!(status = status.as_str(), "{message}"),
+    }
+}
+
+fn log_invalid(status: &Status) {
+    tracing::info!(why = status.message(), "invalid request");
+}

@@ -1,0 +1,356 @@
+//! Every SQL statement of the reservation book, and the mapping between rows and the
+//! protocol's types. Statements run on a connection the caller owns (usually inside its
+//! transaction); this module never begins or commits anything.
+//!
+//! The statements are the same on SQLite and PostgreSQL, except for the row locks
+//! ([`Lock`]), which only PostgreSQL has (SQLite serializes whole transactions).
+
+use banktransfer_protocol::money::{Currency, Money};
+use banktransfer_protocol::reservation::{
+    AccountView, Balance, Refusal, RefusalReason, Reservation, ReservationStatus, Terms,
+};
+use sqlx::AnyConnection;
+
+use crate::book::{NewAccount, StoreError};
+
+/// Whether a read locks the rows it returns until the transaction ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lock {
+    /// SQLite, or a read that changes nothing.
+    None,
+    /// PostgreSQL `FOR UPDATE`: concurrent changes to the same row wait their turn.
+    ForUpdate,
+}
+
+macro_rules! select_reservation {
+    () => {
+        "SELECT transfer_id, account_id, user_id, amount_minor, currency, status, \
+         refusal_reason, refusal_message FROM reservations WHERE transfer_id = $1"
+    };
+}
+
+macro_rules! select_account {
+    () => {
+        "SELECT account_id, user_id, currency, available_minor, reserved_minor, \
+         confirmed_minor FROM accounts WHERE account_id = $1"
+    };
+}
+
+const SELECT_RESERVATION: &str = select_reservation!();
+const SELECT_RESERVATION_FOR_UPDATE: &str = concat!(select_reservation!(), " FOR UPDATE");
+const SELECT_ACCOUNT: &str = select_account!();
+const SELECT_ACCOUNT_FOR_UPDATE: &str = concat!(select_account!(), " FOR UPDATE");
+
+const INSERT_RESERVATION: &str = "INSERT INTO reservations (transfer_id, account_id, user_id, \
+     amount_minor, currency, status, refusal_reason, refusal_message, created_at_ms, \
+     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+const UPDATE_RESERVATION_STATUS: &str = "UPDATE reservations SET status = $2, \
+     refusal_reason = $3, refusal_message = $4, updated_at_ms = $5 WHERE transfer_id = $1";
+
+const UPDATE_BALANCE: &str = "UPDATE accounts SET available_minor = $2, reserved_minor = $3, \
+     confirmed_minor = $4 WHERE account_id = $1";
+
+// `DO NOTHING` makes a concurrent open of the same account a no-op instead of an error;
+// the caller reads the row back to see whose it is.
+const INSERT_ACCOUNT_IF_ABSENT: &str = "INSERT INTO accounts (account_id, user_id, currency, \
+     available_minor, reserved_minor, confirmed_minor, opened_at_ms) \
+     VALUES ($1, $2, $3, $4, 0, 0, $5) ON CONFLICT (account_id) DO NOTHING";
+
+/// transfer_id, account_id, user_id, amount_minor, currency, status, refusal_reason,
+/// refusal_message.
+type ReservationRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+/// account_id, user_id, currency, available_minor, reserved_minor, confirmed_minor.
+type AccountRow = (String, String, String, i64, i64, i64);
+
+pub async fn select_reservation(
+    conn: &mut AnyConnection,
+    transfer_id: &str,
+    lock: Lock,
+) -> Result<Option<Reservation>, StoreError> {
+    let sql = match lock {
+        Lock::None => SELECT_RESERVATION,
+        Lock::ForUpdate => SELECT_RESERVATION_FOR_UPDATE,
+    };
+    let row: Option<ReservationRow> = sqlx::query_as(sql)
+        .bind(transfer_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(reservation_from_row).transpose()
+}
+
+pub async fn select_account(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    lock: Lock,
+) -> Result<Option<AccountView>, StoreError> {
+    let sql = match lock {
+        Lock::None => SELECT_ACCOUNT,
+        Lock::ForUpdate => SELECT_ACCOUNT_FOR_UPDATE,
+    };
+    let row: Option<AccountRow> = sqlx::query_as(sql)
+        .bind(account_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(account_from_row).transpose()
+}
+
+/// Inserts a new reservation. A unique violation means a concurrent call recorded the
+/// same transfer id first: the caller re-reads and replays.
+pub async fn insert_reservation(
+    conn: &mut AnyConnection,
+    reservation: &Reservation,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let terms = reservation.terms.as_ref();
+    let (reason, message) = refusal_columns(&reservation.status);
+    sqlx::query(INSERT_RESERVATION)
+        .bind(reservation.transfer_id.as_str())
+        .bind(terms.map(|t| t.account_id.clone()))
+        .bind(terms.map(|t| t.user_id.clone()))
+        .bind(terms.map(|t| t.amount.minor_units()))
+        .bind(terms.map(|t| t.amount.currency().as_str().to_owned()))
+        .bind(reservation.status.as_str())
+        .bind(reason)
+        .bind(message)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a reservation's new status. The row was read (and locked) in this
+/// transaction, so exactly one row changes.
+pub async fn update_reservation_status(
+    conn: &mut AnyConnection,
+    reservation: &Reservation,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let (reason, message) = refusal_columns(&reservation.status);
+    let result = sqlx::query(UPDATE_RESERVATION_STATUS)
+        .bind(reservation.transfer_id.as_str())
+        .bind(reservation.status.as_str())
+        .bind(reason)
+        .bind(message)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    assert_eq!(
+        result.rows_affected(),
+        1,
+        "updating reservation {} must change exactly one row",
+        reservation.transfer_id
+    );
+    Ok(())
+}
+
+/// Writes an account's new balance. The row was read (and locked) in this transaction,
+/// so exactly one row changes; anything else would lose or create money.
+pub async fn update_balance(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    balance: Balance,
+) -> Result<(), sqlx::Error> {
+    let result = sqlx::query(UPDATE_BALANCE)
+        .bind(account_id)
+        .bind(balance.available_minor)
+        .bind(balance.reserved_minor)
+        .bind(balance.confirmed_minor)
+        .execute(&mut *conn)
+        .await?;
+    assert_eq!(
+        result.rows_affected(),
+        1,
+        "updating the balance of account {account_id} must change exactly one row"
+    );
+    Ok(())
+}
+
+/// Inserts the account unless its id is taken. Returns whether it was inserted.
+pub async fn insert_account_if_absent(
+    conn: &mut AnyConnection,
+    account: &NewAccount,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(INSERT_ACCOUNT_IF_ABSENT)
+        .bind(account.account_id.as_str())
+        .bind(account.user_id.as_str())
+        .bind(account.opening_balance.currency().as_str().to_owned())
+        .bind(account.opening_balance.minor_units())
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+fn refusal_columns(status: &ReservationStatus) -> (Option<&'static str>, Option<String>) {
+    match status {
+        ReservationStatus::Refused(refusal) => {
+            (Some(refusal.reason.as_str()), Some(refusal.message.clone()))
+        }
+        _ => (None, None),
+    }
+}
+
+fn reservation_from_row(row: ReservationRow) -> Result<Reservation, StoreError> {
+    let (transfer_id, account_id, user_id, amount_minor, currency, status, reason, message) = row;
+    let corrupt = |what: String| StoreError::Corrupt(format!("reservation {transfer_id}: {what}"));
+    let terms = match (account_id, user_id, amount_minor, currency) {
+        (None, None, None, None) => None,
+        (Some(account_id), Some(user_id), Some(amount_minor), Some(currency)) => Some(Terms {
+            account_id,
+            user_id,
+            amount: Money::positive(amount_minor, &currency).map_err(|e| corrupt(e.to_string()))?,
+        }),
+        _ => return Err(corrupt("terms are partly missing".into())),
+    };
+    let status = match status.as_str() {
+        "held" => ReservationStatus::Held,
+        "confirmed" => ReservationStatus::Confirmed,
+        "cancelled" => ReservationStatus::Cancelled,
+        "refused" => {
+            let reason = reason
+                .as_deref()
+                .and_then(RefusalReason::parse)
+                .ok_or_else(|| corrupt(format!("unknown refusal reason {reason:?}")))?;
+            ReservationStatus::Refused(Refusal::new(reason, message.unwrap_or_default()))
+        }
+        other => return Err(corrupt(format!("unknown status {other:?}"))),
+    };
+    if terms.is_none() && status != ReservationStatus::Cancelled {
+        return Err(corrupt(
+            "only a cancelled reservation may lack terms".into(),
+        ));
+    }
+    Ok(Reservation {
+        transfer_id,
+        terms,
+        status,
+    })
+}
+
+fn account_from_row(row: AccountRow) -> Result<AccountView, StoreError> {
+    let (account_id, user_id, currency, available_minor, reserved_minor, confirmed_minor) = row;
+    let currency = Currency::parse(&currency)
+        .map_err(|e| StoreError::Corrupt(format!("account {account_id}: {e}")))?;
+    let balance = Balance {
+        available_minor,
+        reserved_minor,
+        confirmed_minor,
+    };
+    if available_minor < 0 || reserved_minor < 0 || confirmed_minor < 0 {
+        return Err(StoreError::Corrupt(format!(
+            "account {account_id}: negative balance {balance:?}"
+        )));
+    }
+    Ok(AccountView {
+        account_id,
+        user_id,
+        currency,
+        balance,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str, reason: Option<&str>) -> ReservationRow {
+        (
+            "t1".into(),
+            Some("acc".into()),
+            Some("alice".into()),
+            Some(250),
+            Some("USD".into()),
+            status.into(),
+            reason.map(Into::into),
+            reason.map(|_| "why".into()),
+        )
+    }
+
+    #[test]
+    fn held_rows_map_to_held_reservations_with_terms() {
+        let reservation = reservation_from_row(row("held", None)).unwrap();
+        assert_eq!(reservation.status, ReservationStatus::Held);
+        let terms = reservation.terms.unwrap();
+        assert_eq!(terms.account_id, "acc");
+        assert_eq!(terms.user_id, "alice");
+        assert_eq!(terms.amount, Money::positive(250, "USD").unwrap());
+    }
+
+    #[test]
+    fn refused_rows_keep_their_reason_and_message() {
+        let reservation = reservation_from_row(row("refused", Some("rate_limited"))).unwrap();
+        assert_eq!(
+            reservation.status,
+            ReservationStatus::Refused(Refusal::new(RefusalReason::RateLimited, "why"))
+        );
+        assert_eq!(
+            refusal_columns(&reservation.status),
+            (Some("rate_limited"), Some("why".to_owned()))
+        );
+    }
+
+    #[test]
+    fn tombstones_have_no_terms_and_are_cancelled() {
+        let tombstone = (
+            "t1".into(),
+            None,
+            None,
+            None,
+            None,
+            "cancelled".into(),
+            None,
+            None,
+        );
+        let reservation = reservation_from_row(tombstone).unwrap();
+        assert_eq!(reservation.terms, None);
+        assert_eq!(reservation.status, ReservationStatus::Cancelled);
+        let held_without_terms = (
+            "t1".into(),
+            None,
+            None,
+            None,
+            None,
+            "held".into(),
+            None,
+            None,
+        );
+        assert!(matches!(
+            reservation_from_row(held_without_terms),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn corrupt_rows_are_errors_not_panics() {
+        let mut partial = row("held", None);
+        partial.3 = None;
+        for bad in [
+            partial,
+            row("lost", None),
+            row("refused", Some("bored")),
+            row("refused", None),
+        ] {
+            assert!(matches!(
+                reservation_from_row(bad),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+        let bad_currency = ("acc".into(), "alice".into(), "usd".into(), 1, 0, 0);
+        assert!(account_from_row(bad_currency).is_err());
+        let negative = ("acc".into(), "alice".into(), "USD".into(), -1, 0, 0);
+        assert!(account_from_row(negative).is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! The reconciler's settings (every field has a default). It shares the coordinator's
+//! database and the `[server]`/`[database]` sections with the gateway.
+
+use std::time::Duration;
+
+use banktransfer_protocol::budget::BudgetPolicy;
+use banktransfer_protocol::reconcile::RetryPolicy;
+use gateway_coordinator::config::{DatabaseSection, ServerSection, validate_common};
+use serde::Deserialize;
+
+/// Audit requests may ask for at most this many transfers.
+pub const AUDIT_LIMIT_MAX: u32 = 10_000;
+
+/// Largest batch a pass may claim.
+pub const BATCH_SIZE_MAX: u32 = 10_000;
+
+/// The gateway's budget the abort delay must outlast. The reconciler does not read the
+/// gateway's configuration; a gateway configured with a longer budget needs
+/// `retry.abort_after_ms` raised to match.
+pub const GATEWAY_BUDGET_MS: u64 = BudgetPolicy::DEFAULT.total_ms;
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Settings {
+    pub listen_addr: String,
+    /// The coordinator's transfer log (the gateway's database).
+    pub database_url: String,
+    pub log_format: String,
+    pub external_url: String,
+    pub ledger_url: String,
+    pub connect_timeout_ms: u64,
+    /// Names this replica's leases; "" generates `hostname-pid`.
+    pub replica_id: String,
+    pub pass_interval_ms: u64,
+    /// Transfers claimed per pass, at most.
+    pub batch_size: u32,
+    /// How long a claimed transfer stays this replica's; a dead replica's leases expire.
+    pub lease_ms: u64,
+    /// Deadline of every participant call.
+    pub call_timeout_ms: u64,
+    /// Attempts after which an unfinished transfer is logged at ERROR.
+    pub attempts_alert: u32,
+    /// Transfers an Audit checks when its request says 0.
+    pub audit_limit_default: u32,
+    pub retry: RetrySection,
+    pub server: ServerSection,
+    pub database: DatabaseSection,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen_addr: "127.0.0.1:50054".into(),
+            database_url: "sqlite://data/coordinator.db".into(),
+            log_format: "pretty".into(),
+            external_url: "http://127.0.0.1:50052".into(),
+            ledger_url: "http://127.0.0.1:50053".into(),
+            connect_timeout_ms: 1_000,
+            replica_id: String::new(),
+            pass_interval_ms: 500,
+            batch_size: 100,
+            lease_ms: 10_000,
+            call_timeout_ms: 1_000,
+            attempts_alert: 20,
+            audit_limit_default: 1_000,
+            retry: RetrySection::default(),
+            server: ServerSection::default(),
+            database: DatabaseSection::default(),
+        }
+    }
+}
+
+/// See `banktransfer_protocol::reconcile::RetryPolicy`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RetrySection {
+    pub abort_after_ms: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        let RetryPolicy {
+            abort_after_ms,
+            backoff_initial_ms,
+            backoff_max_ms,
+        } = RetryPolicy::DEFAULT;
+        RetrySection {
+            abort_after_ms,
+            backoff_initial_ms,
+            backoff_max_ms,
+        }
+    }
+}
+
+impl RetrySection {
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            abort_after_ms: self.abort_after_ms,
+            backoff_initial_ms: self.backoff_initial_ms,
+            backoff_max_ms: self.backoff_max_ms,
+        }
+    }
+}
+
+impl Settings {
+    /// Checked once at start-up; the message names the key to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_common(
+            &self.listen_addr,
+            &self.database_url,
+            &self.log_format,
+            &[
+                ("external_url", &self.external_url),
+                ("ledger_url", &self.ledger_url),
+            ],
+            self.connect_timeout_ms,
+            &self.server,
+            &self.database,
+        )?;
+        self.retry
+            .policy()
+            .validate(GATEWAY_BUDGET_MS)
+            .map_err(|e| format!("retry: {e}"))?;
+        let positive = [
+            ("pass_interval_ms", self.pass_interval_ms),
+            ("call_timeout_ms", self.call_timeout_ms),
+            ("attempts_alert", u64::from(self.attempts_alert)),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key} must be positive"));
+            }
+        }
+        if !(1..=BATCH_SIZE_MAX).contains(&self.batch_size) {
+            return Err(format!("batch_size must be within 1..={BATCH_SIZE_MAX}"));
+        }
+        if !(1..=AUDIT_LIMIT_MAX).contains(&self.audit_limit_default) {
+            return Err(format!(
+                "audit_limit_default must be within 1..={AUDIT_LIMIT_MAX}"
+            ));
+        }
+        // A lease must outlast the work on one transfer: its decision write, then
+        // confirms or cancels bounded by one call timeout, then the outcome write.
+        if self.lease_ms < 2 * self.call_timeout_ms {
+            return Err(format!(
+                "lease_ms ({}) must be at least twice call_timeout_ms ({})",
+                self.lease_ms, self.call_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn pass_interval(&self) -> Duration {
+        Duration::from_millis(self.pass_interval_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones_and_valid() {
+        let s: Settings = service_kit::config::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.listen_addr, "127.0.0.1:50054");
+        assert_eq!(s.database_url, "sqlite://data/coordinator.db");
+        assert_eq!(s.retry.policy(), RetryPolicy::DEFAULT);
+        assert_eq!(
+            (
+                s.pass_interval_ms,
+                s.batch_size,
+                s.lease_ms,
+                s.call_timeout_ms
+            ),
+            (500, 100, 10_000, 1_000)
+        );
+        assert_eq!((s.attempts_alert, s.audit_limit_default), (20, 1_000));
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn environment_sets_nested_keys() {
+        let env = vec![
+            (
+                "BANKTRANSFER__RETRY__ABORT_AFTER_MS".to_string(),
+                "5000".to_string(),
+            ),
+            ("BANKTRANSFER__REPLICA_ID".to_string(), "r-7".to_string()),
+            (
+                "BANKTRANSFER__DATABASE__MAX_CONNECTIONS".to_string(),
+                "4".to_string(),
+            ),
+        ];
+        let s: Settings = service_kit::config::load_with_env(None, env).unwrap();
+        assert_eq!(s.retry.abort_after_ms, 5_000);
+        assert_eq!(s.replica_id, "r-7");
+        assert_eq!(s.database.max_connections, 4);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn validation_names_the_bad_key() {
+        let bad = |edit: fn(&mut Settings)| {
+            let mut s = Settings::default();
+            edit(&mut s);
+            s.validate().unwrap_err()
+        };
+        assert!(bad(|s| s.retry.abort_after_ms = 100).contains("abort_after_ms"));
+        assert!(bad(|s| s.retry.backoff_initial_ms = 0).contains("backoff_initial_ms"));
+        assert!(bad(|s| s.batch_size = 0).contains("batch_size"));
+        assert!(bad(|s| s.audit_limit_default = 20_000).contains("audit_limit_default"));
+        assert!(bad(|s| s.lease_ms = 1_500).contains("lease_ms"));
+        assert!(bad(|s| s.pass_interval_ms = 0).contains("pass_interval_ms"));
+        assert!(bad(|s| s.external_url = String::new()).contains("external_url"));
+    }
+}

@@ -1,0 +1,96 @@
+//! The operator API: run a pass now, audit the ledgers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use banktransfer_proto::reconciler::v1::reconciler_server::Reconciler as ReconcilerRpc;
+use banktransfer_proto::reconciler::v1::{
+    AuditMismatch, AuditRequest, AuditResponse, RunPassRequest, RunPassResponse,
+};
+use gateway_coordinator::participants::Participants;
+use gateway_coordinator::store::TransferStore;
+use tonic::{Request, Response, Status};
+
+use crate::audit::{self, AuditError};
+use crate::config::AUDIT_LIMIT_MAX;
+use crate::pass::Reconciler;
+
+pub struct ReconcilerApi<S, P> {
+    reconciler: Arc<Reconciler<S, P>>,
+    store: Arc<S>,
+    participants: Arc<P>,
+    audit_limit_default: u32,
+    call_timeout: Duration,
+}
+
+impl<S, P> ReconcilerApi<S, P> {
+    pub fn new(
+        reconciler: Arc<Reconciler<S, P>>,
+        store: Arc<S>,
+        participants: Arc<P>,
+        audit_limit_default: u32,
+        call_timeout: Duration,
+    ) -> ReconcilerApi<S, P> {
+        ReconcilerApi {
+            reconciler,
+            store,
+            participants,
+            audit_limit_default,
+            call_timeout,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
+    async fn run_pass(
+        &self,
+        _request: Request<RunPassRequest>,
+    ) -> Result<Response<RunPassResponse>, Status> {
+        let report = self
+            .reconciler
+            .run_pass()
+            .await
+            .map_err(|e| gateway_coordinator::store_status(&e))?;
+        Ok(Response::new(RunPassResponse {
+            transfers_examined: report.examined,
+            transfers_aborted: report.aborted,
+            transfers_succeeded: report.succeeded,
+            transfers_failed: report.failed,
+            transfers_retrying: report.retrying,
+        }))
+    }
+
+    async fn audit(
+        &self,
+        request: Request<AuditRequest>,
+    ) -> Result<Response<AuditResponse>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => self.audit_limit_default,
+            limit if limit > AUDIT_LIMIT_MAX => {
+                return Err(Status::invalid_argument(format!(
+                    "limit: at most {AUDIT_LIMIT_MAX} transfers per audit, got {limit}"
+                )));
+            }
+            limit => limit,
+        };
+        let report = audit::audit(&*self.store, &self.participants, limit, self.call_timeout)
+            .await
+            .map_err(|err| match &err {
+                AuditError::Store(store) => gateway_coordinator::store_status(store),
+                AuditError::Participant { .. } => Status::unavailable(err.to_string()),
+            })?;
+        Ok(Response::new(AuditResponse {
+            transfers_checked: report.checked,
+            transfers_unfinished: report.unfinished,
+            mismatches: report
+                .mismatches
+                .into_iter()
+                .map(|(transfer_id, description)| AuditMismatch {
+                    transfer_id,
+                    description,
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,384 @@
+//! The cluster's knobs ([`ClusterConfig`], with test-friendly defaults) and the TOML file
+//! each service is started with (`--config <file>`). The keys are the services' contract.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::accounts::{self, AccountSpec, Side};
+use crate::database::DatabaseChoice;
+use crate::service::Service;
+
+/// Where the gateway stops on purpose (and logs `fault point reached: <point>`), so that a
+/// test can SIGKILL it there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PausePoint {
+    None,
+    /// Both reserves answered, no decision recorded yet.
+    AfterReserve,
+    /// The decision is recorded, nothing confirmed or cancelled yet.
+    AfterDecision,
+}
+
+impl PausePoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PausePoint::None => "",
+            PausePoint::AfterReserve => "after_reserve",
+            PausePoint::AfterDecision => "after_decision",
+        }
+    }
+
+    /// The log line the gateway writes when it reaches the point.
+    pub fn log_marker(self) -> String {
+        format!("fault point reached: {}", self.as_str())
+    }
+}
+
+/// The balance store's screening rules.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub max_transfer_minor: i64,
+    pub daily_inbound_limit_minor: i64,
+    /// Amounts at or above this are refused ANTIFRAUD.
+    pub antifraud_review_threshold_minor: i64,
+    pub blocked_users: Vec<String>,
+    pub rate_limit_max_reserves: u32,
+    pub rate_limit_window_ms: u64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            max_transfer_minor: 100_000_000,
+            daily_inbound_limit_minor: 1_000_000_000,
+            antifraud_review_threshold_minor: 5_000_000,
+            blocked_users: vec!["mallory".to_owned()],
+            rate_limit_max_reserves: 100_000,
+            rate_limit_window_ms: 60_000,
+        }
+    }
+}
+
+/// The gateway's deadline budget.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub total_ms: u64,
+    pub after_reserve_ms: u64,
+    pub reply_margin_ms: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            total_ms: 200,
+            after_reserve_ms: 60,
+            reply_margin_ms: 10,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayTuning {
+    pub connect_timeout_ms: u64,
+    pub max_in_flight: u32,
+    pub pause_at: PausePoint,
+    pub pause_ms: u64,
+}
+
+impl Default for GatewayTuning {
+    fn default() -> Self {
+        GatewayTuning {
+            connect_timeout_ms: 500,
+            max_in_flight: 256,
+            pause_at: PausePoint::None,
+            pause_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ReconcilerTuning {
+    pub replica_id: String,
+    pub pass_interval_ms: u64,
+    pub batch_size: u32,
+    pub lease_ms: u64,
+    pub call_timeout_ms: u64,
+    /// Must exceed the gateway's `total_ms`.
+    pub abort_after_ms: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for ReconcilerTuning {
+    fn default() -> Self {
+        ReconcilerTuning {
+            replica_id: "e2e-reconciler-1".to_owned(),
+            pass_interval_ms: 100,
+            batch_size: 100,
+            lease_ms: 1_000,
+            call_timeout_ms: 500,
+            abort_after_ms: 1_000,
+            backoff_initial_ms: 50,
+            backoff_max_ms: 500,
+        }
+    }
+}
+
+/// `[server]`, the same for every service.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerTuning {
+    pub request_timeout_ms: u64,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerTuning {
+    fn default() -> Self {
+        ServerTuning {
+            request_timeout_ms: 30_000,
+            shutdown_grace_ms: 2_000,
+        }
+    }
+}
+
+/// Everything a test may change about its cluster. `Default` is the test-friendly setup.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Opened by the participants at start-up.
+    pub accounts: Vec<AccountSpec>,
+    pub rules: Rules,
+    pub budget: Budget,
+    pub gateway: GatewayTuning,
+    pub reconciler: ReconcilerTuning,
+    pub server: ServerTuning,
+    pub database: DatabaseChoice,
+    /// Where the binaries are; `None` means next to the running executable.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            accounts: accounts::demo_accounts(),
+            rules: Rules::default(),
+            budget: Budget::default(),
+            gateway: GatewayTuning::default(),
+            reconciler: ReconcilerTuning::default(),
+            server: ServerTuning::default(),
+            database: DatabaseChoice::FromEnv,
+            bin_dir: None,
+        }
+    }
+}
+
+/// What the harness decided for this cluster: ports and database URLs.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub gateway_port: u16,
+    pub external_port: u16,
+    pub ledger_port: u16,
+    pub reconciler_port: u16,
+    /// Shared by the gateway and the reconciler.
+    pub coordinator_db: String,
+    pub external_db: String,
+    pub ledger_db: String,
+}
+
+impl Endpoints {
+    pub fn port(&self, service: Service) -> u16 {
+        match service {
+            Service::Gateway => self.gateway_port,
+            Service::External => self.external_port,
+            Service::Ledger => self.ledger_port,
+            Service::Reconciler => self.reconciler_port,
+        }
+    }
+}
+
+/// A TOML basic string.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The configuration file of `service`.
+pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -> String {
+    let mut t = String::new();
+    let url = |port: u16| quote(&format!("http://127.0.0.1:{port}"));
+    let _ = writeln!(
+        t,
+        "listen_addr = {}",
+        quote(&format!("127.0.0.1:{}", endpoints.port(service)))
+    );
+    let _ = writeln!(t, "log_format = \"pretty\"");
+    match service {
+        Service::External => {
+            let _ = writeln!(t, "database_url = {}", quote(&endpoints.external_db));
+        }
+        Service::Ledger => {
+            let _ = writeln!(t, "database_url = {}", quote(&endpoints.ledger_db));
+        }
+        Service::Gateway => {
+            let g = &config.gateway;
+            let _ = writeln!(t, "database_url = {}", quote(&endpoints.coordinator_db));
+            let _ = writeln!(t, "external_url = {}", url(endpoints.external_port));
+            let _ = writeln!(t, "ledger_url = {}", url(endpoints.ledger_port));
+            let _ = writeln!(t, "connect_timeout_ms = {}", g.connect_timeout_ms);
+            let _ = writeln!(t, "max_in_flight = {}", g.max_in_flight);
+        }
+        Service::Reconciler => {
+            let r = &config.reconciler;
+            let _ = writeln!(t, "database_url = {}", quote(&endpoints.coordinator_db));
+            let _ = writeln!(t, "external_url = {}", url(endpoints.external_port));
+            let _ = writeln!(t, "ledger_url = {}", url(endpoints.ledger_port));
+            let _ = writeln!(t, "replica_id = {}", quote(&r.replica_id));
+            let _ = writeln!(t, "pass_interval_ms = {}", r.pass_interval_ms);
+            let _ = writeln!(t, "batch_size = {}", r.batch_size);
+            let _ = writeln!(t, "lease_ms = {}", r.lease_ms);
+            let _ = writeln!(t, "call_timeout_ms = {}", r.call_timeout_ms);
+        }
+    }
+
+    let _ = writeln!(t, "\n[server]");
+    let _ = writeln!(
+        t,
+        "request_timeout_ms = {}",
+        config.server.request_timeout_ms
+    );
+    let _ = writeln!(t, "shutdown_grace_ms = {}", config.server.shutdown_grace_ms);
+
+    match service {
+        Service::External => render_accounts(&mut t, config, Side::External),
+        Service::Ledger => {
+            let r = &config.rules;
+            let _ = writeln!(t, "\n[rules]");
+            let _ = writeln!(t, "max_transfer_minor = {}", r.max_transfer_minor);
+            let _ = writeln!(
+                t,
+                "daily_inbound_limit_minor = {}",
+                r.daily_inbound_limit_minor
+            );
+            let _ = writeln!(
+                t,
+                "antifraud_review_threshold_minor = {}",
+                r.antifraud_review_threshold_minor
+            );
+            let blocked: Vec<String> = r.blocked_users.iter().map(|u| quote(u)).collect();
+            let _ = writeln!(t, "blocked_users = [{}]", blocked.join(", "));
+            let _ = writeln!(t, "rate_limit_max_reserves = {}", r.rate_limit_max_reserves);
+            let _ = writeln!(t, "rate_limit_window_ms = {}", r.rate_limit_window_ms);
+            render_accounts(&mut t, config, Side::Internal);
+        }
+        Service::Gateway => {
+            let b = &config.budget;
+            let _ = writeln!(t, "\n[budget]");
+            let _ = writeln!(t, "total_ms = {}", b.total_ms);
+            let _ = writeln!(t, "after_reserve_ms = {}", b.after_reserve_ms);
+            let _ = writeln!(t, "reply_margin_ms = {}", b.reply_margin_ms);
+            let g = &config.gateway;
+            let _ = writeln!(t, "\n[fault_points]");
+            let _ = writeln!(t, "pause_at = {}", quote(g.pause_at.as_str()));
+            let _ = writeln!(t, "pause_ms = {}", g.pause_ms);
+        }
+        Service::Reconciler => {
+            let r = &config.reconciler;
+            let _ = writeln!(t, "\n[retry]");
+            let _ = writeln!(t, "abort_after_ms = {}", r.abort_after_ms);
+            let _ = writeln!(t, "backoff_initial_ms = {}", r.backoff_initial_ms);
+            let _ = writeln!(t, "backoff_max_ms = {}", r.backoff_max_ms);
+        }
+    }
+    t
+}
+
+fn render_accounts(t: &mut String, config: &ClusterConfig, side: Side) {
+    for a in config.accounts.iter().filter(|a| a.side == side) {
+        let _ = writeln!(t, "\n[[accounts]]");
+        let _ = writeln!(t, "account_id = {}", quote(&a.account_id));
+        let _ = writeln!(t, "user_id = {}", quote(&a.user_id));
+        let _ = writeln!(t, "currency = {}", quote(&a.currency));
+        let _ = writeln!(t, "opening_balance_minor = {}", a.opening_minor);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints() -> Endpoints {
+        Endpoints {
+            gateway_port: 1,
+            external_port: 2,
+            ledger_port: 3,
+            reconciler_port: 4,
+            coordinator_db: "sqlite:///tmp/x/coordinator.db".into(),
+            external_db: "sqlite:///tmp/x/external.db".into(),
+            ledger_db: "sqlite:///tmp/x/ledger.db".into(),
+        }
+    }
+
+    #[test]
+    fn gateway_config_names_its_peers_budget_and_fault_point() {
+        let mut config = ClusterConfig::default();
+        config.gateway.pause_at = PausePoint::AfterDecision;
+        let text = render(Service::Gateway, &config, &endpoints());
+        assert!(text.contains("listen_addr = \"127.0.0.1:1\"\n"), "{text}");
+        assert!(
+            text.contains("external_url = \"http://127.0.0.1:2\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ledger_url = \"http://127.0.0.1:3\"\n"),
+            "{text}"
+        );
+        assert!(text.contains("database_url = \"sqlite:///tmp/x/coordinator.db\"\n"));
+        assert!(text.contains("[budget]\ntotal_ms = 200\n"), "{text}");
+        assert!(
+            text.contains("[fault_points]\npause_at = \"after_decision\"\n"),
+            "{text}"
+        );
+        assert!(text.contains("[server]\nrequest_timeout_ms = "), "{text}");
+    }
+
+    #[test]
+    fn reconciler_shares_the_coordinator_database() {
+        let text = render(Service::Reconciler, &ClusterConfig::default(), &endpoints());
+        assert!(text.contains("database_url = \"sqlite:///tmp/x/coordinator.db\"\n"));
+        assert!(text.contains("[retry]\nabort_after_ms = 1000\n"), "{text}");
+        assert!(text.contains("pass_interval_ms = 100\n"), "{text}");
+    }
+
+    #[test]
+    fn participants_open_only_their_own_accounts() {
+        let config = ClusterConfig::default();
+        let ext = render(Service::External, &config, &endpoints());
+        assert!(ext.contains("account_id = \"ext-alice\""));
+        assert!(!ext.contains("int-alice"));
+        assert!(!ext.contains("[rules]"));
+        let ledger = render(Service::Ledger, &config, &endpoints());
+        assert!(ledger.contains("account_id = \"int-alice\""));
+        assert!(!ledger.contains("ext-alice"));
+        assert!(
+            ledger.contains("blocked_users = [\"mallory\"]\n"),
+            "{ledger}"
+        );
+        assert!(ledger.contains("antifraud_review_threshold_minor = 5000000\n"));
+    }
+
+    #[test]
+    fn quoting_escapes() {
+        assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+}

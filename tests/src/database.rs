@@ -1,0 +1,117 @@
+//! The cluster's three databases: the coordinator's (shared by the gateway and the
+//! reconciler), the external institution's and the balance store's. SQLite files in the
+//! cluster's directory by default; fresh PostgreSQL databases (dropped afterwards) when
+//! asked for, or when `E2E_DATABASE=postgres`.
+
+use std::path::Path;
+
+use service_kit::testing::{self, TestDatabase};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseChoice {
+    /// `E2E_DATABASE=postgres` selects PostgreSQL (and an unreachable server fails the
+    /// test); anything else SQLite.
+    FromEnv,
+    Sqlite,
+    /// PostgreSQL where reachable; [`crate::Cluster::start_if_available`] skips loudly
+    /// otherwise (unless `REQUIRE_POSTGRES=1`).
+    Postgres,
+}
+
+impl DatabaseChoice {
+    /// What `FromEnv` means in this process.
+    pub fn resolve(self) -> DatabaseChoice {
+        match self {
+            DatabaseChoice::FromEnv => {
+                if std::env::var("E2E_DATABASE").is_ok_and(|v| v.eq_ignore_ascii_case("postgres")) {
+                    DatabaseChoice::Postgres
+                } else {
+                    DatabaseChoice::Sqlite
+                }
+            }
+            other => other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self.resolve() {
+            DatabaseChoice::Postgres => "postgres",
+            _ => "sqlite",
+        }
+    }
+}
+
+/// The URLs, and the guards that drop the PostgreSQL databases when the cluster goes.
+pub struct Databases {
+    pub coordinator: String,
+    pub external: String,
+    pub ledger: String,
+    _guards: Vec<TestDatabase>,
+}
+
+impl std::fmt::Debug for Databases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Databases")
+            .field("coordinator", &self.coordinator)
+            .field("external", &self.external)
+            .field("ledger", &self.ledger)
+            .finish()
+    }
+}
+
+/// SQLite files under `dir`.
+pub fn sqlite(dir: &Path) -> Databases {
+    let url = |name: &str| format!("sqlite://{}", dir.join(name).display());
+    Databases {
+        coordinator: url("coordinator.db"),
+        external: url("external-institution.db"),
+        ledger: url("balance-store.db"),
+        _guards: Vec::new(),
+    }
+}
+
+/// Three fresh PostgreSQL databases, or `None` when no server is reachable (after the
+/// loud message of `service_kit::testing::postgres`, which fails instead under
+/// `REQUIRE_POSTGRES=1`).
+pub async fn postgres() -> Option<Databases> {
+    let coordinator = testing::postgres("e2e_coordinator").await?;
+    let external = testing::postgres("e2e_external").await?;
+    let ledger = testing::postgres("e2e_ledger").await?;
+    Some(Databases {
+        coordinator: coordinator.url.clone(),
+        external: external.url.clone(),
+        ledger: ledger.url.clone(),
+        _guards: vec![coordinator, external, ledger],
+    })
+}
+
+/// The databases `choice` asks for; `None` only for an unreachable PostgreSQL chosen
+/// explicitly with [`DatabaseChoice::Postgres`].
+pub async fn provision(choice: DatabaseChoice, dir: &Path) -> Option<Databases> {
+    match choice {
+        DatabaseChoice::Sqlite => Some(sqlite(dir)),
+        DatabaseChoice::Postgres => postgres().await,
+        DatabaseChoice::FromEnv => match choice.resolve() {
+            DatabaseChoice::Postgres => Some(postgres().await.unwrap_or_else(|| {
+                panic!("E2E_DATABASE=postgres but PostgreSQL is unreachable (see above)")
+            })),
+            _ => Some(sqlite(dir)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_are_absolute_files_in_the_directory() {
+        let dbs = sqlite(Path::new("/tmp/cluster"));
+        assert_eq!(dbs.coordinator, "sqlite:///tmp/cluster/coordinator.db");
+        assert_eq!(
+            dbs.external,
+            "sqlite:///tmp/cluster/external-institution.db"
+        );
+        assert_eq!(dbs.ledger, "sqlite:///tmp/cluster/balance-store.db");
+    }
+}
