@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use banktransfer_proto::external::v1::external_institution_client::ExternalInstitutionClient;
 use banktransfer_proto::external::v1::fault_injection_client::FaultInjectionClient;
 use banktransfer_proto::external::v1::{
-    ClearFaultsRequest, FaultKind, InjectFaultRequest, Operation,
+    ClearFaultsRequest, Fault, FaultKind, InjectFaultRequest, ListFaultsRequest, Operation,
 };
 use banktransfer_proto::gateway::v1::get_transfer_request::Lookup;
 use banktransfer_proto::gateway::v1::transfer_service_client::TransferServiceClient;
@@ -146,6 +146,33 @@ impl Clients {
             }))
             .await
             .unwrap_or_else(|status| panic!("InjectFault {operation:?} {kind:?}: {status}"));
+    }
+
+    /// The faults still armed at the institution.
+    pub async fn faults_armed(&self) -> Vec<Fault> {
+        self.faults
+            .clone()
+            .list_faults(request(ListFaultsRequest {}))
+            .await
+            .unwrap_or_else(|status| panic!("ListFaults: {status}"))
+            .into_inner()
+            .faults
+    }
+
+    /// Waits until every fault injected for a limited number of calls has fired.
+    pub async fn wait_faults_fired(&self, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let armed = self.faults_armed().await;
+            if armed.iter().all(|f| f.remaining_calls == 0) {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "faults still armed after {timeout:?}: {armed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub async fn clear_faults(&self) {

@@ -21,7 +21,7 @@ use tonic_health_client::pb::health_check_response::ServingStatus;
 use crate::binaries;
 use crate::clients::{Clients, Transfers};
 use crate::config::{self, ClusterConfig, Endpoints};
-use crate::database::{self, Databases};
+use crate::database::{self, DatabaseChoice, Databases};
 use crate::health;
 use crate::invariants::{self, Report};
 use crate::logs;
@@ -128,6 +128,11 @@ impl Cluster {
 
     pub fn dir(&self) -> &Path {
         &self.dir_path
+    }
+
+    /// The database back end in use (SQLite or PostgreSQL).
+    pub fn backend(&self) -> DatabaseChoice {
+        self.config.database.resolve()
     }
 
     pub fn config(&self) -> &ClusterConfig {

@@ -243,6 +243,11 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
             let _ = writeln!(t, "database_url = {}", quote(&endpoints.coordinator_db));
             let _ = writeln!(t, "external_url = {}", url(endpoints.external_port));
             let _ = writeln!(t, "ledger_url = {}", url(endpoints.ledger_port));
+            let _ = writeln!(
+                t,
+                "connect_timeout_ms = {}",
+                config.gateway.connect_timeout_ms
+            );
             let _ = writeln!(t, "replica_id = {}", quote(&r.replica_id));
             let _ = writeln!(t, "pass_interval_ms = {}", r.pass_interval_ms);
             let _ = writeln!(t, "batch_size = {}", r.batch_size);

@@ -72,10 +72,21 @@ impl Report {
     }
 }
 
-struct Snapshot {
-    accounts: Vec<(AccountSpec, Result<Account, Status>)>,
-    transfers: Vec<(TransferKey, Result<Transfer, Status>)>,
-    audit: Result<AuditResponse, Status>,
+/// What the services report, as read by [`check`].
+#[derive(Debug)]
+pub struct Snapshot {
+    pub accounts: Vec<(AccountSpec, Result<Account, Status>)>,
+    pub transfers: Vec<(TransferKey, Result<Transfer, Status>)>,
+    /// Both participants' reservation of each recorded transfer, by transfer id.
+    pub legs: BTreeMap<String, Legs>,
+    pub audit: Result<AuditResponse, Status>,
+}
+
+/// GetReservation on both participants for one transfer.
+#[derive(Debug)]
+pub struct Legs {
+    pub external: Result<Reservation, Status>,
+    pub internal: Result<Reservation, Status>,
 }
 
 async fn snapshot(
@@ -105,6 +116,7 @@ async fn snapshot(
     Snapshot {
         accounts: read_accounts,
         transfers: read_transfers,
+        legs: BTreeMap::new(),
         audit,
     }
 }
@@ -127,7 +139,7 @@ impl Snapshot {
         }
         for (key, transfer) in &self.transfers {
             match transfer {
-                Err(status) if status.code() == Code::NotFound => {}
+                Err(status) if never_recorded(status) => {}
                 Err(status) => {
                     return Some(format!("transfer {key:?} unreadable: {status}"));
                 }
@@ -159,7 +171,7 @@ pub async fn check(
 ) -> Report {
     let started = Instant::now();
     let mut violations = Vec::new();
-    let snap = loop {
+    let mut snap = loop {
         let snap = snapshot(clients, transfers, accounts, keys).await;
         match snap.unrest() {
             None => break snap,
@@ -171,6 +183,24 @@ pub async fn check(
         }
     };
 
+    for (_, transfer) in &snap.transfers {
+        if let Ok(t) = transfer {
+            let legs = Legs {
+                external: clients.external_reservation(&t.transfer_id).await,
+                internal: clients.internal_reservation(&t.transfer_id).await,
+            };
+            snap.legs.insert(t.transfer_id.clone(), legs);
+        }
+    }
+    let mut report = evaluate(&snap);
+    violations.append(&mut report.violations);
+    report.violations = violations;
+    report
+}
+
+/// Checks every invariant over what `snap` holds (read at rest).
+pub fn evaluate(snap: &Snapshot) -> Report {
+    let mut violations = Vec::new();
     let mut summary = String::new();
     let mut read_accounts = BTreeMap::new();
 
@@ -180,11 +210,13 @@ pub async fn check(
     for (key, transfer) in &snap.transfers {
         let t = match transfer {
             Ok(t) => t,
-            Err(status) if status.code() == Code::NotFound => {
+            Err(status) if never_recorded(status) => {
                 let _ = writeln!(
                     summary,
-                    "  (never recorded) {}/{}",
-                    key.user_id, key.idempotency_key
+                    "  (never recorded: {:?}) {}/{}",
+                    status.code(),
+                    key.user_id,
+                    key.idempotency_key
                 );
                 continue;
             }
@@ -193,8 +225,11 @@ pub async fn check(
                 continue;
             }
         };
-        let ext = clients.external_reservation(&t.transfer_id).await;
-        let int = clients.internal_reservation(&t.transfer_id).await;
+        let not_read = || Err(Status::unknown("reservation not read"));
+        let (ext, int) = match snap.legs.get(&t.transfer_id) {
+            Some(legs) => (legs.external.clone(), legs.internal.clone()),
+            None => (not_read(), not_read()),
+        };
         let amount = t.amount.as_ref().map_or(0, |m| m.minor_units);
         let _ = writeln!(
             summary,
@@ -363,6 +398,12 @@ pub async fn check(
     }
 }
 
+/// A lookup that shows the gateway never recorded the transfer: the key is unknown, or
+/// is not even a valid key (a malformed request the gateway refused).
+fn never_recorded(status: &Status) -> bool {
+    matches!(status.code(), Code::NotFound | Code::InvalidArgument)
+}
+
 fn describe(reservation: &Result<Reservation, Status>) -> String {
     match reservation {
         Ok(r) => {
@@ -443,5 +484,213 @@ fn check_legs(
             }
             (_, Err(_)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use banktransfer_proto::money::v1::Money;
+    use banktransfer_proto::reconciler::v1::AuditMismatch;
+
+    fn account(id: &str, available: i64, reserved: i64, confirmed: i64) -> Account {
+        Account {
+            account_id: id.into(),
+            user_id: "alice".into(),
+            currency: "USD".into(),
+            available_minor_units: available,
+            reserved_minor_units: reserved,
+            confirmed_minor_units: confirmed,
+        }
+    }
+
+    fn transfer(id: &str, amount: i64, status: TransferStatus) -> Transfer {
+        Transfer {
+            transfer_id: id.into(),
+            idempotency_key: format!("key-{id}"),
+            user_id: "alice".into(),
+            external_account_id: "ext-alice".into(),
+            internal_account_id: "int-alice".into(),
+            amount: Some(Money {
+                minor_units: amount,
+                currency: "USD".into(),
+            }),
+            status: status.into(),
+            ..Transfer::default()
+        }
+    }
+
+    fn reservation(id: &str, account: &str, amount: i64, status: ReservationStatus) -> Reservation {
+        Reservation {
+            transfer_id: id.into(),
+            account_id: account.into(),
+            user_id: "alice".into(),
+            amount: Some(Money {
+                minor_units: amount,
+                currency: "USD".into(),
+            }),
+            status: status.into(),
+            ..Reservation::default()
+        }
+    }
+
+    /// alice moved 250.00 (t1, SUCCEEDED); t2 (100.00) FAILED and was released.
+    fn consistent() -> Snapshot {
+        let key = |id: &str| TransferKey {
+            user_id: "alice".into(),
+            idempotency_key: format!("key-{id}"),
+        };
+        let mut legs = BTreeMap::new();
+        legs.insert(
+            "t1".to_owned(),
+            Legs {
+                external: Ok(reservation(
+                    "t1",
+                    "ext-alice",
+                    25_000,
+                    ReservationStatus::Confirmed,
+                )),
+                internal: Ok(reservation(
+                    "t1",
+                    "int-alice",
+                    25_000,
+                    ReservationStatus::Confirmed,
+                )),
+            },
+        );
+        legs.insert(
+            "t2".to_owned(),
+            Legs {
+                external: Ok(reservation(
+                    "t2",
+                    "ext-alice",
+                    10_000,
+                    ReservationStatus::Cancelled,
+                )),
+                internal: Err(Status::not_found("t2")),
+            },
+        );
+        Snapshot {
+            accounts: vec![
+                (
+                    AccountSpec::external("ext-alice", "alice", 100_000),
+                    Ok(account("ext-alice", 75_000, 0, 25_000)),
+                ),
+                (
+                    AccountSpec::internal("int-alice", "alice", 0),
+                    Ok(account("int-alice", 25_000, 0, 25_000)),
+                ),
+            ],
+            transfers: vec![
+                (
+                    key("t1"),
+                    Ok(transfer("t1", 25_000, TransferStatus::Succeeded)),
+                ),
+                (
+                    key("t2"),
+                    Ok(transfer("t2", 10_000, TransferStatus::Failed)),
+                ),
+                (key("never"), Err(Status::not_found("no such key"))),
+            ],
+            legs,
+            audit: Ok(AuditResponse {
+                transfers_checked: 2,
+                transfers_unfinished: 0,
+                mismatches: Vec::new(),
+            }),
+        }
+    }
+
+    fn violations(snap: &Snapshot) -> String {
+        evaluate(snap).violations.join("\n")
+    }
+
+    #[test]
+    fn consistent_books_pass() {
+        let report = evaluate(&consistent());
+        assert!(report.is_ok(), "{}", report.render());
+        assert_eq!(report.count(TransferStatus::Succeeded), 1);
+        assert_eq!(report.accounts["int-alice"].available_minor_units, 25_000);
+    }
+
+    #[test]
+    fn money_created_in_the_balance_store_is_caught() {
+        let mut snap = consistent();
+        snap.accounts[1].1 = Ok(account("int-alice", 35_000, 0, 25_000));
+        assert!(
+            violations(&snap).contains("int-alice: available 350.00"),
+            "{}",
+            violations(&snap)
+        );
+    }
+
+    #[test]
+    fn money_lost_at_the_institution_is_caught() {
+        let mut snap = consistent();
+        snap.accounts[0].1 = Ok(account("ext-alice", 70_000, 0, 25_000));
+        let v = violations(&snap);
+        assert!(
+            v.contains("ext-alice: available + reserved + confirmed = 950.00"),
+            "{v}"
+        );
+        assert!(
+            v.contains("accounts hold 950.00 in total but opened with 1000.00"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_hold_left_at_rest_is_caught() {
+        let mut snap = consistent();
+        snap.accounts[0].1 = Ok(account("ext-alice", 65_000, 10_000, 25_000));
+        assert!(violations(&snap).contains("100.00 still reserved at rest"));
+    }
+
+    #[test]
+    fn a_half_confirmed_transfer_is_caught() {
+        let mut snap = consistent();
+        snap.legs.get_mut("t1").unwrap().external = Ok(reservation(
+            "t1",
+            "ext-alice",
+            25_000,
+            ReservationStatus::Cancelled,
+        ));
+        assert!(
+            violations(&snap).contains("t1: SUCCEEDED but the external reservation is Cancelled")
+        );
+
+        let mut snap = consistent();
+        snap.legs.get_mut("t2").unwrap().internal = Ok(reservation(
+            "t2",
+            "int-alice",
+            10_000,
+            ReservationStatus::Confirmed,
+        ));
+        assert!(
+            violations(&snap).contains("t2: FAILED but the balance store reservation is Confirmed")
+        );
+    }
+
+    #[test]
+    fn processing_negative_and_audit_mismatches_are_caught() {
+        let mut snap = consistent();
+        snap.transfers[1].1 = Ok(transfer("t2", 10_000, TransferStatus::Processing));
+        snap.accounts[1].1 = Ok(account("int-alice", 25_000, -1, 25_000));
+        snap.audit = Ok(AuditResponse {
+            transfers_checked: 2,
+            transfers_unfinished: 1,
+            mismatches: vec![AuditMismatch {
+                transfer_id: "t1".into(),
+                description: "ledger says cancelled".into(),
+            }],
+        });
+        let v = violations(&snap);
+        assert!(v.contains("t2: status Processing at rest"), "{v}");
+        assert!(v.contains("int-alice: reserved is negative (-1)"), "{v}");
+        assert!(
+            v.contains("Audit mismatch on t1: ledger says cancelled"),
+            "{v}"
+        );
+        assert!(v.contains("Audit: 1 transfer(s) unfinished at rest"), "{v}");
     }
 }

@@ -2,6 +2,18 @@
 //! on free ports with fresh databases, drives them over gRPC, kills and restarts them, and
 //! checks the money invariants through the services' own APIs.
 //!
+//! Running:
+//! - `cargo build --bins && cargo test -p banktransfer-e2e -- --test-threads=2` (the tests
+//!   start the binaries cargo built next to them, in `target/debug/`);
+//! - `E2E_DATABASE=postgres` runs every scenario on fresh PostgreSQL databases instead of
+//!   SQLite files (`BANKTRANSFER_TEST_POSTGRES_URL` says where; an unreachable server is
+//!   then a failure); `tests/postgres_backend.rs` runs a few scenarios on PostgreSQL in
+//!   any case, skipping loudly without a server unless `REQUIRE_POSTGRES=1`;
+//! - `E2E_KEEP=1` keeps every cluster's directory (configs, logs, SQLite files); a failed
+//!   test always keeps its own and prints the path;
+//! - latency: `cargo build --release --bins && cargo run --release -p banktransfer-e2e
+//!   --bin latency -- --count 1000 [--database postgres]`.
+//!
 //! Map:
 //! - [`service`]: the four services and their binary names.
 //! - [`binaries`]: where cargo put the built binaries.

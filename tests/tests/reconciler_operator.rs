@@ -49,15 +49,24 @@ async fn run_pass_finishes_a_committed_transfer_on_demand() {
     assert!(audit.mismatches.is_empty(), "{audit:?}");
     assert_eq!(audit.transfers_unfinished, 1, "{audit:?}");
 
+    // The reconciler looks at a transfer once the gateway's own budget is over.
+    let budget = Duration::from_millis(cluster.config().budget.total_ms);
+    tokio::time::sleep(budget + Duration::from_millis(100)).await;
+
     // Still failing: the pass retries and reports it unfinished.
     let pass = run_pass(&cluster).await;
     eprintln!("[e2e] pass while the confirm fails: {pass:?}");
+    assert_eq!(pass.transfers_examined, 1, "{pass:?}");
     assert_eq!(pass.transfers_succeeded, 0, "{pass:?}");
+    assert_eq!(pass.transfers_retrying, 1, "{pass:?}");
 
     clients.clear_faults().await;
+    // Past the retry's backoff.
+    let backoff = Duration::from_millis(cluster.config().reconciler.backoff_max_ms);
+    tokio::time::sleep(backoff + Duration::from_millis(100)).await;
     let pass = run_pass(&cluster).await;
     eprintln!("[e2e] pass after clearing the fault: {pass:?}");
-    assert!(pass.transfers_examined >= 1, "{pass:?}");
+    assert_eq!(pass.transfers_examined, 1, "{pass:?}");
     assert_eq!(pass.transfers_succeeded, 1, "{pass:?}");
     let done = transfers.get_by_key(&req.key()).await.expect("GetTransfer");
     assert_eq!(done.status(), TransferStatus::Succeeded, "{done:?}");

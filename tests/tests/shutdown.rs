@@ -68,7 +68,8 @@ async fn sigterm_lets_an_in_flight_transfer_finish() {
         let req = req.clone();
         tokio::spawn(async move { transfers.approve(&req).await })
     };
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    // The slow reserve has started: the request is inside the gateway.
+    clients.wait_faults_fired(Duration::from_secs(5)).await;
     let status = cluster.terminate(Service::Gateway).await;
     assert!(status.success(), "gateway exited with {status}");
     let answer = in_flight.await.expect("task");

@@ -253,6 +253,15 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_configuration_spells_out_the_defaults() {
+        let demo = load(
+            include_str!("../../../config/gateway-coordinator.toml"),
+            &[],
+        );
+        assert_eq!(demo, Settings::default());
+    }
+
+    #[test]
     fn file_and_environment_set_the_exact_keys() {
         let s = load(
             "listen_addr = \"127.0.0.1:1\"\nmax_in_flight = 7\n[budget]\ntotal_ms = 300\n\

@@ -67,6 +67,8 @@ struct Book {
 
 pub struct FakeParticipants {
     book: Mutex<Book>,
+    /// Per leg; reserves wait while it is closed (false), before they are applied.
+    reserve_gates: [watch::Sender<bool>; 2],
     /// Per leg; confirms and cancels wait while it is closed (false).
     settle_gates: [watch::Sender<bool>; 2],
 }
@@ -75,9 +77,16 @@ impl Default for FakeParticipants {
     fn default() -> Self {
         FakeParticipants {
             book: Mutex::default(),
+            reserve_gates: [watch::Sender::new(true), watch::Sender::new(true)],
             settle_gates: [watch::Sender::new(true), watch::Sender::new(true)],
         }
     }
+}
+
+/// Waits until `gate` is open.
+async fn pass(gate: &watch::Sender<bool>) {
+    let mut open = gate.subscribe();
+    let _ = open.wait_for(|open| *open).await;
 }
 
 fn index(leg: Leg) -> usize {
@@ -95,6 +104,15 @@ impl FakeParticipants {
 
     pub fn script(&self, leg: Leg, edit: impl FnOnce(&mut LegScript)) {
         edit(&mut self.lock().scripts[index(leg)]);
+    }
+
+    /// Reserves on `leg` wait (unapplied) until [`FakeParticipants::open_reserve_gate`].
+    pub fn close_reserve_gate(&self, leg: Leg) {
+        self.reserve_gates[index(leg)].send_replace(false);
+    }
+
+    pub fn open_reserve_gate(&self, leg: Leg) {
+        self.reserve_gates[index(leg)].send_replace(true);
     }
 
     /// Confirms and cancels on `leg` wait until [`FakeParticipants::open_settle_gate`].
@@ -173,8 +191,7 @@ impl FakeParticipants {
 
     async fn settle(&self, leg: Leg, op: Op, transfer_id: &str) -> Result<(), CallError> {
         let script = self.arrive(leg, op, transfer_id);
-        let mut gate = self.settle_gates[index(leg)].subscribe();
-        let _ = gate.wait_for(|open| *open).await;
+        pass(&self.settle_gates[index(leg)]).await;
         tokio::time::sleep(script.settle_delay).await;
         if script.settle_fails {
             return Err(CallError(format!("{} is failing on purpose", leg.name())));
@@ -211,6 +228,7 @@ impl FakeParticipants {
 impl Participants for FakeParticipants {
     async fn reserve(&self, leg: Leg, terms: &ReserveTerms, _timeout: Duration) -> ReserveReply {
         let script = self.arrive(leg, Op::Reserve, &terms.transfer_id);
+        pass(&self.reserve_gates[index(leg)]).await;
         tokio::time::sleep(script.reserve_delay).await;
         let mut book = self.lock();
         let key = (leg, terms.transfer_id.clone());

@@ -81,7 +81,10 @@ async fn paused_after_the_decision_nothing_is_confirmed_and_recovery_finishes_it
     assert_eq!(committed.state, RecordedState::Committed);
     // Wait for the log line the crash tests wait for, then "kill" the driver.
     let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !captured.text().contains("fault point reached: after_decision") {
+    while !captured
+        .text()
+        .contains("fault point reached: after_decision")
+    {
         assert!(tokio::time::Instant::now() < give_up, "{}", captured.text());
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -131,7 +134,10 @@ async fn paused_after_both_reserves_the_transfer_stays_undecided() {
     );
     let task = tokio::spawn(async move { paused.begin(record, deadlines()).await });
     let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !captured.text().contains("fault point reached: after_reserve") {
+    while !captured
+        .text()
+        .contains("fault point reached: after_reserve")
+    {
         assert!(tokio::time::Instant::now() < give_up, "{}", captured.text());
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

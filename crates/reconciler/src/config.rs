@@ -186,6 +186,15 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_configuration_spells_out_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reconciler.toml");
+        std::fs::write(&path, include_str!("../../../config/reconciler.toml")).unwrap();
+        let demo: Settings = service_kit::config::load_with_env(Some(&path), Vec::new()).unwrap();
+        assert_eq!(demo, Settings::default());
+    }
+
+    #[test]
     fn environment_sets_nested_keys() {
         let env = vec![
             (

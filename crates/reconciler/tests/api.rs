@@ -42,7 +42,16 @@ async fn listener() -> (tokio::net::TcpListener, String) {
     (listener, url)
 }
 
+/// Roomy: long enough for a loaded machine, for the tests that are not about budgets.
+fn roomy_gateway() -> gateway_coordinator::Settings {
+    let mut settings = gateway_coordinator::Settings::default();
+    settings.budget.total_ms = 5_000;
+    settings.budget.after_reserve_ms = 2_000;
+    settings
+}
+
 async fn spawn_gateway(
+    settings: gateway_coordinator::Settings,
     store: Arc<SqlTransferStore>,
     fake: Arc<FakeParticipants>,
 ) -> Running<TransferServiceClient<Channel>> {
@@ -50,7 +59,7 @@ async fn spawn_gateway(
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         gateway_coordinator::serve(
-            &gateway_coordinator::Settings::default(),
+            &settings,
             store,
             fake,
             Arc::new(SystemClock),
@@ -72,9 +81,11 @@ async fn spawn_reconciler(
     clock: SharedClock,
     replica_id: &str,
 ) -> Running<ReconcilerClient<Channel>> {
-    let mut settings = reconciler::Settings::default();
-    settings.pass_interval_ms = 3_600_000;
-    settings.replica_id = replica_id.into();
+    let settings = reconciler::Settings {
+        pass_interval_ms: 3_600_000,
+        replica_id: replica_id.into(),
+        ..reconciler::Settings::default()
+    };
     let (listener, url) = listener().await;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -106,7 +117,12 @@ async fn a_slow_confirm_answers_processing_then_the_reconciler_finishes_it() {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         fake.script(Leg::External, |s| s.settle_delay = Duration::from_secs(30));
-        let mut gateway = spawn_gateway(store.clone(), fake.clone()).await;
+        let mut gateway = spawn_gateway(
+            gateway_coordinator::Settings::default(),
+            store.clone(),
+            fake.clone(),
+        )
+        .await;
         let transfer = tokio::time::timeout(
             Duration::from_secs(2),
             gateway.client.approve_transfer(approve_request("k1")),
@@ -123,7 +139,8 @@ async fn a_slow_confirm_answers_processing_then_the_reconciler_finishes_it() {
         // The participant is back; the reconciler's clock is past the gateway's budget.
         fake.script(Leg::External, |s| s.settle_delay = Duration::ZERO);
         let clock = ManualClock::new(now_ms() + 1_000);
-        let mut reconciler = spawn_reconciler(store.clone(), fake.clone(), Arc::new(clock), "r1").await;
+        let mut reconciler =
+            spawn_reconciler(store.clone(), fake.clone(), Arc::new(clock), "r1").await;
         let pass = reconciler
             .client
             .run_pass(RunPassRequest {})
@@ -131,7 +148,11 @@ async fn a_slow_confirm_answers_processing_then_the_reconciler_finishes_it() {
             .unwrap()
             .into_inner();
         assert_eq!(
-            (pass.transfers_examined, pass.transfers_succeeded, pass.transfers_retrying),
+            (
+                pass.transfers_examined,
+                pass.transfers_succeeded,
+                pass.transfers_retrying
+            ),
             (1, 1, 0),
             "{:?}",
             test_db.backend
@@ -167,7 +188,7 @@ async fn the_audit_reports_what_does_not_add_up() {
     for test_db in testing::all("audit").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
-        let mut gateway = spawn_gateway(store.clone(), fake.clone()).await;
+        let mut gateway = spawn_gateway(roomy_gateway(), store.clone(), fake.clone()).await;
         let succeeded = gateway
             .client
             .approve_transfer(approve_request("ok"))
@@ -190,7 +211,10 @@ async fn the_audit_reports_what_does_not_add_up() {
             .unwrap();
         assert_eq!(failed.status, TransferStatus::Failed as i32);
         // An undecided one, still in its request's hands.
-        store.insert_intent(&intent("alice", "live", now_ms())).await.unwrap();
+        store
+            .insert_intent(&intent("alice", "live", now_ms()))
+            .await
+            .unwrap();
 
         let mut reconciler =
             spawn_reconciler(store.clone(), fake.clone(), Arc::new(SystemClock), "r1").await;
@@ -206,7 +230,11 @@ async fn the_audit_reports_what_does_not_add_up() {
 
         // Money where the log says there is none, and none where it says there is.
         fake.set_reservation(Leg::Internal, &succeeded.transfer_id, ReservationView::Held);
-        fake.set_reservation(Leg::External, &failed.transfer_id, ReservationView::Confirmed);
+        fake.set_reservation(
+            Leg::External,
+            &failed.transfer_id,
+            ReservationView::Confirmed,
+        );
         let audit = reconciler
             .client
             .audit(AuditRequest { limit: 10 })
@@ -260,9 +288,15 @@ async fn shutdown_stops_the_schedule_and_releases_this_replicas_leases() {
     let new = intent("alice", "k1", t0 - 60_000);
     store.insert_intent(&new).await.unwrap();
     // Left over from this replica's previous life.
-    assert!(store.claim(&new.transfer_id, "r-7", t0, t0 + 600_000).await.unwrap());
+    assert!(
+        store
+            .claim(&new.transfer_id, "r-7", t0, t0 + 600_000)
+            .await
+            .unwrap()
+    );
 
-    let reconciler = spawn_reconciler(store.clone(), fake.clone(), Arc::new(SystemClock), "r-7").await;
+    let reconciler =
+        spawn_reconciler(store.clone(), fake.clone(), Arc::new(SystemClock), "r-7").await;
     reconciler.stop().await;
     let record = store.get(&new.transfer_id).await.unwrap().unwrap();
     assert_eq!(record.lease_owner, None);

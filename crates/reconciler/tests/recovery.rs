@@ -183,7 +183,10 @@ async fn an_unanswering_participant_is_retried_with_backoff_until_it_answers() {
         );
         // Confirms are idempotent: the external leg was confirmed on every attempt.
         assert_eq!(fake.count(Leg::External, Op::Confirm, id), 3);
-        assert_eq!(fake.reservation(Leg::External, id), ReservationView::Confirmed);
+        assert_eq!(
+            fake.reservation(Leg::External, id),
+            ReservationView::Confirmed
+        );
     }
 }
 
@@ -201,17 +204,33 @@ async fn a_dead_replicas_lease_expires_and_another_replica_finishes_the_transfer
         store.insert_intent(&new).await.unwrap();
         let id = new.transfer_id.as_str();
         // A replica claimed it at t0 + 3000 and died.
-        assert!(store.claim(id, "dead", t0 + 3_000, t0 + 13_000).await.unwrap());
+        assert!(
+            store
+                .claim(id, "dead", t0 + 3_000, t0 + 13_000)
+                .await
+                .unwrap()
+        );
 
         let clock = ManualClock::new(t0 + 5_000);
         let survivor = reconciler(&store, &fake, &clock, options("alive"));
         assert_eq!(survivor.run_pass().await.unwrap(), PassReport::default());
-        assert_eq!(store.get(id).await.unwrap().unwrap().state, RecordedState::Started);
+        assert_eq!(
+            store.get(id).await.unwrap().unwrap().state,
+            RecordedState::Started
+        );
 
         clock.advance_ms(8_001);
         let report = survivor.run_pass().await.unwrap();
-        assert_eq!((report.aborted, report.failed), (1, 1), "{:?}", test_db.backend);
-        assert_eq!(store.get(id).await.unwrap().unwrap().state, RecordedState::Failed);
+        assert_eq!(
+            (report.aborted, report.failed),
+            (1, 1),
+            "{:?}",
+            test_db.backend
+        );
+        assert_eq!(
+            store.get(id).await.unwrap().unwrap().state,
+            RecordedState::Failed
+        );
     }
 }
 
@@ -233,7 +252,12 @@ async fn two_replicas_on_one_database_process_each_transfer_once() {
         let b = reconciler(&store_b, &fake, &clock, options("replica-b"));
         let (ra, rb) = tokio::join!(a.run_pass(), b.run_pass());
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
-        assert_eq!(ra.examined + rb.examined, 20, "{:?}: {ra:?} {rb:?}", test_db.backend);
+        assert_eq!(
+            ra.examined + rb.examined,
+            20,
+            "{:?}: {ra:?} {rb:?}",
+            test_db.backend
+        );
         assert_eq!(ra.aborted + rb.aborted, 20);
         for id in &ids {
             for leg in Leg::BOTH {
@@ -254,7 +278,7 @@ async fn a_reconciler_abort_wins_over_a_late_gateway_and_the_gateway_follows_it(
         let reconciler_store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         // The gateway is stuck reserving on the external leg.
-        fake.script(Leg::External, |s| s.reserve_delay = Duration::from_millis(500));
+        fake.close_reserve_gate(Leg::External);
         let t0 = now_ms();
         let new = intent("alice", "k1", t0 - 5_000);
         let Intent::Created(record) = gateway_store.insert_intent(&new).await.unwrap() else {
@@ -289,6 +313,8 @@ async fn a_reconciler_abort_wins_over_a_late_gateway_and_the_gateway_follows_it(
             .unwrap();
         assert_eq!(report.aborted, 1, "{:?}", test_db.backend);
 
+        // The held-up reserve lands after the cancel: the tombstone refuses it.
+        fake.open_reserve_gate(Leg::External);
         let driven = gateway.await.unwrap();
         assert!(
             matches!(
@@ -305,7 +331,11 @@ async fn a_reconciler_abort_wins_over_a_late_gateway_and_the_gateway_follows_it(
         for leg in Leg::BOTH {
             assert_eq!(fake.count(leg, Op::Confirm, &id), 0);
             assert_ne!(fake.reservation(leg, &id), ReservationView::Held, "{leg:?}");
-            assert_ne!(fake.reservation(leg, &id), ReservationView::Confirmed, "{leg:?}");
+            assert_ne!(
+                fake.reservation(leg, &id),
+                ReservationView::Confirmed,
+                "{leg:?}"
+            );
         }
     }
 }
@@ -336,10 +366,12 @@ async fn a_racing_gateway_and_reconciler_always_agree() {
                 reserve_deadline_ms: now_ms() + 5_000,
                 settle_deadline_ms: now_ms() + 5_000,
             };
-            let (driven, report) = tokio::join!(driver.begin(record, deadlines), reconciler.run_pass());
+            let (driven, report) =
+                tokio::join!(driver.begin(record, deadlines), reconciler.run_pass());
             report.unwrap();
             let stored = gateway_store.get(&id).await.unwrap().unwrap();
-            let committed = |s: RecordedState| matches!(s, RecordedState::Committed | RecordedState::Succeeded);
+            let committed =
+                |s: RecordedState| matches!(s, RecordedState::Committed | RecordedState::Succeeded);
             assert_eq!(
                 committed(driven.record.state),
                 committed(stored.state),
@@ -348,8 +380,14 @@ async fn a_racing_gateway_and_reconciler_always_agree() {
                 driven.record.state,
                 stored.state
             );
-            let confirms: usize = Leg::BOTH.iter().map(|l| fake.count(*l, Op::Confirm, &id)).sum();
-            let cancels: usize = Leg::BOTH.iter().map(|l| fake.count(*l, Op::Cancel, &id)).sum();
+            let confirms: usize = Leg::BOTH
+                .iter()
+                .map(|l| fake.count(*l, Op::Confirm, &id))
+                .sum();
+            let cancels: usize = Leg::BOTH
+                .iter()
+                .map(|l| fake.count(*l, Op::Cancel, &id))
+                .sum();
             if committed(stored.state) {
                 assert_eq!(cancels, 0, "a committed transfer is never cancelled");
             } else {

@@ -24,7 +24,9 @@ pub fn now_ms() -> u64 {
 
 /// A separate pool on the database: on SQLite, what another process would have.
 pub async fn open_store(test_db: &TestDatabase) -> Arc<SqlTransferStore> {
-    let db = db::connect(&test_db.url, PoolSettings::default()).await.unwrap();
+    let db = db::connect(&test_db.url, PoolSettings::default())
+        .await
+        .unwrap();
     db::migrate(&db, &MIGRATIONS).await.unwrap();
     Arc::new(SqlTransferStore::new(db))
 }

@@ -1,0 +1,357 @@
+//! The production protocol, model-checked: one coordinator (gateway + reconciler over one
+//! durable transfer log), two participants, a faulty network, two concurrent transfers on
+//! the same pair of accounts with funds for only one.
+//!
+//! See [`world`] for the state and transitions, [`participant`] for the participants'
+//! request handling, [`properties`] for what is checked.
+
+pub mod participant;
+pub mod properties;
+pub mod world;
+
+use banktransfer_protocol::reconcile::Takeover;
+use banktransfer_protocol::reservation::ReservationStatus;
+use banktransfer_protocol::transfer::{Effect, Leg};
+use stateright::{Model, Property};
+
+use crate::check::Narrate;
+use properties::*;
+pub use world::{Action, Message, Role, World};
+use world::{leg_short, reconciler_takeover};
+
+/// Concurrent transfers, each of [`AMOUNT_MINOR`], on the same two accounts.
+pub const TRANSFERS: usize = 2;
+pub const AMOUNT_MINOR: i64 = 1;
+/// The user's account at the external institution covers exactly one transfer.
+pub const EXTERNAL_OPENING_MINOR: i64 = AMOUNT_MINOR;
+/// Her account in our balance store starts empty.
+pub const INTERNAL_OPENING_MINOR: i64 = 0;
+
+const _: () = assert!(TRANSFERS == 2, "the model's properties name two transfers");
+const _: () = assert!(AMOUNT_MINOR > 0);
+const _: () = assert!(
+    EXTERNAL_OPENING_MINOR >= AMOUNT_MINOR
+        && EXTERNAL_OPENING_MINOR < AMOUNT_MINOR * TRANSFERS as i64,
+    "funds must cover exactly one of the concurrent transfers"
+);
+
+/// How many faults of each kind one run may suffer. Timeouts are not bounded: each one
+/// ends a call in flight, and calls are finite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Messages the network drops.
+    pub losses_max: u8,
+    /// Messages the network delivers twice.
+    pub duplicates_max: u8,
+    /// Crashes of the gateway or of the reconciler (each loses that process's drivers).
+    pub crashes_max: u8,
+}
+
+impl Bounds {
+    /// What the pinned exhaustive run uses.
+    pub const DEFAULT: Bounds = Bounds {
+        losses_max: 1,
+        duplicates_max: 1,
+        crashes_max: 1,
+    };
+    /// Upper limits on any configuration, to keep a run finite and short.
+    pub const LIMIT: u8 = 3;
+
+    fn assert_valid(&self) {
+        assert!(
+            self.losses_max <= Bounds::LIMIT
+                && self.duplicates_max <= Bounds::LIMIT
+                && self.crashes_max <= Bounds::LIMIT,
+            "bounds above {}: {self:?}",
+            Bounds::LIMIT
+        );
+    }
+}
+
+/// Removes one safety mechanism, to show that the checks catch its absence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mutation {
+    /// The production protocol.
+    #[default]
+    None,
+    /// A cancel for an unknown transfer records nothing (the tombstone the pure code
+    /// returns is dropped), so a late reserve hangs a hold.
+    NoTombstone,
+    /// The decision write overwrites whatever is recorded instead of compare-and-set
+    /// `started -> decision`.
+    NoDecisionCas,
+    /// The driver sends Confirm as soon as the machine asks to record a commit, and
+    /// persists the commit in a later step.
+    SendBeforePersist,
+    /// A replayed confirm on a confirmed reservation is applied again.
+    NonIdempotentConfirm,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProtocolModel {
+    pub bounds: Bounds,
+    pub mutation: Mutation,
+    /// The transfer whose first reserve the balance store's antifraud screening may
+    /// refuse (a nondeterministic choice at delivery).
+    pub antifraud_transfer: Option<u8>,
+}
+
+impl Default for ProtocolModel {
+    fn default() -> Self {
+        ProtocolModel {
+            bounds: Bounds::DEFAULT,
+            mutation: Mutation::None,
+            antifraud_transfer: Some(0),
+        }
+    }
+}
+
+impl ProtocolModel {
+    pub fn with_mutation(mutation: Mutation) -> ProtocolModel {
+        ProtocolModel {
+            mutation,
+            ..ProtocolModel::default()
+        }
+    }
+
+    fn may_refuse(&self, world: &World, message: &Message) -> bool {
+        matches!(
+            message,
+            Message::Request {
+                transfer,
+                leg: Leg::Internal,
+                op: world::Op::Reserve,
+                ..
+            } if self.antifraud_transfer == Some(*transfer)
+                && world.book(Leg::Internal).reservations[usize::from(*transfer)].is_none()
+        )
+    }
+}
+
+impl Model for ProtocolModel {
+    type State = World;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<World> {
+        self.bounds.assert_valid();
+        if let Some(t) = self.antifraud_transfer {
+            assert!(usize::from(t) < TRANSFERS, "no transfer {t}");
+        }
+        vec![World::initial(self)]
+    }
+
+    fn actions(&self, world: &World, actions: &mut Vec<Action>) {
+        if world.broken.is_some() {
+            return;
+        }
+        let faults = world.faults;
+        for message in &world.network {
+            if !deliverable(world, message) {
+                continue;
+            }
+            let refusals: &[bool] = if self.may_refuse(world, message) {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            let copies: &[bool] = if faults.duplicates < self.bounds.duplicates_max {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            for &keep_copy in copies {
+                for &antifraud_refuses in refusals {
+                    actions.push(Action::Deliver {
+                        message: message.clone(),
+                        keep_copy,
+                        antifraud_refuses,
+                    });
+                }
+            }
+            if faults.losses < self.bounds.losses_max {
+                actions.push(Action::Lose(message.clone()));
+            }
+        }
+        for role in Role::BOTH {
+            for transfer in 0..TRANSFERS as u8 {
+                let Some(driver) = world.driver(role, transfer) else {
+                    continue;
+                };
+                if let Some(write) = &driver.store_write {
+                    actions.push(Action::WriteStore {
+                        role,
+                        transfer,
+                        write: write.clone(),
+                    });
+                    continue;
+                }
+                for &call in &driver.calls {
+                    actions.push(Action::TimeOut {
+                        role,
+                        transfer,
+                        call,
+                    });
+                }
+                if role == Role::Gateway && driver.reserving {
+                    actions.push(Action::ReserveDeadlinePassed { transfer });
+                }
+            }
+        }
+        for transfer in 0..TRANSFERS as u8 {
+            if world.driver(Role::Reconciler, transfer).is_some() {
+                continue;
+            }
+            let takeover = reconciler_takeover(world.record(transfer));
+            if matches!(takeover, Takeover::Abort | Takeover::Finish) {
+                actions.push(Action::Takeover { transfer, takeover });
+            }
+        }
+        if faults.crashes < self.bounds.crashes_max {
+            for role in Role::BOTH {
+                if world.drivers[role.ix()].iter().any(Option::is_some) {
+                    actions.push(Action::Crash(role));
+                }
+            }
+        }
+    }
+
+    fn next_state(&self, world: &World, action: Action) -> Option<World> {
+        let mut next = world.clone();
+        next.apply(self, &action);
+        Some(next)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always(LEGS_AGREE, legs_agree),
+            Property::always(NO_NEGATIVE_BALANCE, no_negative_balance),
+            Property::always(EXTERNAL_CONSERVED, external_conserved),
+            Property::always(INTERNAL_MATCHES_CREDITS, internal_matches_credits),
+            Property::always(CONFIRMED_ONLY_AFTER_COMMIT, confirmed_only_after_commit),
+            Property::always(LEDGERS_AGREE_AT_REST, ledgers_agree_at_rest),
+            Property::always(NOTHING_HELD_AT_REST, nothing_held_at_rest),
+            Property::always(CODE_RUNS_CLEAN, code_runs_clean),
+            Property::always(FINISHES_ONCE_FAULTS_STOP, finishes_once_faults_stop),
+            Property::sometimes(SOME_TRANSFER_SUCCEEDS, some_transfer_succeeds),
+            Property::sometimes(SOME_TRANSFER_FAILS, some_transfer_fails),
+            Property::sometimes(ONE_SUCCEEDS_ONE_FAILS, one_succeeds_one_fails),
+        ]
+    }
+}
+
+fn status_short(status: Option<&ReservationStatus>, tombstone: bool) -> &'static str {
+    match status {
+        None => "-",
+        Some(ReservationStatus::Held) => "held",
+        Some(ReservationStatus::Confirmed) => "confirmed",
+        Some(ReservationStatus::Cancelled) if tombstone => "tombstone",
+        Some(ReservationStatus::Cancelled) => "cancelled",
+        Some(ReservationStatus::Refused(_)) => "refused",
+    }
+}
+
+impl Narrate for ProtocolModel {
+    fn describe(&self, action: &Action) -> String {
+        match action {
+            Action::Deliver {
+                message,
+                keep_copy,
+                antifraud_refuses,
+            } => {
+                let mut text = format!("deliver {message}");
+                if *antifraud_refuses {
+                    text.push_str(" [antifraud refuses it]");
+                }
+                if *keep_copy {
+                    text.push_str(" [duplicate: a copy stays in flight]");
+                }
+                text
+            }
+            Action::Lose(message) => format!("network loses {message}"),
+            Action::TimeOut {
+                role,
+                transfer,
+                call,
+            } => format!(
+                "{role} times out its {:?} call to {} for T{transfer}",
+                call.op,
+                leg_short(call.leg)
+            ),
+            Action::ReserveDeadlinePassed { transfer } => {
+                format!("gateway's reserve deadline for T{transfer} passes")
+            }
+            Action::WriteStore {
+                role,
+                transfer,
+                write,
+            } => match write {
+                Effect::RecordDecision { decision, .. } => {
+                    let how = if self.mutation == Mutation::NoDecisionCas {
+                        "blind write"
+                    } else {
+                        "compare-and-set from started"
+                    };
+                    format!("{role} records decision {decision:?} for T{transfer} ({how})")
+                }
+                Effect::RecordOutcome(outcome) => {
+                    format!("{role} records outcome {} for T{transfer}", outcome.as_str())
+                }
+                other => format!("{role} writes {other:?} for T{transfer}"),
+            },
+            Action::Takeover { transfer, takeover } => match takeover {
+                Takeover::Abort => format!("reconciler takes over T{transfer}: stale, abort"),
+                _ => format!("reconciler takes over T{transfer}: finish the decision"),
+            },
+            Action::Crash(role) => format!("the {role} crashes (its drivers are lost)"),
+        }
+    }
+
+    fn summarize(&self, world: &World) -> String {
+        let balance = |leg: Leg| {
+            let b = world.book(leg).balance;
+            format!(
+                "{} {}/{}/{}",
+                leg_short(leg),
+                b.available_minor,
+                b.reserved_minor,
+                b.confirmed_minor
+            )
+        };
+        let mut text = format!(
+            "{}  {}  (available/reserved/confirmed)",
+            balance(Leg::External),
+            balance(Leg::Internal)
+        );
+        for t in 0..TRANSFERS {
+            let leg = |leg: Leg| {
+                let r = world.book(leg).reservations[t].as_ref();
+                status_short(r.map(|r| &r.status), r.is_some_and(|r| r.terms.is_none()))
+            };
+            let record = world.records[t].state;
+            let drivers: Vec<&str> = Role::BOTH
+                .iter()
+                .filter(|&&role| world.driver(role, t as u8).is_some())
+                .map(|role| match role {
+                    Role::Gateway => "gw",
+                    Role::Reconciler => "rc",
+                })
+                .collect();
+            text.push_str(&format!(
+                " | T{t} {} ext:{} int:{}{}",
+                record.as_str(),
+                leg(Leg::External),
+                leg(Leg::Internal),
+                if drivers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", drivers.join(","))
+                }
+            ));
+        }
+        text.push_str(&format!(" | in flight: {}", world.network.len()));
+        if let Some(why) = &world.broken {
+            text.push_str(&format!(" | BROKEN: {why}"));
+        }
+        text
+    }
+}

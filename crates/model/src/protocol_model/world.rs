@@ -1,0 +1,591 @@
+//! The protocol model's state (the world) and its transitions.
+//!
+//! Everything that decides is production code: the drivers feed
+//! [`TransferMachine`] and carry out its [`Effect`]s the way
+//! `gateway-coordinator/src/driver.rs` does, the participants run
+//! [`crate::protocol_model::participant::handle`] (the pure reservation book), and the
+//! reconciler asks [`reconcile::takeover`]. What is modelled here is only the plumbing:
+//! the network, the transfer log's compare-and-set, timeouts and crashes.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use banktransfer_protocol::reconcile::{self, RetryPolicy, Takeover};
+use banktransfer_protocol::reservation::{Balance, Reservation};
+use banktransfer_protocol::transfer::{
+    Decision, Effect, Event, Leg, RecordedState, ReserveReply, TransferMachine,
+};
+
+use super::participant;
+use super::{Mutation, ProtocolModel, TRANSFERS};
+use crate::production;
+
+/// The two processes that drive transfers. Both are volatile: a crash loses their drivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// The gateway: drives each transfer from `TransferMachine::begin`.
+    Gateway,
+    /// The reconciler: picks transfers up with `TransferMachine::resume`.
+    Reconciler,
+}
+
+impl Role {
+    pub const BOTH: [Role; 2] = [Role::Gateway, Role::Reconciler];
+
+    pub fn ix(self) -> usize {
+        match self {
+            Role::Gateway => 0,
+            Role::Reconciler => 1,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Gateway => "gateway",
+            Role::Reconciler => "reconciler",
+        })
+    }
+}
+
+pub fn leg_ix(leg: Leg) -> usize {
+    match leg {
+        Leg::External => 0,
+        Leg::Internal => 1,
+    }
+}
+
+pub fn leg_short(leg: Leg) -> &'static str {
+    match leg {
+        Leg::External => "ext",
+        Leg::Internal => "int",
+    }
+}
+
+/// A call from a driver to a participant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    Reserve,
+    Confirm,
+    Cancel,
+}
+
+/// A participant's answer on the wire. Reserve answers are what
+/// `gateway-coordinator/src/participants/grpc.rs` turns a reply into ([`ReserveReply`]);
+/// a confirm or cancel counts only when the reservation ends as asked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Answer {
+    Held,
+    Refused(String),
+    Unknown(String),
+    /// Confirm: the reservation is CONFIRMED. Cancel: it is CANCELLED or REFUSED.
+    Settled(bool),
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Held => f.write_str("HELD"),
+            Answer::Refused(why) => write!(f, "REFUSED ({why})"),
+            Answer::Unknown(why) => write!(f, "UNKNOWN ({why})"),
+            Answer::Settled(true) => f.write_str("OK"),
+            Answer::Settled(false) => f.write_str("ERROR"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Message {
+    Request {
+        from: Role,
+        transfer: u8,
+        leg: Leg,
+        op: Op,
+    },
+    Reply {
+        to: Role,
+        transfer: u8,
+        leg: Leg,
+        op: Op,
+        answer: Answer,
+    },
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::Request {
+                from,
+                transfer,
+                leg,
+                op,
+            } => write!(f, "{from}->{}: {op:?} T{transfer}", leg_short(*leg)),
+            Message::Reply {
+                to,
+                transfer,
+                leg,
+                op,
+                answer,
+            } => write!(
+                f,
+                "{}->{to}: {op:?} T{transfer} answered {answer}",
+                leg_short(*leg)
+            ),
+        }
+    }
+}
+
+/// A call a driver waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Call {
+    pub leg: Leg,
+    pub op: Op,
+}
+
+/// One driver (the async shell of `driver.rs`) around one production [`TransferMachine`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Driver {
+    pub machine: TransferMachine,
+    /// `driver.rs`'s `reserving`: until the decision is asked for, the reserve deadline
+    /// is the one that counts.
+    pub reserving: bool,
+    /// A transfer-log write the machine asked for and that has not run yet. The real
+    /// driver awaits it before anything else, so nothing else reaches this machine
+    /// meanwhile; the model runs it as its own step so that crashes, the reconciler and
+    /// the other transfer can interleave with it.
+    pub store_write: Option<Effect>,
+    /// Calls in flight (each ends with its answer or its timeout).
+    pub calls: BTreeSet<Call>,
+}
+
+/// The coordinator's durable transfer log row (the part the protocol reads).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Record {
+    pub state: RecordedState,
+    pub failure_reason: Option<String>,
+}
+
+/// A participant's durable book: one account and one reservation slot per transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Book {
+    pub balance: Balance,
+    pub reservations: [Option<Reservation>; TRANSFERS],
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FaultsUsed {
+    pub losses: u8,
+    pub duplicates: u8,
+    pub crashes: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct World {
+    /// Durable: survives crashes.
+    pub records: [Record; TRANSFERS],
+    /// Volatile, by [`Role::ix`] then transfer.
+    pub drivers: [[Option<Driver>; TRANSFERS]; 2],
+    /// Durable, by [`leg_ix`].
+    pub books: [Book; 2],
+    /// Messages in flight: a set, so re-sending a message already in flight adds nothing
+    /// (a second copy is what [`Action::Deliver`] with `keep_copy` models).
+    pub network: BTreeSet<Message>,
+    pub faults: FaultsUsed,
+    /// Production code panicked (an assertion fired) or a driver was left with nothing
+    /// to wait for: the world stops here and a property reports it.
+    pub broken: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The message arrives. `keep_copy`: it is a duplicate, the original stays in flight.
+    /// `antifraud_refuses`: the balance store's screening refuses this (first) reserve.
+    Deliver {
+        message: Message,
+        keep_copy: bool,
+        antifraud_refuses: bool,
+    },
+    Lose(Message),
+    /// A driver stops waiting for a call (deadline): `Unknown` for a reserve,
+    /// `SettleFailed` for a confirm or cancel.
+    TimeOut {
+        role: Role,
+        transfer: u8,
+        call: Call,
+    },
+    /// The gateway's reserve budget runs out (`Event::ReserveDeadlinePassed`).
+    ReserveDeadlinePassed { transfer: u8 },
+    /// The driver's pending transfer-log write runs.
+    WriteStore {
+        role: Role,
+        transfer: u8,
+        write: Effect,
+    },
+    /// The reconciler claims the transfer and resumes it from its record; time is
+    /// abstract, so an undecided transfer may be judged stale at any moment.
+    Takeover { transfer: u8, takeover: Takeover },
+    Crash(Role),
+}
+
+/// An undecided transfer's age when the reconciler judges it: always stale (the worst
+/// case), through the production rule.
+const CREATED_AT_MS: u64 = 1_000;
+
+/// The reason `reconciler/src/pass.rs` records with a reconciler abort.
+fn reconciler_abort_reason(policy: &RetryPolicy) -> String {
+    format!(
+        "not decided within {} ms: aborted by the reconciler",
+        policy.abort_after_ms
+    )
+}
+
+/// What the reconciler's pass would do with this record now.
+pub fn reconciler_takeover(record: &Record) -> Takeover {
+    let policy = RetryPolicy::DEFAULT;
+    reconcile::takeover(
+        record.state,
+        CREATED_AT_MS,
+        CREATED_AT_MS + policy.abort_after_ms,
+        &policy,
+    )
+}
+
+impl World {
+    pub fn initial(model: &ProtocolModel) -> World {
+        let book = |opening_minor| Book {
+            balance: Balance::opening(opening_minor),
+            reservations: [None, None],
+        };
+        let mut world = World {
+            // Both intents are durable before anyone is called.
+            records: std::array::from_fn(|_| Record {
+                state: RecordedState::Started,
+                failure_reason: None,
+            }),
+            drivers: Default::default(),
+            books: [
+                book(super::EXTERNAL_OPENING_MINOR),
+                book(super::INTERNAL_OPENING_MINOR),
+            ],
+            network: BTreeSet::new(),
+            faults: FaultsUsed::default(),
+            broken: None,
+        };
+        for t in 0..TRANSFERS as u8 {
+            let (machine, effects) = TransferMachine::begin();
+            world.drivers[Role::Gateway.ix()][usize::from(t)] = Some(Driver {
+                machine,
+                reserving: true,
+                store_write: None,
+                calls: BTreeSet::new(),
+            });
+            world.carry_out(model, Role::Gateway, t, effects);
+        }
+        world
+    }
+
+    pub fn driver(&self, role: Role, transfer: u8) -> Option<&Driver> {
+        self.drivers[role.ix()][usize::from(transfer)].as_ref()
+    }
+
+    pub fn record(&self, transfer: u8) -> &Record {
+        &self.records[usize::from(transfer)]
+    }
+
+    pub fn book(&self, leg: Leg) -> &Book {
+        &self.books[leg_ix(leg)]
+    }
+
+    pub fn apply(&mut self, model: &ProtocolModel, action: &Action) {
+        match action {
+            Action::Deliver {
+                message,
+                keep_copy,
+                antifraud_refuses,
+            } => {
+                if *keep_copy {
+                    self.faults.duplicates += 1;
+                } else {
+                    self.network.remove(message);
+                }
+                match message {
+                    Message::Request {
+                        from,
+                        transfer,
+                        leg,
+                        op,
+                    } => self.deliver_request(
+                        model,
+                        *from,
+                        *transfer,
+                        *leg,
+                        *op,
+                        *antifraud_refuses,
+                    ),
+                    Message::Reply {
+                        to,
+                        transfer,
+                        leg,
+                        op,
+                        answer,
+                    } => self.deliver_reply(model, *to, *transfer, *leg, *op, answer.clone()),
+                }
+            }
+            Action::Lose(message) => {
+                self.faults.losses += 1;
+                self.network.remove(message);
+            }
+            Action::TimeOut {
+                role,
+                transfer,
+                call,
+            } => {
+                let driver = self.drivers[role.ix()][usize::from(*transfer)]
+                    .as_mut()
+                    .expect("only a live driver times out");
+                assert!(driver.calls.remove(call), "timed out a call not in flight");
+                let event = match call.op {
+                    // `driver.rs`: a reserve without an answer in time is Unknown.
+                    Op::Reserve => Event::ReserveAnswered {
+                        leg: call.leg,
+                        reply: ReserveReply::Unknown("no answer within the deadline".into()),
+                    },
+                    Op::Confirm | Op::Cancel => Event::SettleFailed { leg: call.leg },
+                };
+                self.feed(model, *role, *transfer, event);
+            }
+            Action::ReserveDeadlinePassed { transfer } => {
+                self.feed(model, Role::Gateway, *transfer, Event::ReserveDeadlinePassed);
+            }
+            Action::WriteStore {
+                role,
+                transfer,
+                write,
+            } => self.write_store(model, *role, *transfer, write),
+            Action::Takeover { transfer, takeover } => {
+                let record = self.record(*transfer).clone();
+                let abort_reason = match takeover {
+                    Takeover::Abort => Some(reconciler_abort_reason(&RetryPolicy::DEFAULT)),
+                    Takeover::Finish => None,
+                    Takeover::Wait | Takeover::Done => unreachable!("not a takeover"),
+                };
+                let resumed = production::run(|| {
+                    TransferMachine::resume(record.state, record.failure_reason, abort_reason)
+                });
+                match resumed {
+                    Ok((machine, effects)) => {
+                        self.drivers[Role::Reconciler.ix()][usize::from(*transfer)] =
+                            Some(Driver {
+                                machine,
+                                reserving: false,
+                                store_write: None,
+                                calls: BTreeSet::new(),
+                            });
+                        self.carry_out(model, Role::Reconciler, *transfer, effects);
+                    }
+                    Err(why) => self.broken = Some(format!("resume panicked: {why}")),
+                }
+            }
+            Action::Crash(role) => {
+                self.faults.crashes += 1;
+                self.drivers[role.ix()] = Default::default();
+            }
+        }
+    }
+
+    fn deliver_request(
+        &mut self,
+        model: &ProtocolModel,
+        from: Role,
+        transfer: u8,
+        leg: Leg,
+        op: Op,
+        antifraud_refuses: bool,
+    ) {
+        let book = &mut self.books[leg_ix(leg)];
+        let handled = production::run(|| {
+            participant::handle(model.mutation, book, leg, transfer, op, antifraud_refuses)
+        });
+        match handled {
+            Ok(answer) => {
+                self.network.insert(Message::Reply {
+                    to: from,
+                    transfer,
+                    leg,
+                    op,
+                    answer,
+                });
+            }
+            Err(why) => {
+                self.broken = Some(format!(
+                    "the {} panicked handling {op:?} T{transfer}: {why}",
+                    leg.name()
+                ));
+            }
+        }
+    }
+
+    fn deliver_reply(
+        &mut self,
+        model: &ProtocolModel,
+        to: Role,
+        transfer: u8,
+        leg: Leg,
+        op: Op,
+        answer: Answer,
+    ) {
+        // A reply nobody waits for (the call timed out, or its driver is gone) is dropped,
+        // as gRPC drops the answer to an abandoned call.
+        let Some(driver) = self.drivers[to.ix()][usize::from(transfer)].as_mut() else {
+            return;
+        };
+        if !driver.calls.remove(&Call { leg, op }) {
+            return;
+        }
+        let event = match (op, answer) {
+            (Op::Reserve, Answer::Held) => Event::ReserveAnswered {
+                leg,
+                reply: ReserveReply::Held,
+            },
+            (Op::Reserve, Answer::Refused(why)) => Event::ReserveAnswered {
+                leg,
+                reply: ReserveReply::Refused(why),
+            },
+            (Op::Reserve, Answer::Unknown(why)) => Event::ReserveAnswered {
+                leg,
+                reply: ReserveReply::Unknown(why),
+            },
+            (Op::Confirm | Op::Cancel, Answer::Settled(true)) => Event::Settled { leg },
+            (Op::Confirm | Op::Cancel, Answer::Settled(false)) => Event::SettleFailed { leg },
+            (op, answer) => unreachable!("{op:?} answered with {answer:?}"),
+        };
+        self.feed(model, to, transfer, event);
+    }
+
+    /// The transfer log, as `gateway-coordinator/src/store/sql.rs` writes it: the
+    /// decision is a compare-and-set `started -> decision` and the driver is told what
+    /// the row holds afterwards; the outcome is guarded by the decision it follows.
+    fn write_store(&mut self, model: &ProtocolModel, role: Role, transfer: u8, write: &Effect) {
+        let driver = self.drivers[role.ix()][usize::from(transfer)]
+            .as_mut()
+            .expect("only a live driver writes");
+        let pending = driver.store_write.take();
+        assert_eq!(pending.as_ref(), Some(write), "wrote what was not pending");
+        let record = &mut self.records[usize::from(transfer)];
+        let event = match write {
+            Effect::RecordDecision {
+                decision,
+                failure_reason,
+            } => {
+                let compare_and_set = model.mutation != Mutation::NoDecisionCas;
+                if !compare_and_set || record.state == RecordedState::Started {
+                    record.state = decision.recorded_state();
+                    record.failure_reason = failure_reason.clone();
+                }
+                Event::DecisionRecorded {
+                    recorded: record.state,
+                    failure_reason: record.failure_reason.clone(),
+                }
+            }
+            Effect::RecordOutcome(outcome) => {
+                let expected = match outcome {
+                    RecordedState::Succeeded => RecordedState::Committed,
+                    RecordedState::Failed => RecordedState::Aborted,
+                    other => unreachable!("{other:?} is not an outcome"),
+                };
+                if record.state == expected {
+                    record.state = *outcome;
+                }
+                if record.state == *outcome {
+                    Event::OutcomeRecorded { recorded: *outcome }
+                } else {
+                    // The store reports a corrupt row; the driver stops.
+                    Event::StoreUnavailable
+                }
+            }
+            other => unreachable!("{other:?} is not a store write"),
+        };
+        self.feed(model, role, transfer, event);
+    }
+
+    /// Hands an event to a driver's machine and carries out what it asks for.
+    fn feed(&mut self, model: &ProtocolModel, role: Role, transfer: u8, event: Event) {
+        let driver = self.drivers[role.ix()][usize::from(transfer)]
+            .as_mut()
+            .expect("fed a driver that exists");
+        match production::run(|| driver.machine.handle(event)) {
+            Ok(effects) => self.carry_out(model, role, transfer, effects),
+            Err(why) => {
+                self.broken = Some(format!(
+                    "the {role}'s TransferMachine for T{transfer} panicked: {why}"
+                ));
+            }
+        }
+    }
+
+    /// `driver.rs`'s effect loop: calls go out at once (each registered as in flight);
+    /// a store write waits for its own step. A machine that is idle, or that has nothing
+    /// left to wait for, ends its driver.
+    fn carry_out(&mut self, model: &ProtocolModel, role: Role, transfer: u8, effects: Vec<Effect>) {
+        let slot = &mut self.drivers[role.ix()][usize::from(transfer)];
+        let driver = slot.as_mut().expect("a live driver");
+        for effect in effects {
+            let op = match &effect {
+                Effect::Reserve(leg) => Some((*leg, Op::Reserve)),
+                Effect::Confirm(leg) => Some((*leg, Op::Confirm)),
+                Effect::Cancel(leg) => Some((*leg, Op::Cancel)),
+                Effect::RecordDecision { decision, .. } => {
+                    assert!(driver.store_write.is_none(), "two store writes at once");
+                    driver.reserving = false;
+                    if model.mutation == Mutation::SendBeforePersist
+                        && *decision == Decision::Commit
+                    {
+                        // The mutant: confirm as soon as the commit is asked for.
+                        for leg in Leg::BOTH {
+                            self.network.insert(Message::Request {
+                                from: role,
+                                transfer,
+                                leg,
+                                op: Op::Confirm,
+                            });
+                        }
+                    }
+                    driver.store_write = Some(effect.clone());
+                    None
+                }
+                Effect::RecordOutcome(_) => {
+                    assert!(driver.store_write.is_none(), "two store writes at once");
+                    driver.store_write = Some(effect.clone());
+                    None
+                }
+            };
+            if let Some((leg, op)) = op {
+                assert!(
+                    driver.store_write.is_none(),
+                    "a call effect after a store write"
+                );
+                driver.calls.insert(Call { leg, op });
+                self.network.insert(Message::Request {
+                    from: role,
+                    transfer,
+                    leg,
+                    op,
+                });
+            }
+        }
+        if driver.store_write.is_some() {
+            return;
+        }
+        if driver.machine.is_idle() {
+            *slot = None;
+        } else if driver.calls.is_empty() {
+            // `driver.rs` logs this as a bug in its shell and leaves the transfer to the
+            // reconciler.
+            self.broken = Some(format!(
+                "the {role}'s driver for T{transfer} has nothing to wait for"
+            ));
+            *slot = None;
+        }
+    }
+}
