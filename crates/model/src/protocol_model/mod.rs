@@ -294,7 +294,10 @@ impl Narrate for ProtocolModel {
                     format!("{role} records decision {decision:?} for T{transfer} ({how})")
                 }
                 Effect::RecordOutcome(outcome) => {
-                    format!("{role} records outcome {} for T{transfer}", outcome.as_str())
+                    format!(
+                        "{role} records outcome {} for T{transfer}",
+                        outcome.as_str()
+                    )
                 }
                 other => format!("{role} writes {other:?} for T{transfer}"),
             },

@@ -72,14 +72,7 @@ pub fn handle(
                 currency: Currency::USD,
                 balance: book.balance,
             };
-            match reservation::reserve(
-                side(leg),
-                &id,
-                terms,
-                existing,
-                Some(&account),
-                screening,
-            ) {
+            match reservation::reserve(side(leg), &id, terms, existing, Some(&account), screening) {
                 ReserveOutcome::Record {
                     reservation,
                     balance,
@@ -114,7 +107,9 @@ pub fn handle(
                     };
                     reservation::confirm(side(leg), &id, Some(&as_if_held), balance)
                 }
-                (Op::Confirm, _) => reservation::confirm(side(leg), &id, existing.as_ref(), balance),
+                (Op::Confirm, _) => {
+                    reservation::confirm(side(leg), &id, existing.as_ref(), balance)
+                }
                 _ => reservation::cancel(side(leg), &id, existing.as_ref(), balance),
             };
             let ended = match outcome {

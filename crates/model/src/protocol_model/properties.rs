@@ -20,7 +20,8 @@ pub const CONFIRMED_ONLY_AFTER_COMMIT: &str =
 pub const LEDGERS_AGREE_AT_REST: &str =
     "at rest, ext confirmed == int confirmed == amount x succeeded transfers";
 pub const NOTHING_HELD_AT_REST: &str = "at rest, nothing is held on either leg";
-pub const FINISHES_ONCE_FAULTS_STOP: &str = "once faults stop, every transfer reaches a final state";
+pub const FINISHES_ONCE_FAULTS_STOP: &str =
+    "once faults stop, every transfer reaches a final state";
 pub const CODE_RUNS_CLEAN: &str = "production code never panics nor strands a driver";
 pub const SOME_TRANSFER_SUCCEEDS: &str = "a transfer succeeds";
 pub const SOME_TRANSFER_FAILS: &str = "a transfer fails";
@@ -60,7 +61,10 @@ pub fn legs_agree(_: &ProtocolModel, world: &World) -> bool {
     };
     let confirmed = |s: Option<&ReservationStatus>| s == Some(&ReservationStatus::Confirmed);
     (0..TRANSFERS).all(|t| {
-        let (ext, int) = (status(world, Leg::External, t), status(world, Leg::Internal, t));
+        let (ext, int) = (
+            status(world, Leg::External, t),
+            status(world, Leg::Internal, t),
+        );
         !(confirmed(ext) && released(int) || confirmed(int) && released(ext))
     })
 }
@@ -127,7 +131,8 @@ pub fn some_transfer_fails(_: &ProtocolModel, world: &World) -> bool {
 }
 
 pub fn one_succeeds_one_fails(_: &ProtocolModel, world: &World) -> bool {
-    records_in(world, RecordedState::Succeeded) == 1 && records_in(world, RecordedState::Failed) == 1
+    records_in(world, RecordedState::Succeeded) == 1
+        && records_in(world, RecordedState::Failed) == 1
 }
 
 /// Liveness, checked as a safety property: from this world, once faults stop, a fair
@@ -175,7 +180,10 @@ fn next_fault_free_action(world: &World) -> Option<Action> {
     // 1. A store write the real driver would be awaiting.
     for role in Role::BOTH {
         for transfer in transfers.clone() {
-            if let Some(write) = world.driver(role, transfer).and_then(|d| d.store_write.clone()) {
+            if let Some(write) = world
+                .driver(role, transfer)
+                .and_then(|d| d.store_write.clone())
+            {
                 return Some(Action::WriteStore {
                     role,
                     transfer,

@@ -215,7 +215,9 @@ pub enum Action {
         call: Call,
     },
     /// The gateway's reserve budget runs out (`Event::ReserveDeadlinePassed`).
-    ReserveDeadlinePassed { transfer: u8 },
+    ReserveDeadlinePassed {
+        transfer: u8,
+    },
     /// The driver's pending transfer-log write runs.
     WriteStore {
         role: Role,
@@ -224,7 +226,10 @@ pub enum Action {
     },
     /// The reconciler claims the transfer and resumes it from its record; time is
     /// abstract, so an undecided transfer may be judged stale at any moment.
-    Takeover { transfer: u8, takeover: Takeover },
+    Takeover {
+        transfer: u8,
+        takeover: Takeover,
+    },
     Crash(Role),
 }
 
@@ -315,14 +320,9 @@ impl World {
                         transfer,
                         leg,
                         op,
-                    } => self.deliver_request(
-                        model,
-                        *from,
-                        *transfer,
-                        *leg,
-                        *op,
-                        *antifraud_refuses,
-                    ),
+                    } => {
+                        self.deliver_request(model, *from, *transfer, *leg, *op, *antifraud_refuses)
+                    }
                     Message::Reply {
                         to,
                         transfer,
@@ -356,7 +356,12 @@ impl World {
                 self.feed(model, *role, *transfer, event);
             }
             Action::ReserveDeadlinePassed { transfer } => {
-                self.feed(model, Role::Gateway, *transfer, Event::ReserveDeadlinePassed);
+                self.feed(
+                    model,
+                    Role::Gateway,
+                    *transfer,
+                    Event::ReserveDeadlinePassed,
+                );
             }
             Action::WriteStore {
                 role,
