@@ -38,11 +38,29 @@ impl From<ApproveError> for tonic::Status {
     }
 }
 
+/// Where new transfer ids come from. They are the idempotency key towards the
+/// participants, so they must never repeat.
+pub trait TransferIds: Send + Sync + 'static {
+    fn next_transfer_id(&self) -> String;
+}
+
+/// UUID v7: unique and time-ordered. What the gateway uses; the deterministic simulation
+/// gives a seeded sequence instead.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UuidV7Ids;
+
+impl TransferIds for UuidV7Ids {
+    fn next_transfer_id(&self) -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+}
+
 pub struct Approver<S, P> {
     store: Arc<S>,
     driver: Driver<S, P>,
     clock: SharedClock,
     policy: BudgetPolicy,
+    ids: Arc<dyn TransferIds>,
 }
 
 impl<S: TransferStore, P: Participants> Approver<S, P> {
@@ -57,7 +75,14 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             driver,
             clock,
             policy,
+            ids: Arc::new(UuidV7Ids),
         }
+    }
+
+    /// Transfer ids from `ids` instead of UUID v7 (the deterministic simulation).
+    pub fn with_ids(mut self, ids: Arc<dyn TransferIds>) -> Approver<S, P> {
+        self.ids = ids;
+        self
     }
 
     /// The transfer this request stands for, as far as it got within `budget`.
@@ -68,7 +93,7 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
     ) -> Result<TransferRecord, ApproveError> {
         let now_ms = self.clock.now_ms();
         let new = NewTransfer {
-            transfer_id: uuid::Uuid::now_v7().to_string(),
+            transfer_id: self.ids.next_transfer_id(),
             fingerprint: request.fingerprint(),
             user_id: request.user_id,
             idempotency_key: request.idempotency_key,

@@ -255,6 +255,9 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             };
             let wait = remaining(deadline_ms, self.clock.now_ms());
             tokio::select! {
+                // An answer already in hand beats a deadline passing at the same instant
+                // (and a fixed polling order keeps the simulation deterministic).
+                biased;
                 event = calls.next() => {
                     if matches!(event, Event::ReserveAnswered { .. }) {
                         reserves_answered += 1;

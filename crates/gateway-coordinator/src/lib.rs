@@ -6,12 +6,14 @@
 //! - [`config`]: `Settings` (every key has a default) and the `[server]`/`[database]`
 //!   sections the reconciler shares.
 //! - [`store`]: the coordinator's durable transfer log ([`store::TransferStore`], over SQL
-//!   in [`store::SqlTransferStore`]); every write a single guarded statement.
+//!   in [`store::SqlTransferStore`], in memory for simulation in
+//!   [`store::MemoryTransferStore`]); every write a single guarded statement.
 //! - [`participants`]: the external institution and the balance store
 //!   ([`participants::Participants`], over gRPC in [`participants::GrpcParticipants`]).
 //! - [`driver`]: runs `banktransfer_protocol::transfer::TransferMachine` against the store
 //!   and the participants, with deadlines.
-//! - [`approve`]: ApproveTransfer's flow: intent, drive, replays and takeovers.
+//! - [`approve`]: ApproveTransfer's flow: intent, drive, replays and takeovers; where
+//!   transfer ids come from ([`approve::TransferIds`]).
 //! - [`service`]: the gRPC TransferService; [`convert`] is its protobuf boundary and
 //!   [`grpc_timeout`] reads the client's deadline.
 //! - [`fault`]: TEST-ONLY pause points for the crash tests.
@@ -38,7 +40,7 @@ use tokio::net::TcpListener;
 
 pub use config::Settings;
 
-use crate::approve::Approver;
+use crate::approve::{Approver, TransferIds, UuidV7Ids};
 use crate::driver::Driver;
 use crate::participants::{GrpcParticipants, Participants};
 use crate::service::TransferApi;
@@ -85,18 +87,7 @@ pub async fn serve<S: TransferStore, P: Participants>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let faults = settings.fault_points().map_err(anyhow::Error::msg)?;
-    if !faults.is_off() {
-        tracing::warn!(?faults, "TEST-ONLY fault points are enabled");
-    }
-    let policy = settings.budget.policy();
-    let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), faults);
-    let approver = Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy);
-    let api = TransferApi::new(approver, store, clock, policy, settings.max_in_flight);
-    let routes = tonic::service::Routes::new(TransferServiceServer::new(api));
+    let routes = routes(settings, store, participants, clock, Arc::new(UuidV7Ids))?;
     service_kit::server::serve(
         listener,
         routes,
@@ -106,6 +97,30 @@ pub async fn serve<S: TransferStore, P: Participants>(
     )
     .await?;
     Ok(())
+}
+
+/// The TransferService over the given store, participants, clock and transfer ids, ready
+/// to be served (by [`serve`], or by the deterministic simulation on its own network).
+pub fn routes<S: TransferStore, P: Participants>(
+    settings: &Settings,
+    store: Arc<S>,
+    participants: Arc<P>,
+    clock: SharedClock,
+    ids: Arc<dyn TransferIds>,
+) -> anyhow::Result<tonic::service::Routes> {
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let faults = settings.fault_points().map_err(anyhow::Error::msg)?;
+    if !faults.is_off() {
+        tracing::warn!(?faults, "TEST-ONLY fault points are enabled");
+    }
+    let policy = settings.budget.policy();
+    let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), faults);
+    let approver =
+        Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy).with_ids(ids);
+    let api = TransferApi::new(approver, store, clock, policy, settings.max_in_flight);
+    Ok(tonic::service::Routes::new(TransferServiceServer::new(api)))
 }
 
 /// A store failure as the API reports it: unreachable or busy is UNAVAILABLE (retry),

@@ -3,26 +3,27 @@
 
 use banktransfer_proto::ledger::v1::balance_store_server::BalanceStore;
 use banktransfer_proto::reservation::v1 as pb;
-use participant::ReservationStore;
 use participant::grpc::Participant;
+use participant::{ReservationBook, ReservationStore};
 use tonic::{Request, Response, Status};
 
 use crate::screening::LedgerScreening;
 
 pub type Book = ReservationStore<LedgerScreening>;
 
-pub struct BalanceStoreService {
-    participant: Participant<Book>,
+/// Over the SQL book in the service; over an in-memory one in the simulation.
+pub struct BalanceStoreService<B = Book> {
+    participant: Participant<B>,
 }
 
-impl BalanceStoreService {
-    pub fn new(participant: Participant<Book>) -> BalanceStoreService {
+impl<B: ReservationBook> BalanceStoreService<B> {
+    pub fn new(participant: Participant<B>) -> BalanceStoreService<B> {
         BalanceStoreService { participant }
     }
 }
 
 #[tonic::async_trait]
-impl BalanceStore for BalanceStoreService {
+impl<B: ReservationBook> BalanceStore for BalanceStoreService<B> {
     async fn reserve(
         &self,
         request: Request<pb::ReserveRequest>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use banktransfer_proto::external::v1::external_institution_server::ExternalInstitution;
 use banktransfer_proto::reservation::v1 as pb;
 use participant::grpc::Participant;
-use participant::{NoScreening, ReservationStore};
+use participant::{NoScreening, ReservationBook, ReservationStore};
 use service_kit::shutdown::Shutdown;
 use tonic::{Request, Response, Status};
 
@@ -23,18 +23,19 @@ const LOST_REPLY_HOLD_MS: u64 = 60_000;
 
 pub type Book = ReservationStore<NoScreening>;
 
-pub struct InstitutionService {
-    participant: Arc<Participant<Book>>,
+/// Over the SQL book in the service; over an in-memory one in the simulation.
+pub struct InstitutionService<B = Book> {
+    participant: Arc<Participant<B>>,
     faults: SharedFaults,
     shutdown: Shutdown,
 }
 
-impl InstitutionService {
+impl<B: ReservationBook> InstitutionService<B> {
     pub fn new(
-        participant: Arc<Participant<Book>>,
+        participant: Arc<Participant<B>>,
         faults: SharedFaults,
         shutdown: Shutdown,
-    ) -> InstitutionService {
+    ) -> InstitutionService<B> {
         InstitutionService {
             participant,
             faults,
@@ -97,7 +98,7 @@ impl InstitutionService {
 }
 
 #[tonic::async_trait]
-impl ExternalInstitution for InstitutionService {
+impl<B: ReservationBook> ExternalInstitution for InstitutionService<B> {
     async fn reserve(
         &self,
         request: Request<pb::ReserveRequest>,

@@ -1,5 +1,5 @@
-use banktransfer_model::check;
 use banktransfer_model::protocol_model::{Bounds, ProtocolModel};
+use stateright::{Checker, Model, report::WriteReporter};
 
 #[test]
 fn measure() {
@@ -17,6 +17,9 @@ fn measure() {
         antifraud_transfer: if v[3] == 1 { Some(0) } else { None },
         ..ProtocolModel::default()
     };
-    let found = check::explore(&format!("{v:?}"), model);
-    println!("{:?}", found.discovered);
+    let c = model
+        .checker()
+        .spawn_bfs()
+        .report(&mut WriteReporter::new(&mut std::io::stdout()));
+    println!("{}", c.unique_state_count());
 }

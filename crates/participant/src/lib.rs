@@ -6,10 +6,12 @@
 //!
 //! Map:
 //! - [`book`]: the [`ReservationBook`] trait the gRPC handlers drive, and its domain types
-//!   ([`NewAccount`], [`OpenOutcome`], [`StoreError`]). A SQL store implements it today; an
-//!   in-memory one for deterministic simulation can implement it later.
+//!   ([`NewAccount`], [`OpenOutcome`], [`StoreError`]).
 //! - [`store`]: [`ReservationStore`], the book over SQL: every reserve, confirm and cancel
 //!   is one database transaction. All of the crate's SQL is in `store/sql.rs`.
+//! - [`memory`]: [`memory::MemoryBook`], the book in memory for the deterministic
+//!   simulation: the same pure decisions, each applied atomically, with planned delays
+//!   and database failures.
 //! - [`screening`]: the [`Screening`] hook a participant runs inside the reserve
 //!   transaction (the balance store's antifraud, limits and rate limit); [`NoScreening`]
 //!   for the external institution.
@@ -26,6 +28,7 @@ pub mod book;
 pub mod config;
 pub mod grpc;
 pub mod ids;
+pub mod memory;
 pub mod screening;
 pub mod seed;
 pub mod store;

@@ -90,33 +90,16 @@ pub async fn serve<S: TransferStore, P: Participants>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let (trigger, stop) = service_kit::shutdown::channel();
-    let reconciler = Arc::new(
-        Reconciler::new(
-            Arc::clone(&store),
-            Arc::clone(&participants),
-            clock,
-            pass_options(settings),
-            Jitter::from_entropy(),
-        )
-        .with_shutdown(stop.clone()),
-    );
-    let worker = tokio::spawn(worker::run(
-        Arc::clone(&reconciler),
-        stop,
-        settings.pass_interval(),
-    ));
-    let api = ReconcilerApi::new(
-        reconciler,
+    let (routes, reconciler) = assemble(
+        settings,
         store,
         participants,
-        settings.audit_limit_default,
-        Duration::from_millis(settings.call_timeout_ms),
-    );
-    let routes = tonic::service::Routes::new(ReconcilerServer::new(api));
+        clock,
+        Jitter::from_entropy(),
+        stop.clone(),
+    )?;
+    let worker = tokio::spawn(worker::run(reconciler, stop, settings.pass_interval()));
     // The trigger lives in the server's shutdown future: the signal stops the schedule
     // as the server starts draining, and a server that fails drops it, which stops the
     // schedule too.
@@ -134,4 +117,41 @@ pub async fn serve<S: TransferStore, P: Participants>(
     worker.await.context("the pass schedule panicked")?;
     served?;
     Ok(())
+}
+
+/// The reconciler's parts over the given store, participants, clock and jitter: its
+/// operator API, ready to be served, and the [`Reconciler`] whose schedule
+/// ([`worker::run`]) the caller starts. Passes stop once `stop` is triggered. [`serve`]
+/// runs them on a TCP listener; the deterministic simulation on its own network.
+#[allow(clippy::type_complexity)]
+pub fn assemble<S: TransferStore, P: Participants>(
+    settings: &Settings,
+    store: Arc<S>,
+    participants: Arc<P>,
+    clock: SharedClock,
+    jitter: Jitter,
+    stop: service_kit::shutdown::Shutdown,
+) -> anyhow::Result<(tonic::service::Routes, Arc<Reconciler<S, P>>)> {
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let reconciler = Arc::new(
+        Reconciler::new(
+            Arc::clone(&store),
+            Arc::clone(&participants),
+            clock,
+            pass_options(settings),
+            jitter,
+        )
+        .with_shutdown(stop),
+    );
+    let api = ReconcilerApi::new(
+        Arc::clone(&reconciler),
+        store,
+        participants,
+        settings.audit_limit_default,
+        Duration::from_millis(settings.call_timeout_ms),
+    );
+    let routes = tonic::service::Routes::new(ReconcilerServer::new(api));
+    Ok((routes, reconciler))
 }

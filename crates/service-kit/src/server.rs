@@ -6,9 +6,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
 
 const HEALTH_SERVICE_NAME: &str = "grpc.health.v1.Health";
@@ -22,6 +24,11 @@ pub struct ServerSettings {
     /// After the shutdown signal, in-flight requests get this long before the process
     /// drops them.
     pub shutdown_grace: Duration,
+    /// HTTP/2 streams a peer may reset before they are processed, before the server
+    /// answers GOAWAY (the rapid-reset defence). h2's default, 20, is far too low for our
+    /// callers: every call whose deadline passes is reset, and a burst of timeouts from
+    /// the gateway would cost it the whole connection. Still bounded.
+    pub max_pending_reset_streams: usize,
 }
 
 impl Default for ServerSettings {
@@ -30,6 +37,7 @@ impl Default for ServerSettings {
             request_timeout: Duration::from_secs(30),
             concurrency_limit_per_connection: 256,
             shutdown_grace: Duration::from_secs(5),
+            max_pending_reset_streams: 1024,
         }
     }
 }
@@ -52,6 +60,32 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let local_addr = listener.local_addr().ok();
+    tracing::info!(?local_addr, services = ?service_names, "gRPC server listening");
+    serve_incoming(
+        TcpListenerStream::new(listener),
+        routes,
+        service_names,
+        settings,
+        shutdown,
+    )
+    .await
+}
+
+/// As [`serve`], over any stream of accepted connections (the deterministic simulation
+/// accepts them from its simulated network).
+pub async fn serve_incoming<I, IO, IE>(
+    incoming: I,
+    routes: Routes,
+    service_names: &[&str],
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
         health_reporter
@@ -77,9 +111,6 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let local_addr = listener.local_addr().ok();
-    tracing::info!(?local_addr, services = ?service_names, "gRPC server listening");
-
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
     let reporter = health_reporter.clone();
@@ -101,8 +132,9 @@ pub async fn serve(
         .timeout(settings.request_timeout)
         .concurrency_limit_per_connection(settings.concurrency_limit_per_connection)
         .tcp_nodelay(true)
+        .http2_max_pending_accept_reset_streams(Some(settings.max_pending_reset_streams))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
+        .serve_with_incoming_shutdown(incoming, on_signal);
     tokio::pin!(server);
     let grace = settings.shutdown_grace;
     let grace_over = async move {

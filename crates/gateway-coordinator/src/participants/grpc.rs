@@ -35,6 +35,15 @@ impl GrpcParticipants {
             ledger: BalanceStoreClient::new(channel(ledger_url, connect_timeout)?),
         })
     }
+
+    /// Over channels built elsewhere (the deterministic simulation dials its simulated
+    /// network).
+    pub fn from_channels(external: Channel, ledger: Channel) -> GrpcParticipants {
+        GrpcParticipants {
+            external: ExternalInstitutionClient::new(external),
+            ledger: BalanceStoreClient::new(ledger),
+        }
+    }
 }
 
 impl Participants for GrpcParticipants {

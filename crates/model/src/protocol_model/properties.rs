@@ -4,7 +4,7 @@ use banktransfer_protocol::reconcile::Takeover;
 use banktransfer_protocol::reservation::ReservationStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 
-use super::world::{Action, Message, Role, World, reconciler_takeover};
+use super::world::{Action, Role, World, reconciler_takeover};
 use super::{
     AMOUNT_MINOR, EXTERNAL_OPENING_MINOR, INTERNAL_OPENING_MINOR, ProtocolModel, TRANSFERS,
 };
@@ -177,30 +177,28 @@ pub fn finish_without_faults(model: &ProtocolModel, world: &World) -> Result<usi
 
 fn next_fault_free_action(world: &World) -> Option<Action> {
     let transfers = 0..TRANSFERS as u8;
-    // 1. A store write the real driver would be awaiting.
+    // 1. The mutant's deferred write.
     for role in Role::BOTH {
         for transfer in transfers.clone() {
-            if let Some(write) = world
+            if world
                 .driver(role, transfer)
-                .and_then(|d| d.store_write.clone())
+                .is_some_and(|d| d.deferred_write.is_some())
             {
-                return Some(Action::WriteStore {
-                    role,
-                    transfer,
-                    write,
-                });
+                return Some(Action::WriteDeferred { role, transfer });
             }
         }
     }
-    // 2. Every message arrives (no store write is pending, so every reply can).
-    if let Some(message) = world.network.first() {
+    // 2. Every request arrives and is answered.
+    if let Some(request) = world.network.first() {
         return Some(Action::Deliver {
-            message: message.clone(),
+            request: *request,
             keep_copy: false,
+            reply_lost: false,
             antifraud_refuses: false,
         });
     }
-    // 3. Nothing in flight: a call still awaited lost its message and times out.
+    // 3. Nothing in flight: a call still awaited lost its request or its answer, and
+    //    times out.
     for role in Role::BOTH {
         for transfer in transfers.clone() {
             if let Some(call) = world.driver(role, transfer).and_then(|d| d.calls.first()) {
@@ -223,15 +221,4 @@ fn next_fault_free_action(world: &World) -> Option<Action> {
         }
     }
     None
-}
-
-/// Whether a reply can be delivered now: its driver is not in the middle of a store
-/// write (the real driver awaits that write before it looks at any answer).
-pub fn deliverable(world: &World, message: &Message) -> bool {
-    match message {
-        Message::Request { .. } => true,
-        Message::Reply { to, transfer, .. } => world
-            .driver(*to, *transfer)
-            .is_none_or(|d| d.store_write.is_none()),
-    }
 }

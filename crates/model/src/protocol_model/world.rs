@@ -7,7 +7,7 @@
 //! reconciler asks [`reconcile::takeover`]. What is modelled here is only the plumbing:
 //! the network, the transfer log's compare-and-set, timeouts and crashes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 
 use banktransfer_protocol::reconcile::{self, RetryPolicy, Takeover};
@@ -95,44 +95,29 @@ impl fmt::Display for Answer {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Message {
-    Request {
-        from: Role,
-        transfer: u8,
-        leg: Leg,
-        op: Op,
-    },
-    Reply {
-        to: Role,
-        transfer: u8,
-        leg: Leg,
-        op: Op,
-        answer: Answer,
-    },
+/// A request in flight from a driver to a participant. A call is one remote procedure
+/// call: the participant handles the request and its answer reaches the caller in the
+/// same step, or is lost ([`Action::Deliver`]'s `reply_lost`). An answer that reaches a
+/// caller no longer waiting for it (timed out, crashed) is dropped, as gRPC drops the
+/// answer to an abandoned call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Request {
+    pub from: Role,
+    pub transfer: u8,
+    pub leg: Leg,
+    pub op: Op,
 }
 
-impl fmt::Display for Message {
+impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Message::Request {
-                from,
-                transfer,
-                leg,
-                op,
-            } => write!(f, "{from}->{}: {op:?} T{transfer}", leg_short(*leg)),
-            Message::Reply {
-                to,
-                transfer,
-                leg,
-                op,
-                answer,
-            } => write!(
-                f,
-                "{}->{to}: {op:?} T{transfer} answered {answer}",
-                leg_short(*leg)
-            ),
-        }
+        write!(
+            f,
+            "{} -> {}: {:?} T{}",
+            self.from,
+            leg_short(self.leg),
+            self.op,
+            self.transfer
+        )
     }
 }
 
@@ -150,13 +135,23 @@ pub struct Driver {
     /// `driver.rs`'s `reserving`: until the decision is asked for, the reserve deadline
     /// is the one that counts.
     pub reserving: bool,
-    /// A transfer-log write the machine asked for and that has not run yet. The real
-    /// driver awaits it before anything else, so nothing else reaches this machine
-    /// meanwhile; the model runs it as its own step so that crashes, the reconciler and
-    /// the other transfer can interleave with it.
-    pub store_write: Option<Effect>,
+    /// A commit the [`Mutation::SendBeforePersist`] mutant has not written yet. The real
+    /// driver runs each transfer-log write inline (nothing reaches the machine
+    /// meanwhile), which the model does within the step that asked for it.
+    pub deferred_write: Option<Effect>,
     /// Calls in flight (each ends with its answer or its timeout).
     pub calls: BTreeSet<Call>,
+}
+
+impl Driver {
+    fn new(machine: TransferMachine, reserving: bool) -> Driver {
+        Driver {
+            machine,
+            reserving,
+            deferred_write: None,
+            calls: BTreeSet::new(),
+        }
+    }
 }
 
 /// The coordinator's durable transfer log row (the part the protocol reads).
@@ -188,9 +183,9 @@ pub struct World {
     pub drivers: [[Option<Driver>; TRANSFERS]; 2],
     /// Durable, by [`leg_ix`].
     pub books: [Book; 2],
-    /// Messages in flight: a set, so re-sending a message already in flight adds nothing
+    /// Requests in flight: a set, so re-sending a request already in flight adds nothing
     /// (a second copy is what [`Action::Deliver`] with `keep_copy` models).
-    pub network: BTreeSet<Message>,
+    pub network: BTreeSet<Request>,
     pub faults: FaultsUsed,
     /// Production code panicked (an assertion fired) or a driver was left with nothing
     /// to wait for: the world stops here and a property reports it.
@@ -199,42 +194,38 @@ pub struct World {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// The message arrives. `keep_copy`: it is a duplicate, the original stays in flight.
+    /// The participant handles the request. `keep_copy`: a duplicate, the original stays
+    /// in flight. `reply_lost`: the participant acted but its answer is lost.
     /// `antifraud_refuses`: the balance store's screening refuses this (first) reserve.
     Deliver {
-        message: Message,
+        request: Request,
         keep_copy: bool,
+        reply_lost: bool,
         antifraud_refuses: bool,
     },
-    Lose(Message),
-    /// A driver stops waiting for a call (deadline): `Unknown` for a reserve,
-    /// `SettleFailed` for a confirm or cancel.
+    /// The request is lost before any participant sees it.
+    Lose(Request),
+    /// A driver stops waiting for a call: `Unknown` for a reserve, `SettleFailed` for a
+    /// confirm or cancel.
     TimeOut {
         role: Role,
         transfer: u8,
         call: Call,
     },
     /// The gateway's reserve budget runs out (`Event::ReserveDeadlinePassed`).
-    ReserveDeadlinePassed {
-        transfer: u8,
-    },
-    /// The driver's pending transfer-log write runs.
-    WriteStore {
-        role: Role,
-        transfer: u8,
-        write: Effect,
-    },
-    /// The reconciler claims the transfer and resumes it from its record; time is
+    ReserveDeadlinePassed { transfer: u8 },
+    /// The mutant's deferred transfer-log write runs.
+    WriteDeferred { role: Role, transfer: u8 },
+    /// The reconciler claims the transfer and resumes it from its record. Time is
     /// abstract, so an undecided transfer may be judged stale at any moment.
-    Takeover {
-        transfer: u8,
-        takeover: Takeover,
-    },
-    Crash(Role),
+    Takeover { transfer: u8, takeover: Takeover },
+    /// The process loses its drivers. `unsent_lost`: the requests it had in flight never
+    /// left it.
+    Crash { role: Role, unsent_lost: bool },
 }
 
-/// An undecided transfer's age when the reconciler judges it: always stale (the worst
-/// case), through the production rule.
+/// An undecided transfer's creation time; the reconciler always judges it at the moment
+/// it turns stale (the worst case), through the production rule.
 const CREATED_AT_MS: u64 = 1_000;
 
 /// The reason `reconciler/src/pass.rs` records with a reconciler abort.
@@ -279,12 +270,7 @@ impl World {
         };
         for t in 0..TRANSFERS as u8 {
             let (machine, effects) = TransferMachine::begin();
-            world.drivers[Role::Gateway.ix()][usize::from(t)] = Some(Driver {
-                machine,
-                reserving: true,
-                store_write: None,
-                calls: BTreeSet::new(),
-            });
+            world.drivers[Role::Gateway.ix()][usize::from(t)] = Some(Driver::new(machine, true));
             world.carry_out(model, Role::Gateway, t, effects);
         }
         world
@@ -292,6 +278,21 @@ impl World {
 
     pub fn driver(&self, role: Role, transfer: u8) -> Option<&Driver> {
         self.drivers[role.ix()][usize::from(transfer)].as_ref()
+    }
+
+    fn driver_mut(&mut self, role: Role, transfer: u8) -> Option<&mut Driver> {
+        self.drivers[role.ix()][usize::from(transfer)].as_mut()
+    }
+
+    /// No answer can come for this call any more: its request is no longer in flight
+    /// (lost, or handled with its answer lost).
+    pub fn unanswerable(&self, role: Role, transfer: u8, call: Call) -> bool {
+        !self.network.contains(&Request {
+            from: role,
+            transfer,
+            leg: call.leg,
+            op: call.op,
+        })
     }
 
     pub fn record(&self, transfer: u8) -> &Record {
@@ -305,44 +306,32 @@ impl World {
     pub fn apply(&mut self, model: &ProtocolModel, action: &Action) {
         match action {
             Action::Deliver {
-                message,
+                request,
                 keep_copy,
+                reply_lost,
                 antifraud_refuses,
             } => {
                 if *keep_copy {
                     self.faults.duplicates += 1;
                 } else {
-                    self.network.remove(message);
+                    self.network.remove(request);
                 }
-                match message {
-                    Message::Request {
-                        from,
-                        transfer,
-                        leg,
-                        op,
-                    } => {
-                        self.deliver_request(model, *from, *transfer, *leg, *op, *antifraud_refuses)
-                    }
-                    Message::Reply {
-                        to,
-                        transfer,
-                        leg,
-                        op,
-                        answer,
-                    } => self.deliver_reply(model, *to, *transfer, *leg, *op, answer.clone()),
+                if *reply_lost {
+                    self.faults.losses += 1;
                 }
+                self.deliver(model, *request, !*reply_lost, *antifraud_refuses);
             }
-            Action::Lose(message) => {
+            Action::Lose(request) => {
                 self.faults.losses += 1;
-                self.network.remove(message);
+                self.network.remove(request);
             }
             Action::TimeOut {
                 role,
                 transfer,
                 call,
             } => {
-                let driver = self.drivers[role.ix()][usize::from(*transfer)]
-                    .as_mut()
+                let driver = self
+                    .driver_mut(*role, *transfer)
                     .expect("only a live driver times out");
                 assert!(driver.calls.remove(call), "timed out a call not in flight");
                 let event = match call.op {
@@ -363,11 +352,13 @@ impl World {
                     Event::ReserveDeadlinePassed,
                 );
             }
-            Action::WriteStore {
-                role,
-                transfer,
-                write,
-            } => self.write_store(model, *role, *transfer, write),
+            Action::WriteDeferred { role, transfer } => {
+                let write = self
+                    .driver_mut(*role, *transfer)
+                    .and_then(|d| d.deferred_write.take())
+                    .expect("a deferred write is pending");
+                self.carry_out(model, *role, *transfer, vec![write]);
+            }
             Action::Takeover { transfer, takeover } => {
                 let record = self.record(*transfer).clone();
                 let abort_reason = match takeover {
@@ -381,71 +372,59 @@ impl World {
                 match resumed {
                     Ok((machine, effects)) => {
                         self.drivers[Role::Reconciler.ix()][usize::from(*transfer)] =
-                            Some(Driver {
-                                machine,
-                                reserving: false,
-                                store_write: None,
-                                calls: BTreeSet::new(),
-                            });
+                            Some(Driver::new(machine, false));
                         self.carry_out(model, Role::Reconciler, *transfer, effects);
                     }
                     Err(why) => self.broken = Some(format!("resume panicked: {why}")),
                 }
             }
-            Action::Crash(role) => {
+            Action::Crash { role, unsent_lost } => {
                 self.faults.crashes += 1;
                 self.drivers[role.ix()] = Default::default();
+                if *unsent_lost {
+                    self.network.retain(|r| r.from != *role);
+                }
             }
         }
     }
 
-    fn deliver_request(
+    /// The participant handles the request (atomically, as its one database transaction
+    /// does); its answer reaches the caller unless lost.
+    fn deliver(
         &mut self,
         model: &ProtocolModel,
-        from: Role,
-        transfer: u8,
-        leg: Leg,
-        op: Op,
+        request: Request,
+        answered: bool,
         antifraud_refuses: bool,
     ) {
+        let Request {
+            from,
+            transfer,
+            leg,
+            op,
+        } = request;
         let book = &mut self.books[leg_ix(leg)];
         let handled = production::run(|| {
             participant::handle(model.mutation, book, leg, transfer, op, antifraud_refuses)
         });
-        match handled {
-            Ok(answer) => {
-                self.network.insert(Message::Reply {
-                    to: from,
-                    transfer,
-                    leg,
-                    op,
-                    answer,
-                });
-            }
+        let answer = match handled {
+            Ok(answer) => answer,
             Err(why) => {
                 self.broken = Some(format!(
                     "the {} panicked handling {op:?} T{transfer}: {why}",
                     leg.name()
                 ));
+                return;
             }
+        };
+        if !answered {
+            return;
         }
-    }
-
-    fn deliver_reply(
-        &mut self,
-        model: &ProtocolModel,
-        to: Role,
-        transfer: u8,
-        leg: Leg,
-        op: Op,
-        answer: Answer,
-    ) {
-        // A reply nobody waits for (the call timed out, or its driver is gone) is dropped,
-        // as gRPC drops the answer to an abandoned call.
-        let Some(driver) = self.drivers[to.ix()][usize::from(transfer)].as_mut() else {
+        let Some(driver) = self.driver_mut(from, transfer) else {
             return;
         };
-        if !driver.calls.remove(&Call { leg, op }) {
+        // Only the mutant defers a write, and it has no call in flight meanwhile.
+        if driver.deferred_write.is_some() || !driver.calls.remove(&Call { leg, op }) {
             return;
         }
         let event = match (op, answer) {
@@ -465,20 +444,16 @@ impl World {
             (Op::Confirm | Op::Cancel, Answer::Settled(false)) => Event::SettleFailed { leg },
             (op, answer) => unreachable!("{op:?} answered with {answer:?}"),
         };
-        self.feed(model, to, transfer, event);
+        self.feed(model, from, transfer, event);
     }
 
     /// The transfer log, as `gateway-coordinator/src/store/sql.rs` writes it: the
-    /// decision is a compare-and-set `started -> decision` and the driver is told what
-    /// the row holds afterwards; the outcome is guarded by the decision it follows.
-    fn write_store(&mut self, model: &ProtocolModel, role: Role, transfer: u8, write: &Effect) {
-        let driver = self.drivers[role.ix()][usize::from(transfer)]
-            .as_mut()
-            .expect("only a live driver writes");
-        let pending = driver.store_write.take();
-        assert_eq!(pending.as_ref(), Some(write), "wrote what was not pending");
+    /// decision is a compare-and-set `started -> decision`, after which the driver is told
+    /// what the row holds (maybe someone else's decision); the outcome is guarded by the
+    /// decision it follows.
+    fn write_store(&mut self, model: &ProtocolModel, transfer: u8, write: &Effect) -> Event {
         let record = &mut self.records[usize::from(transfer)];
-        let event = match write {
+        match write {
             Effect::RecordDecision {
                 decision,
                 failure_reason,
@@ -510,14 +485,13 @@ impl World {
                 }
             }
             other => unreachable!("{other:?} is not a store write"),
-        };
-        self.feed(model, role, transfer, event);
+        }
     }
 
     /// Hands an event to a driver's machine and carries out what it asks for.
     fn feed(&mut self, model: &ProtocolModel, role: Role, transfer: u8, event: Event) {
-        let driver = self.drivers[role.ix()][usize::from(transfer)]
-            .as_mut()
+        let driver = self
+            .driver_mut(role, transfer)
             .expect("fed a driver that exists");
         match production::run(|| driver.machine.handle(event)) {
             Ok(effects) => self.carry_out(model, role, transfer, effects),
@@ -529,59 +503,71 @@ impl World {
         }
     }
 
-    /// `driver.rs`'s effect loop: calls go out at once (each registered as in flight);
-    /// a store write waits for its own step. A machine that is idle, or that has nothing
-    /// left to wait for, ends its driver.
+    /// `driver.rs`'s effect loop: a call goes out at once and is registered as in
+    /// flight; a transfer-log write runs inline and its result goes straight back into
+    /// the machine. A machine that is idle, or that has nothing left to wait for, ends
+    /// its driver.
     fn carry_out(&mut self, model: &ProtocolModel, role: Role, transfer: u8, effects: Vec<Effect>) {
-        let slot = &mut self.drivers[role.ix()][usize::from(transfer)];
-        let driver = slot.as_mut().expect("a live driver");
-        for effect in effects {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            let driver = self.drivers[role.ix()][usize::from(transfer)]
+                .as_mut()
+                .expect("a live driver");
             let op = match &effect {
-                Effect::Reserve(leg) => Some((*leg, Op::Reserve)),
-                Effect::Confirm(leg) => Some((*leg, Op::Confirm)),
-                Effect::Cancel(leg) => Some((*leg, Op::Cancel)),
-                Effect::RecordDecision { decision, .. } => {
-                    assert!(driver.store_write.is_none(), "two store writes at once");
-                    driver.reserving = false;
-                    if model.mutation == Mutation::SendBeforePersist
-                        && *decision == Decision::Commit
-                    {
-                        // The mutant: confirm as soon as the commit is asked for.
-                        for leg in Leg::BOTH {
-                            self.network.insert(Message::Request {
-                                from: role,
-                                transfer,
-                                leg,
-                                op: Op::Confirm,
-                            });
+                Effect::Reserve(_) => Op::Reserve,
+                Effect::Confirm(_) => Op::Confirm,
+                Effect::Cancel(_) => Op::Cancel,
+                Effect::RecordDecision { .. } | Effect::RecordOutcome(_) => {
+                    if let Effect::RecordDecision { decision, .. } = &effect {
+                        driver.reserving = false;
+                        if model.mutation == Mutation::SendBeforePersist
+                            && *decision == Decision::Commit
+                            && driver.deferred_write.is_none()
+                        {
+                            // The mutant: confirm as soon as the commit is asked for,
+                            // and write it in a later step.
+                            for leg in Leg::BOTH {
+                                self.network.insert(Request {
+                                    from: role,
+                                    transfer,
+                                    leg,
+                                    op: Op::Confirm,
+                                });
+                            }
+                            driver.deferred_write = Some(effect);
+                            return;
                         }
                     }
-                    driver.store_write = Some(effect.clone());
-                    None
-                }
-                Effect::RecordOutcome(_) => {
-                    assert!(driver.store_write.is_none(), "two store writes at once");
-                    driver.store_write = Some(effect.clone());
-                    None
+                    let event = self.write_store(model, transfer, &effect);
+                    let driver = self.drivers[role.ix()][usize::from(transfer)]
+                        .as_mut()
+                        .expect("a live driver");
+                    match production::run(|| driver.machine.handle(event)) {
+                        Ok(effects) => queue.extend(effects),
+                        Err(why) => {
+                            self.broken = Some(format!(
+                                "the {role}'s TransferMachine for T{transfer} panicked: {why}"
+                            ));
+                            return;
+                        }
+                    }
+                    continue;
                 }
             };
-            if let Some((leg, op)) = op {
-                assert!(
-                    driver.store_write.is_none(),
-                    "a call effect after a store write"
-                );
-                driver.calls.insert(Call { leg, op });
-                self.network.insert(Message::Request {
-                    from: role,
-                    transfer,
-                    leg,
-                    op,
-                });
-            }
+            let leg = match effect {
+                Effect::Reserve(leg) | Effect::Confirm(leg) | Effect::Cancel(leg) => leg,
+                _ => unreachable!(),
+            };
+            driver.calls.insert(Call { leg, op });
+            self.network.insert(Request {
+                from: role,
+                transfer,
+                leg,
+                op,
+            });
         }
-        if driver.store_write.is_some() {
-            return;
-        }
+        let slot = &mut self.drivers[role.ix()][usize::from(transfer)];
+        let driver = slot.as_ref().expect("a live driver");
         if driver.machine.is_idle() {
             *slot = None;
         } else if driver.calls.is_empty() {

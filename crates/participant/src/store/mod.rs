@@ -12,6 +12,7 @@ use banktransfer_protocol::reservation::{
     self, AccountView, Balance, Reservation, ReserveOutcome, SettleOutcome, Side, Terms,
 };
 use service_kit::db::{Backend, Db, is_unique_violation};
+use tracing::Instrument;
 
 use crate::book::{NewAccount, OpenOutcome, ReservationBook, StoreError};
 use crate::screening::{NoScreening, Screening};
@@ -133,50 +134,87 @@ impl<S: Screening> ReservationStore<S> {
     }
 }
 
-impl<S: Screening> ReservationBook for ReservationStore<S> {
+impl<S: Screening + Clone> ReservationStore<S> {
+    /// Runs one money-moving operation to completion on a task of its own. A request
+    /// whose deadline passes is dropped by the server mid-await; dropped inside a
+    /// transaction, sqlx can hand the connection back with its transaction state out of
+    /// step with the server's (PostgreSQL then warns "there is already a transaction in
+    /// progress", and a later request could commit inside the abandoned one). Detached,
+    /// the operation commits or rolls back whole; to the caller a late commit is a
+    /// lost reply, which the protocol is built for.
+    async fn detached<T, F>(
+        &self,
+        operation: impl FnOnce(ReservationStore<S>) -> F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let task = tokio::spawn(operation(self.clone()).in_current_span());
+        task.await.unwrap_or_else(|join_error| {
+            // A panic in the operation is a bug (an assertion on money): surface it.
+            std::panic::resume_unwind(join_error.into_panic())
+        })
+    }
+}
+
+impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
     async fn reserve(
         &self,
         transfer_id: &str,
         terms: Terms,
         now_ms: i64,
     ) -> Result<ReserveOutcome, StoreError> {
-        let mut retries = 0;
-        loop {
-            match self.try_reserve(transfer_id, &terms, now_ms).await {
-                Err(StoreError::Db(err))
-                    if retries < DUPLICATE_RETRIES_MAX && is_unique_violation(&err) =>
-                {
-                    retries += 1;
-                    tracing::info!("concurrent reserve recorded first: replaying it");
+        let transfer_id = transfer_id.to_owned();
+        self.detached(move |store| async move {
+            let mut retries = 0;
+            loop {
+                match store.try_reserve(&transfer_id, &terms, now_ms).await {
+                    Err(StoreError::Db(err))
+                        if retries < DUPLICATE_RETRIES_MAX && is_unique_violation(&err) =>
+                    {
+                        retries += 1;
+                        tracing::info!("concurrent reserve recorded first: replaying it");
+                    }
+                    result => return result,
                 }
-                result => return result,
             }
-        }
+        })
+        .await
     }
 
     async fn confirm(&self, transfer_id: &str, now_ms: i64) -> Result<SettleOutcome, StoreError> {
+        let transfer_id = transfer_id.to_owned();
         // Confirm never inserts, so it cannot meet a duplicate.
-        self.try_settle(transfer_id, now_ms, reservation::confirm)
-            .await
+        self.detached(move |store| async move {
+            store
+                .try_settle(&transfer_id, now_ms, reservation::confirm)
+                .await
+        })
+        .await
     }
 
     async fn cancel(&self, transfer_id: &str, now_ms: i64) -> Result<SettleOutcome, StoreError> {
-        let mut retries = 0;
-        loop {
-            match self
-                .try_settle(transfer_id, now_ms, reservation::cancel)
-                .await
-            {
-                // A reserve (or another cancel) recorded this transfer id first.
-                Err(StoreError::Db(err))
-                    if retries < DUPLICATE_RETRIES_MAX && is_unique_violation(&err) =>
+        let transfer_id = transfer_id.to_owned();
+        self.detached(move |store| async move {
+            let mut retries = 0;
+            loop {
+                match store
+                    .try_settle(&transfer_id, now_ms, reservation::cancel)
+                    .await
                 {
-                    retries += 1;
-                    tracing::info!("concurrent call recorded the transfer first: re-reading");
+                    // A reserve (or another cancel) recorded this transfer id first.
+                    Err(StoreError::Db(err))
+                        if retries < DUPLICATE_RETRIES_MAX && is_unique_violation(&err) =>
+                    {
+                        retries += 1;
+                        tracing::info!("concurrent call recorded the transfer first: re-reading");
+                    }
+                    result => return result,
                 }
-                result => return result,
             }
-        }
+        })
+        .await
     }
 
     async fn get_reservation(&self, transfer_id: &str) -> Result<Option<Reservation>, StoreError> {

@@ -1,0 +1,564 @@
+//! [`MemoryBook`]: the reservation book in memory, for the deterministic simulation
+//! (sqlx's SQLite runs on OS threads, which a simulated clock and network cannot order).
+//!
+//! It asks the same pure book (`banktransfer_protocol::reservation`) the same questions
+//! the SQL store asks, with the same inputs, and applies each answer atomically: one lock
+//! held from the read to the write stands for the SQL store's transaction. What it adds
+//! is what a simulation needs from a database it owns:
+//! - [`CallPlan`]s: before each call, a planner (the simulation's seeded fault schedule)
+//!   may delay it (a caller that stops waiting then never sends it), keep it in flight (a
+//!   transaction whose commit the database has received completes even after its caller
+//!   stops waiting), fail it as an unreachable database does (`sqlx::Error::PoolTimedOut`,
+//!   which the handlers answer UNAVAILABLE), or apply it and then fail (a reply lost after
+//!   the commit);
+//! - [`MemoryBook::snapshot`]: the state, read without faults, for invariant checks;
+//! - [`BookMutation`]: TEST-ONLY removal of one safety mechanism, so that the simulation
+//!   can show it notices.
+//!
+//! Screening runs on the recorded reservations through [`MemoryScreening`], the in-memory
+//! counterpart of [`crate::Screening`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use banktransfer_protocol::reservation::{
+    self, AccountView, Balance, Refusal, Reservation, ReserveOutcome, SettleOutcome, Side, Terms,
+};
+
+use crate::book::{NewAccount, OpenOutcome, ReservationBook, StoreError};
+use crate::screening::NoScreening;
+
+/// A reservation as the book records it, with its row times.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredReservation {
+    pub reservation: Reservation,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// The in-memory counterpart of [`crate::Screening`]: a participant's own rules for a new
+/// reserve, over every reservation recorded so far (what the SQL screening counts).
+pub trait MemoryScreening: Send + Sync + 'static {
+    /// Screens a reserve that has no reservation recorded yet; runs under the book's
+    /// lock, so the reservations it sees are exactly those the decision is recorded
+    /// against.
+    fn screen<'a>(
+        &self,
+        recorded: impl Iterator<Item = &'a StoredReservation>,
+        terms: &Terms,
+        now_ms: i64,
+    ) -> Result<(), Refusal>;
+}
+
+impl MemoryScreening for NoScreening {
+    fn screen<'a>(
+        &self,
+        _recorded: impl Iterator<Item = &'a StoredReservation>,
+        _terms: &Terms,
+        _now_ms: i64,
+    ) -> Result<(), Refusal> {
+        Ok(())
+    }
+}
+
+/// What the simulated database does to one call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallPlan {
+    /// Waited before the transaction starts (a connection from the pool): a caller that
+    /// stops waiting meanwhile never sends it.
+    pub delay: Duration,
+    /// Then the transaction runs this long (lock waits, a slow disk) and commits even if
+    /// its caller stopped waiting.
+    pub in_flight: Duration,
+    pub failure: CallFailure,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CallFailure {
+    #[default]
+    None,
+    /// The database is unreachable: nothing is applied.
+    Unreachable,
+    /// The change is committed, then the connection drops before the answer.
+    LostReply,
+}
+
+/// Which book call a plan is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BookCall {
+    Reserve,
+    Confirm,
+    Cancel,
+    GetReservation,
+    OpenAccount,
+    GetAccount,
+}
+
+/// Plans every call; the simulation's seeded fault schedule.
+pub type CallPlanner = Arc<dyn Fn(BookCall) -> CallPlan + Send + Sync>;
+
+/// TEST-ONLY: a safety mechanism the book leaves out, to show the simulation catches it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BookMutation {
+    #[default]
+    None,
+    /// A cancel for an unknown transfer answers CANCELLED but records no tombstone, so a
+    /// reserve arriving after it places a hold nobody will release.
+    ForgetTombstones,
+}
+
+/// Everything the book holds, for invariant checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BookSnapshot {
+    /// By account id.
+    pub accounts: BTreeMap<String, AccountView>,
+    /// By transfer id.
+    pub reservations: BTreeMap<String, StoredReservation>,
+}
+
+/// The database itself, shared by every handle.
+struct Database<S> {
+    side: Side,
+    screening: S,
+    tables: Mutex<BookSnapshot>,
+    /// Changes applied so far; moves whenever the tables do.
+    version: AtomicU64,
+    mutation: BookMutation,
+}
+
+/// A handle on one in-memory book: clones share it, as connections share a database, so
+/// a simulated process that restarts opens the same (durable) book again.
+pub struct MemoryBook<S = NoScreening> {
+    db: Arc<Database<S>>,
+    planner: Option<CallPlanner>,
+}
+
+impl<S> Clone for MemoryBook<S> {
+    fn clone(&self) -> Self {
+        MemoryBook {
+            db: Arc::clone(&self.db),
+            planner: self.planner.clone(),
+        }
+    }
+}
+
+impl<S> Database<S> {
+    fn lock(&self) -> MutexGuard<'_, BookSnapshot> {
+        // Every change is made under the lock after all its checks: a panic cannot leave
+        // it half-applied, so a poisoned lock still guards consistent tables.
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl<S: MemoryScreening> Database<S> {
+    fn reserve(&self, transfer_id: &str, terms: Terms, now_ms: i64) -> ReserveOutcome {
+        let mut tables = self.lock();
+        let existing = tables.reservations.get(transfer_id).cloned();
+        let account = tables.accounts.get(&terms.account_id).cloned();
+        let screening = match existing {
+            // A recorded reservation is answered from the record: nothing to screen.
+            Some(_) => Ok(()),
+            None => self
+                .screening
+                .screen(tables.reservations.values(), &terms, now_ms),
+        };
+        let outcome = reservation::reserve(
+            self.side,
+            transfer_id,
+            terms.clone(),
+            existing.as_ref().map(|stored| &stored.reservation),
+            account.as_ref(),
+            screening,
+        );
+        if let ReserveOutcome::Record {
+            reservation,
+            balance,
+        } = &outcome
+        {
+            if let Some(balance) = balance {
+                tables
+                    .accounts
+                    .get_mut(&terms.account_id)
+                    .expect("a hold is placed on an existing account")
+                    .balance = *balance;
+            }
+            tables.reservations.insert(
+                transfer_id.to_owned(),
+                StoredReservation {
+                    reservation: reservation.clone(),
+                    created_at_ms: now_ms,
+                    updated_at_ms: now_ms,
+                },
+            );
+            self.changed();
+        }
+        outcome
+    }
+
+    fn settle(
+        &self,
+        transfer_id: &str,
+        now_ms: i64,
+        decide: fn(Side, &str, Option<&Reservation>, Option<Balance>) -> SettleOutcome,
+        is_cancel: bool,
+    ) -> SettleOutcome {
+        let mut tables = self.lock();
+        let existing = tables.reservations.get(transfer_id).cloned();
+        let balance = existing
+            .as_ref()
+            .and_then(|stored| stored.reservation.terms.as_ref())
+            .and_then(|terms| tables.accounts.get(&terms.account_id))
+            .map(|account| account.balance);
+        let outcome = decide(
+            self.side,
+            transfer_id,
+            existing.as_ref().map(|stored| &stored.reservation),
+            balance,
+        );
+        match &outcome {
+            SettleOutcome::Apply {
+                reservation,
+                balance,
+            } => {
+                let terms = reservation
+                    .terms
+                    .as_ref()
+                    .expect("a reservation that moves money has terms");
+                tables
+                    .accounts
+                    .get_mut(&terms.account_id)
+                    .expect("a held reservation's account exists")
+                    .balance = *balance;
+                let stored = tables
+                    .reservations
+                    .get_mut(transfer_id)
+                    .expect("the reservation was just read");
+                stored.reservation = reservation.clone();
+                stored.updated_at_ms = now_ms;
+                self.changed();
+            }
+            SettleOutcome::Record(tombstone) => {
+                let forget = is_cancel && self.mutation == BookMutation::ForgetTombstones;
+                if !forget {
+                    tables.reservations.insert(
+                        transfer_id.to_owned(),
+                        StoredReservation {
+                            reservation: tombstone.clone(),
+                            created_at_ms: now_ms,
+                            updated_at_ms: now_ms,
+                        },
+                    );
+                    self.changed();
+                }
+            }
+            SettleOutcome::Replay(_) | SettleOutcome::Reject(_) => {}
+        }
+        outcome
+    }
+
+    fn open_account(&self, account: &NewAccount) -> OpenOutcome {
+        let mut tables = self.lock();
+        let currency = account.opening_balance.currency();
+        match tables.accounts.get(&account.account_id) {
+            None => {
+                let view = AccountView {
+                    account_id: account.account_id.clone(),
+                    user_id: account.user_id.clone(),
+                    currency,
+                    balance: Balance::opening(account.opening_balance.minor_units()),
+                };
+                tables
+                    .accounts
+                    .insert(account.account_id.clone(), view.clone());
+                self.changed();
+                OpenOutcome::Opened(view)
+            }
+            Some(stored) if stored.user_id == account.user_id && stored.currency == currency => {
+                OpenOutcome::Existing(stored.clone())
+            }
+            Some(stored) => OpenOutcome::Conflict(format!(
+                "account {} already exists for user {} in {}; it cannot be reopened for user {} in {}",
+                stored.account_id, stored.user_id, stored.currency, account.user_id, currency
+            )),
+        }
+    }
+}
+
+impl<S: MemoryScreening> MemoryBook<S> {
+    pub fn new(side: Side, screening: S) -> MemoryBook<S> {
+        MemoryBook {
+            db: Arc::new(Database {
+                side,
+                screening,
+                tables: Mutex::new(BookSnapshot::default()),
+                version: AtomicU64::new(0),
+                mutation: BookMutation::None,
+            }),
+            planner: None,
+        }
+    }
+
+    /// Every call is planned by `planner` (delays and failures).
+    pub fn with_planner(mut self, planner: CallPlanner) -> MemoryBook<S> {
+        self.planner = Some(planner);
+        self
+    }
+
+    /// TEST-ONLY: see [`BookMutation`]. Before any clone.
+    pub fn with_mutation(mut self, mutation: BookMutation) -> MemoryBook<S> {
+        Arc::get_mut(&mut self.db)
+            .expect("configure a book before sharing it")
+            .mutation = mutation;
+        self
+    }
+
+    pub fn side(&self) -> Side {
+        self.db.side
+    }
+
+    /// The whole state, as committed; never planned, never failed.
+    pub fn snapshot(&self) -> BookSnapshot {
+        self.db.lock().clone()
+    }
+
+    /// Reads the state in place (invariant checks without a copy).
+    pub fn inspect<T>(&self, read: impl FnOnce(&BookSnapshot) -> T) -> T {
+        read(&self.db.lock())
+    }
+
+    /// How many changes were applied so far: equal versions, equal states.
+    pub fn version(&self) -> u64 {
+        self.db.version.load(Ordering::SeqCst)
+    }
+
+    /// Runs `transaction` as `call` is planned: delayed, in flight, failed, or its reply
+    /// lost.
+    async fn execute<T: Send + 'static>(
+        &self,
+        call: BookCall,
+        transaction: impl FnOnce(&Database<S>) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let plan = self
+            .planner
+            .as_ref()
+            .map(|plan| plan(call))
+            .unwrap_or_default();
+        if !plan.delay.is_zero() {
+            tokio::time::sleep(plan.delay).await;
+        }
+        if plan.failure == CallFailure::Unreachable {
+            return Err(unreachable());
+        }
+        let outcome = if plan.in_flight.is_zero() {
+            transaction(&self.db)
+        } else {
+            // On a task of its own: the database commits what it received, whether or
+            // not the caller still waits (unless the whole process dies).
+            let db = Arc::clone(&self.db);
+            let in_flight = plan.in_flight;
+            tokio::spawn(async move {
+                tokio::time::sleep(in_flight).await;
+                transaction(&db)
+            })
+            .await
+            .map_err(|_| unreachable())?
+        };
+        if plan.failure == CallFailure::LostReply {
+            return Err(unreachable());
+        }
+        Ok(outcome)
+    }
+}
+
+impl<S: MemoryScreening> ReservationBook for MemoryBook<S> {
+    async fn reserve(
+        &self,
+        transfer_id: &str,
+        terms: Terms,
+        now_ms: i64,
+    ) -> Result<ReserveOutcome, StoreError> {
+        let transfer_id = transfer_id.to_owned();
+        self.execute(BookCall::Reserve, move |db| {
+            db.reserve(&transfer_id, terms, now_ms)
+        })
+        .await
+    }
+
+    async fn confirm(&self, transfer_id: &str, now_ms: i64) -> Result<SettleOutcome, StoreError> {
+        let transfer_id = transfer_id.to_owned();
+        self.execute(BookCall::Confirm, move |db| {
+            db.settle(&transfer_id, now_ms, reservation::confirm, false)
+        })
+        .await
+    }
+
+    async fn cancel(&self, transfer_id: &str, now_ms: i64) -> Result<SettleOutcome, StoreError> {
+        let transfer_id = transfer_id.to_owned();
+        self.execute(BookCall::Cancel, move |db| {
+            db.settle(&transfer_id, now_ms, reservation::cancel, true)
+        })
+        .await
+    }
+
+    async fn get_reservation(&self, transfer_id: &str) -> Result<Option<Reservation>, StoreError> {
+        let transfer_id = transfer_id.to_owned();
+        self.execute(BookCall::GetReservation, move |db| {
+            db.lock()
+                .reservations
+                .get(&transfer_id)
+                .map(|stored| stored.reservation.clone())
+        })
+        .await
+    }
+
+    async fn open_account(
+        &self,
+        account: NewAccount,
+        _now_ms: i64,
+    ) -> Result<OpenOutcome, StoreError> {
+        self.execute(BookCall::OpenAccount, move |db| db.open_account(&account))
+            .await
+    }
+
+    async fn get_account(&self, account_id: &str) -> Result<Option<AccountView>, StoreError> {
+        let account_id = account_id.to_owned();
+        self.execute(BookCall::GetAccount, move |db| {
+            db.lock().accounts.get(&account_id).cloned()
+        })
+        .await
+    }
+}
+
+/// What the SQL store returns when its pool cannot reach the database.
+fn unreachable() -> StoreError {
+    StoreError::Db(sqlx::Error::PoolTimedOut)
+}
+
+#[cfg(test)]
+mod tests {
+    use banktransfer_protocol::money::Money;
+    use banktransfer_protocol::reservation::{RefusalReason, ReservationStatus};
+
+    use super::*;
+
+    fn usd(minor_units: i64) -> Money {
+        Money::positive(minor_units, "USD").unwrap()
+    }
+
+    fn terms(amount_minor: i64) -> Terms {
+        Terms {
+            account_id: "acc".into(),
+            user_id: "alice".into(),
+            amount: usd(amount_minor),
+        }
+    }
+
+    async fn book(mutation: BookMutation) -> MemoryBook {
+        let book = MemoryBook::new(Side::Debit, NoScreening).with_mutation(mutation);
+        let opened = book
+            .open_account(
+                NewAccount {
+                    account_id: "acc".into(),
+                    user_id: "alice".into(),
+                    opening_balance: Money::non_negative(100, "USD").unwrap(),
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(opened, OpenOutcome::Opened(_)));
+        book
+    }
+
+    fn balance(book: &MemoryBook) -> Balance {
+        book.snapshot().accounts["acc"].balance
+    }
+
+    #[tokio::test]
+    async fn holds_confirm_and_replay_like_the_sql_store() {
+        let book = book(BookMutation::None).await;
+        let held = book.reserve("t1", terms(40), 1).await.unwrap();
+        assert!(matches!(held, ReserveOutcome::Record { .. }));
+        assert_eq!(balance(&book).reserved_minor, 40);
+        assert!(matches!(
+            book.reserve("t1", terms(40), 2).await.unwrap(),
+            ReserveOutcome::Replay(_)
+        ));
+        assert!(matches!(
+            book.reserve("t1", terms(41), 2).await.unwrap(),
+            ReserveOutcome::Conflict(_)
+        ));
+        assert!(matches!(
+            book.confirm("t1", 3).await.unwrap(),
+            SettleOutcome::Apply { .. }
+        ));
+        assert!(matches!(
+            book.cancel("t1", 4).await.unwrap(),
+            SettleOutcome::Reject(_)
+        ));
+        assert_eq!(
+            balance(&book),
+            Balance {
+                available_minor: 60,
+                reserved_minor: 0,
+                confirmed_minor: 40
+            }
+        );
+        let refused = book.reserve("t2", terms(61), 5).await.unwrap();
+        let ReserveOutcome::Record { reservation, .. } = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(matches!(
+            reservation.status,
+            ReservationStatus::Refused(Refusal {
+                reason: RefusalReason::InsufficientFunds,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_cancel_first_leaves_a_tombstone_unless_mutated() {
+        let book = book(BookMutation::None).await;
+        assert!(matches!(
+            book.cancel("t1", 1).await.unwrap(),
+            SettleOutcome::Record(_)
+        ));
+        let late = book.reserve("t1", terms(10), 2).await.unwrap();
+        assert!(matches!(late, ReserveOutcome::Replay(ref r) if r.terms.is_none()));
+        assert_eq!(balance(&book).reserved_minor, 0);
+
+        let forgetful = self::book(BookMutation::ForgetTombstones).await;
+        forgetful.cancel("t1", 1).await.unwrap();
+        let late = forgetful.reserve("t1", terms(10), 2).await.unwrap();
+        assert!(matches!(late, ReserveOutcome::Record { .. }));
+        assert_eq!(balance(&forgetful).reserved_minor, 10);
+    }
+
+    #[tokio::test]
+    async fn planned_failures_fail_before_or_after_applying() {
+        let plan = Arc::new(Mutex::new(CallPlan::default()));
+        let planned = Arc::clone(&plan);
+        let book = book(BookMutation::None)
+            .await
+            .with_planner(Arc::new(move |_| *planned.lock().unwrap()));
+        plan.lock().unwrap().failure = CallFailure::Unreachable;
+        let err = book.reserve("t1", terms(10), 1).await.unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+        assert!(book.snapshot().reservations.is_empty());
+
+        plan.lock().unwrap().failure = CallFailure::LostReply;
+        let err = book.reserve("t1", terms(10), 1).await.unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+        assert_eq!(
+            book.snapshot().reservations["t1"].reservation.status,
+            ReservationStatus::Held
+        );
+    }
+}

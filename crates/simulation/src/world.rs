@@ -1,0 +1,357 @@
+//! The simulated world: the durable stores (created here, outside every host, so that a
+//! crashed and restarted host finds them as it left them and loses only its in-flight,
+//! volatile work), the users and their accounts, and the four hosts serving the real
+//! services over turmoil.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use banktransfer_proto::external::v1::external_institution_server::ExternalInstitutionServer;
+use banktransfer_proto::external::v1::fault_injection_server::FaultInjectionServer;
+use banktransfer_proto::ledger::v1::balance_store_server::BalanceStoreServer;
+use banktransfer_protocol::reservation::Side;
+use gateway_coordinator::approve::TransferIds;
+use gateway_coordinator::participants::GrpcParticipants;
+use gateway_coordinator::store::MemoryTransferStore;
+use internal_balance_store::balance_store::BalanceStoreService;
+use internal_balance_store::rules::Rules;
+use mock_external_institution::fault_injection::{FaultInjectionService, SharedFaults};
+use mock_external_institution::faults::FaultList;
+use mock_external_institution::institution::InstitutionService;
+use participant::NoScreening;
+use participant::config::SeedAccount;
+use participant::grpc::Participant;
+use participant::memory::MemoryBook;
+use reconciler::jitter::Jitter;
+use service_kit::clock::SharedClock;
+use service_kit::server::ServerSettings;
+use tonic::service::Routes;
+
+use crate::clock::{EPOCH_MS, SimClock};
+use crate::config::SimConfig;
+use crate::ledger::LedgerMemoryScreening;
+use crate::net::{self, ChannelSettings};
+use crate::rng::SimRng;
+use crate::trace::SharedLog;
+use crate::weather::SharedWeather;
+use crate::workload::Observation;
+
+pub const GATEWAY: &str = "gateway";
+pub const EXTERNAL: &str = "external";
+pub const LEDGER: &str = "ledger";
+pub const RECONCILER: &str = "reconciler";
+/// The hosts a fault may crash, partition or slow down.
+pub const SERVICES: [&str; 4] = [GATEWAY, EXTERNAL, LEDGER, RECONCILER];
+
+pub const GATEWAY_PORT: u16 = 50051;
+pub const EXTERNAL_PORT: u16 = 50052;
+pub const LEDGER_PORT: u16 = 50053;
+pub const RECONCILER_PORT: u16 = 50054;
+
+/// Amounts at or above it need a manual review at the balance store (ANTIFRAUD).
+pub const ANTIFRAUD_THRESHOLD_MINOR: i64 = 250;
+pub const CURRENCY: &str = "USD";
+
+/// One simulated user and the accounts they move money between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub user_id: String,
+    pub external_account_id: String,
+    pub internal_account_id: String,
+    /// What the external account holds at the start.
+    pub opening_minor: i64,
+}
+
+/// Transfer ids from the seed: unique, and the same on every run of a seed. Held outside
+/// the gateway host, so that a restarted gateway does not hand out an id twice.
+pub struct SeededIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl TransferIds for SeededIds {
+    fn next_transfer_id(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        format!("tr-{:08x}-{n:05}", self.prefix)
+    }
+}
+
+pub type ExternalBook = MemoryBook<NoScreening>;
+pub type LedgerBook = MemoryBook<LedgerMemoryScreening>;
+
+pub struct World {
+    pub config: SimConfig,
+    pub users: Vec<User>,
+    pub rules: Rules,
+    /// The coordinator's transfer log, shared by the gateway and the reconciler as their
+    /// database is.
+    pub coordinator: Arc<MemoryTransferStore>,
+    pub external: ExternalBook,
+    pub ledger: LedgerBook,
+    pub coordinator_weather: SharedWeather,
+    pub external_weather: SharedWeather,
+    pub ledger_weather: SharedWeather,
+    /// The external institution's own fault list (its FaultInjection service's).
+    pub institution_faults: SharedFaults,
+    pub ids: Arc<SeededIds>,
+    /// Reconciler starts so far: each start seeds its jitter afresh.
+    pub reconciler_boots: Arc<AtomicU64>,
+    /// Every answer the users got.
+    pub observations: Arc<Mutex<Vec<Observation>>>,
+    pub log: SharedLog,
+}
+
+impl World {
+    pub fn new(config: SimConfig) -> World {
+        let seed = config.seed;
+        let users: Vec<User> = (0..config.users)
+            .map(|i| User {
+                user_id: format!("user-{i}"),
+                external_account_id: format!("ext-{i}"),
+                internal_account_id: format!("int-{i}"),
+                opening_minor: 300 + 100 * i64::from(i % 3),
+            })
+            .collect();
+        let rules = Rules {
+            max_transfer_minor: 1_000,
+            daily_inbound_limit_minor: 400,
+            antifraud_review_threshold_minor: ANTIFRAUD_THRESHOLD_MINOR,
+            blocked_users: Vec::new(),
+            rate_limit_max_reserves: 25,
+            rate_limit_window_ms: 5_000,
+        };
+        rules.validate().expect("the simulation's rules are valid");
+        let coordinator_weather = SharedWeather::default();
+        let external_weather = SharedWeather::default();
+        let ledger_weather = SharedWeather::default();
+        let coordinator = MemoryTransferStore::new()
+            .with_planner(
+                coordinator_weather.coordinator_planner(SimRng::derive(seed, "db-coordinator")),
+            )
+            .with_mutation(config.mutation.store());
+        let external = MemoryBook::new(Side::Debit, NoScreening)
+            .with_planner(external_weather.book_planner(SimRng::derive(seed, "db-external")))
+            .with_mutation(config.mutation.book());
+        let ledger = MemoryBook::new(Side::Credit, LedgerMemoryScreening::new(rules.clone()))
+            .with_planner(ledger_weather.book_planner(SimRng::derive(seed, "db-ledger")));
+        open_accounts(&users, &external, &ledger);
+        World {
+            log: SharedLog::new(config.recent_events),
+            users,
+            rules,
+            coordinator: Arc::new(coordinator),
+            external,
+            ledger,
+            coordinator_weather,
+            external_weather,
+            ledger_weather,
+            institution_faults: Arc::new(Mutex::new(FaultList::default())),
+            ids: Arc::new(SeededIds {
+                prefix: SimRng::derive(seed, "transfer-ids") & 0xffff_ffff,
+                next: AtomicU64::new(1),
+            }),
+            reconciler_boots: Arc::new(AtomicU64::new(0)),
+            observations: Arc::new(Mutex::new(Vec::new())),
+            config,
+        }
+    }
+
+    pub fn observations(&self) -> Vec<Observation> {
+        self.observations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Registers the four service hosts. Each host's software is rebuilt from the
+    /// durable stores whenever turmoil (re)starts it.
+    pub fn register_hosts(&self, sim: &mut turmoil::Sim<'_>) {
+        let book = self.external.clone();
+        let faults = Arc::clone(&self.institution_faults);
+        sim.host(EXTERNAL, move || {
+            serve_external(book.clone(), Arc::clone(&faults))
+        });
+
+        let book = self.ledger.clone();
+        sim.host(LEDGER, move || serve_ledger(book.clone()));
+
+        let store = Arc::clone(&self.coordinator);
+        let ids = Arc::clone(&self.ids);
+        sim.host(GATEWAY, move || {
+            serve_gateway(Arc::clone(&store), Arc::clone(&ids) as Arc<dyn TransferIds>)
+        });
+
+        let store = Arc::clone(&self.coordinator);
+        let boots = Arc::clone(&self.reconciler_boots);
+        let seed = self.config.seed;
+        sim.host(RECONCILER, move || {
+            let boot = boots.fetch_add(1, Ordering::SeqCst);
+            let jitter = Jitter::seeded(SimRng::derive(seed, &format!("jitter-{boot}")));
+            serve_reconciler(Arc::clone(&store), jitter)
+        });
+    }
+}
+
+/// Opens every user's accounts with the services' own seeding code.
+fn open_accounts(users: &[User], external: &ExternalBook, ledger: &LedgerBook) {
+    let seed = |account_id: &str, user_id: &str, opening_balance_minor| SeedAccount {
+        account_id: account_id.to_owned(),
+        user_id: user_id.to_owned(),
+        currency: CURRENCY.to_owned(),
+        opening_balance_minor,
+    };
+    let external_accounts: Vec<SeedAccount> = users
+        .iter()
+        .map(|u| seed(&u.external_account_id, &u.user_id, u.opening_minor))
+        .collect();
+    let ledger_accounts: Vec<SeedAccount> = users
+        .iter()
+        .map(|u| seed(&u.internal_account_id, &u.user_id, 0))
+        .collect();
+    // The stores are calm at the start (no delays): the futures finish on first poll; a
+    // plain runtime outside the simulation runs them.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime for opening the accounts");
+    let now_ms = i64::try_from(EPOCH_MS).expect("the epoch fits in i64");
+    runtime
+        .block_on(async {
+            participant::seed::open_accounts(external, &external_accounts, now_ms).await?;
+            participant::seed::open_accounts(ledger, &ledger_accounts, now_ms).await
+        })
+        .expect("opening the simulated accounts");
+}
+
+fn clock() -> SharedClock {
+    Arc::new(SimClock)
+}
+
+/// The participants' servers: the services' defaults (30 s request timeout).
+fn participant_server() -> ServerSettings {
+    participant::config::ServerConfig::default().server_settings()
+}
+
+async fn serve(
+    port: u16,
+    routes: Routes,
+    service_names: &[&str],
+    settings: ServerSettings,
+) -> turmoil::Result {
+    let incoming = net::incoming(port).await?;
+    // Hosts stop only by crashing: the shutdown signal never comes.
+    service_kit::server::serve_incoming(
+        incoming,
+        routes,
+        service_names,
+        settings,
+        std::future::pending(),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn serve_external(book: ExternalBook, faults: SharedFaults) -> turmoil::Result {
+    let participant = Participant::new(book, clock());
+    // Lost replies wait for this signal, which lives as long as the process.
+    let (_stopping, stop) = service_kit::shutdown::channel();
+    let institution = InstitutionService::new(Arc::new(participant), Arc::clone(&faults), stop);
+    let routes = Routes::new(ExternalInstitutionServer::new(institution)).add_service(
+        FaultInjectionServer::new(FaultInjectionService::new(faults)),
+    );
+    serve(
+        EXTERNAL_PORT,
+        routes,
+        mock_external_institution::SERVICE_NAMES,
+        participant_server(),
+    )
+    .await
+}
+
+async fn serve_ledger(book: LedgerBook) -> turmoil::Result {
+    let participant = Participant::new(book, clock());
+    let routes = Routes::new(BalanceStoreServer::new(BalanceStoreService::new(
+        participant,
+    )));
+    serve(
+        LEDGER_PORT,
+        routes,
+        internal_balance_store::SERVICE_NAMES,
+        participant_server(),
+    )
+    .await
+}
+
+fn participants() -> Arc<GrpcParticipants> {
+    let settings = ChannelSettings::default();
+    Arc::new(GrpcParticipants::from_channels(
+        net::channel(EXTERNAL, EXTERNAL_PORT, settings),
+        net::channel(LEDGER, LEDGER_PORT, settings),
+    ))
+}
+
+/// The gateway's settings: the defaults (a 200 ms budget).
+pub fn gateway_settings() -> gateway_coordinator::Settings {
+    gateway_coordinator::Settings::default()
+}
+
+async fn serve_gateway(
+    store: Arc<MemoryTransferStore>,
+    ids: Arc<dyn TransferIds>,
+) -> turmoil::Result {
+    let settings = gateway_settings();
+    let routes = gateway_coordinator::routes(&settings, store, participants(), clock(), ids)?;
+    serve(
+        GATEWAY_PORT,
+        routes,
+        &[gateway_coordinator::SERVICE_NAME],
+        settings.server.server_settings(),
+    )
+    .await
+}
+
+/// The reconciler's settings: the defaults, with a shorter lease and backoff cap so that
+/// a run settles within simulated seconds after its faults end.
+pub fn reconciler_settings() -> reconciler::Settings {
+    let mut settings = reconciler::Settings {
+        replica_id: "reconciler-sim".into(),
+        lease_ms: 3_000,
+        ..reconciler::Settings::default()
+    };
+    settings.retry.backoff_max_ms = 4_000;
+    settings
+}
+
+/// How long after the faults end the reconciler may need, at most, to pick everything
+/// up again: a lease to expire, the longest backoff, a pass interval and a call.
+pub fn reconciler_recovery_bound() -> Duration {
+    let s = reconciler_settings();
+    Duration::from_millis(
+        s.lease_ms + s.retry.backoff_max_ms + s.pass_interval_ms + s.call_timeout_ms,
+    )
+}
+
+async fn serve_reconciler(store: Arc<MemoryTransferStore>, jitter: Jitter) -> turmoil::Result {
+    let settings = reconciler_settings();
+    let (_stopping, stop) = service_kit::shutdown::channel();
+    let (routes, reconciler) = reconciler::assemble(
+        &settings,
+        store,
+        participants(),
+        clock(),
+        jitter,
+        stop.clone(),
+    )?;
+    tokio::spawn(reconciler::worker::run(
+        reconciler,
+        stop,
+        settings.pass_interval(),
+    ));
+    serve(
+        RECONCILER_PORT,
+        routes,
+        &[reconciler::SERVICE_NAME],
+        settings.server.server_settings(),
+    )
+    .await
+}
