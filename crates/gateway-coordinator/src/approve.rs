@@ -15,7 +15,9 @@ use service_kit::clock::SharedClock;
 use crate::convert::TransferRequest;
 use crate::driver::{Deadlines, Driver};
 use crate::participants::Participants;
-use crate::store::{Intent, NewTransfer, StoreError, TransferRecord, TransferStore};
+use crate::store::{
+    Intent, NewTransfer, StoreError, TransferRecord, TransferStore, within_deadline,
+};
 
 /// How often a replay re-reads a transfer its original request is still driving.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -105,7 +107,13 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             next_attempt_at_ms: now_ms + self.policy.total_ms,
         };
         // Durable before anyone is called; an unreachable store means nothing happened.
-        match self.store.insert_intent(&new).await? {
+        let intent = within_deadline(
+            budget.settle_deadline_ms(),
+            now_ms,
+            self.store.insert_intent(&new),
+        )
+        .await?;
+        match intent {
             Intent::Created(record) => {
                 let driven = self
                     .driver
@@ -157,9 +165,12 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
                 return Ok(record);
             }
             tokio::time::sleep(POLL_INTERVAL).await;
-            record = self.store.get(&record.transfer_id).await?.ok_or_else(|| {
-                StoreError::Corrupt(format!("transfer {} vanished", record.transfer_id))
-            })?;
+            let read = self.store.get(&record.transfer_id);
+            record = within_deadline(budget.settle_deadline_ms(), self.clock.now_ms(), read)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("transfer {} vanished", record.transfer_id))
+                })?;
         }
     }
 }

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::fault::{FaultPoint, FaultPoints};
 use crate::participants::{Participants, ReserveTerms};
-use crate::store::{StoreError, TransferRecord, TransferStore};
+use crate::store::{StoreError, TransferRecord, TransferStore, within_deadline};
 
 /// Absolute times (epoch ms) by which each phase must be over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,15 +176,17 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
                             self.faults.reached(FaultPoint::AfterReserve).await;
                         }
                         let now_ms = self.clock.now_ms();
-                        let result = self
-                            .store
-                            .record_decision(
+                        let result = within_deadline(
+                            deadlines.settle_deadline_ms,
+                            now_ms,
+                            self.store.record_decision(
                                 &record.transfer_id,
                                 decision,
                                 failure_reason.as_deref(),
                                 now_ms,
-                            )
-                            .await;
+                            ),
+                        )
+                        .await;
                         match result {
                             Ok(now_record) => {
                                 record = now_record;
@@ -210,10 +212,15 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
                     }
                     Effect::RecordOutcome(outcome) => {
                         let now_ms = self.clock.now_ms();
-                        match self
-                            .store
-                            .record_outcome(&record.transfer_id, outcome, now_ms)
-                            .await
+                        // Late is harmless here: an unrecorded outcome leaves the
+                        // decision, which the reconciler settles again (idempotently).
+                        match within_deadline(
+                            deadlines.settle_deadline_ms,
+                            now_ms,
+                            self.store
+                                .record_outcome(&record.transfer_id, outcome, now_ms),
+                        )
+                        .await
                         {
                             Ok(now_record) => {
                                 record = now_record;

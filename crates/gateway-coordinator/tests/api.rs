@@ -628,3 +628,34 @@ async fn requests_beyond_max_in_flight_are_refused() {
         .unwrap();
     gateway.stop().await;
 }
+
+/// A store that hangs (here: another process holds SQLite's write lock, so every write
+/// would wait out the 5 s busy timeout) still gets the client an answer inside its
+/// budget: UNAVAILABLE, with no participant called.
+#[tokio::test]
+async fn a_hanging_store_answers_unavailable_within_the_budget() {
+    use sqlx::{Connection, Executor};
+
+    let test_db = testing::sqlite("storehang");
+    let store = open_store(&test_db).await;
+    let fake = Arc::new(FakeParticipants::new());
+    let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+
+    let mut blocker = sqlx::AnyConnection::connect(&test_db.url).await.unwrap();
+    blocker.execute("BEGIN IMMEDIATE").await.unwrap();
+
+    let started = std::time::Instant::now();
+    let err = gateway
+        .client
+        .approve_transfer(approve_request("alice", "k1", 250))
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{}", err.message());
+    // Only an unbounded store call waits anywhere near the 5 s busy timeout.
+    assert!(elapsed < Duration::from_secs(2), "answered after {elapsed:?}");
+    assert!(fake.calls().is_empty());
+
+    blocker.execute("ROLLBACK").await.unwrap();
+    gateway.stop().await;
+}

@@ -92,6 +92,26 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Runs one store call with a deadline (absolute, epoch ms). The gateway's answers are
+/// promised within the client's budget, and a database that hangs must not break that
+/// promise: past the deadline the call counts as `Unavailable` (what it wrote, if
+/// anything, is unknown; the reconciler or a retry of the request finds out, exactly as
+/// after a crash).
+pub async fn within_deadline<T>(
+    deadline_ms: u64,
+    now_ms: u64,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let remaining_ms = deadline_ms.saturating_sub(now_ms).max(1);
+    tokio::time::timeout(std::time::Duration::from_millis(remaining_ms), call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer from the transfer store within {remaining_ms} ms"
+            )))
+        })
+}
+
 /// The coordinator's transfer log. Each method is one guarded statement (plus a re-read
 /// where the caller needs to see what won).
 pub trait TransferStore: Send + Sync + 'static {
