@@ -15,6 +15,8 @@ use service_kit::clock::SharedClock;
 use crate::convert::TransferRequest;
 use crate::driver::{Deadlines, Driver};
 use crate::participants::Participants;
+use tracing::Instrument;
+
 use crate::store::{
     Intent, NewTransfer, StoreError, TransferRecord, TransferStore, within_deadline,
 };
@@ -113,6 +115,21 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             self.store.insert_intent(&new),
         )
         .await?;
+        // Every line of this transfer's work carries its id (the driver logs inside).
+        let span = match &intent {
+            Intent::Created(record) | Intent::Existing(record) => {
+                tracing::info_span!("transfer", transfer_id = %record.transfer_id)
+            }
+        };
+        self.follow(intent, new, budget).instrument(span).await
+    }
+
+    async fn follow(
+        &self,
+        intent: Intent,
+        new: NewTransfer,
+        budget: Budget,
+    ) -> Result<TransferRecord, ApproveError> {
         match intent {
             Intent::Created(record) => {
                 let driven = self
@@ -122,10 +139,7 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
                 answer(driven.record, driven.store_error)
             }
             Intent::Existing(record) if record.fingerprint != new.fingerprint => {
-                tracing::info!(
-                    transfer_id = %record.transfer_id,
-                    "idempotency key reused for a different request"
-                );
+                tracing::info!("idempotency key reused for a different request");
                 Err(ApproveError::KeyReused(new.idempotency_key))
             }
             Intent::Existing(record) => self.replay(record, budget).await,
@@ -140,7 +154,6 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
         budget: Budget,
     ) -> Result<TransferRecord, ApproveError> {
         tracing::info!(
-            transfer_id = %record.transfer_id,
             recorded = record.state.as_str(),
             "replay of an existing transfer"
         );

@@ -5,7 +5,8 @@
 //!
 //! The gateway drives a fresh transfer with [`Driver::begin`] inside the client's budget;
 //! the reconciler (and a replayed request taking over) picks one up with
-//! [`Driver::resume`].
+//! [`Driver::resume`]. Callers open the `transfer` span (with its id) around a drive, so
+//! every line the driver logs carries the transfer id once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -107,14 +108,9 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             RecordedState::Started,
             "begin needs a fresh intent"
         );
-        let span = tracing::info_span!("transfer", transfer_id = %record.transfer_id);
-        async move {
-            tracing::info!(amount = %record.amount, "reserving on both legs");
-            let (machine, effects) = TransferMachine::begin();
-            self.run(machine, effects, record, deadlines, true).await
-        }
-        .instrument(span)
-        .await
+        tracing::info!(amount = %record.amount, "reserving on both legs");
+        let (machine, effects) = TransferMachine::begin();
+        self.run(machine, effects, record, deadlines, true).await
     }
 
     /// Picks a transfer up from its record alone. `abort_reason` aborts it when it is
@@ -126,19 +122,14 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
         abort_reason: Option<String>,
         deadlines: Deadlines,
     ) -> Driven {
-        let span = tracing::info_span!("transfer", transfer_id = %record.transfer_id);
-        async move {
-            tracing::info!(
-                recorded = record.state.as_str(),
-                abort_reason = abort_reason.as_deref().unwrap_or(""),
-                "resuming"
-            );
-            let (machine, effects) =
-                TransferMachine::resume(record.state, record.failure_reason.clone(), abort_reason);
-            self.run(machine, effects, record, deadlines, false).await
-        }
-        .instrument(span)
-        .await
+        tracing::info!(
+            recorded = record.state.as_str(),
+            abort_reason = abort_reason.as_deref().unwrap_or(""),
+            "resuming"
+        );
+        let (machine, effects) =
+            TransferMachine::resume(record.state, record.failure_reason.clone(), abort_reason);
+        self.run(machine, effects, record, deadlines, false).await
     }
 
     async fn run(

@@ -653,7 +653,10 @@ async fn a_hanging_store_answers_unavailable_within_the_budget() {
     let elapsed = started.elapsed();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{}", err.message());
     // Only an unbounded store call waits anywhere near the 5 s busy timeout.
-    assert!(elapsed < Duration::from_secs(2), "answered after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "answered after {elapsed:?}"
+    );
     assert!(fake.calls().is_empty());
 
     blocker.execute("ROLLBACK").await.unwrap();
