@@ -4,7 +4,7 @@ CARGO ?= cargo
 VENV := .venv
 GRPCURL := $(VENV)/bin/grpcurl
 
-.PHONY: help run build build-release test test-e2e lint fmt bench tools clean-data
+.PHONY: help run build build-release test test-e2e sim lint fmt bench tools clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -23,6 +23,9 @@ test: build ## Every test: unit, per-service API (SQLite + PostgreSQL), end-to-e
 
 test-e2e: build ## Only the end-to-end tests
 	$(CARGO) test -p banktransfer-e2e -- --test-threads=2
+
+sim: ## Deterministic simulation over SEEDS seeds in release (default 200); SIM_SEED=s replays one
+	SIM_SEEDS=$${SEEDS:-200} $(CARGO) test --release -p banktransfer-simulation --test simulate random_seeds -- --nocapture
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -6,11 +6,11 @@
 //! held from the read to the write stands for the SQL store's transaction. What it adds
 //! is what a simulation needs from a database it owns:
 //! - [`CallPlan`]s: before each call, a planner (the simulation's seeded fault schedule)
-//!   may delay it (a caller that stops waiting then never sends it), keep it in flight (a
-//!   transaction whose commit the database has received completes even after its caller
-//!   stops waiting), fail it as an unreachable database does (`sqlx::Error::PoolTimedOut`,
-//!   which the handlers answer UNAVAILABLE), or apply it and then fail (a reply lost after
-//!   the commit);
+//!   may delay it, keep it in flight (a transaction the database has received completes
+//!   even after its caller stops waiting), fail it as an unreachable database does
+//!   (`sqlx::Error::PoolTimedOut`, which the handlers answer UNAVAILABLE), or apply it and
+//!   then fail (a reply lost after the commit). Reserve, confirm and cancel run detached
+//!   from their caller, as the SQL store runs them;
 //! - [`MemoryBook::snapshot`]: the state, read without faults, for invariant checks;
 //! - [`BookMutation`]: TEST-ONLY removal of one safety mechanism, so that the simulation
 //!   can show it notices.
@@ -66,8 +66,9 @@ impl MemoryScreening for NoScreening {
 /// What the simulated database does to one call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CallPlan {
-    /// Waited before the transaction starts (a connection from the pool): a caller that
-    /// stops waiting meanwhile never sends it.
+    /// Waited before the transaction starts (a connection from the pool). A read whose
+    /// caller stops waiting meanwhile never runs; reserve, confirm and cancel run
+    /// detached, whatever their caller does.
     pub delay: Duration,
     /// Then the transaction runs this long (lock waits, a slow disk) and commits even if
     /// its caller stopped waiting.
@@ -338,7 +339,8 @@ impl<S: MemoryScreening> MemoryBook<S> {
     }
 
     /// Runs `transaction` as `call` is planned: delayed, in flight, failed, or its reply
-    /// lost.
+    /// lost. Reserve, confirm and cancel run detached from their caller, as the SQL
+    /// store runs them: a caller that stops waiting does not stop them.
     async fn execute<T: Send + 'static>(
         &self,
         call: BookCall,
@@ -349,30 +351,59 @@ impl<S: MemoryScreening> MemoryBook<S> {
             .as_ref()
             .map(|plan| plan(call))
             .unwrap_or_default();
-        if !plan.delay.is_zero() {
-            tokio::time::sleep(plan.delay).await;
+        let planned = planned(Arc::clone(&self.db), plan, transaction);
+        match call {
+            BookCall::Reserve | BookCall::Confirm | BookCall::Cancel => {
+                joined(tokio::spawn(planned).await)?
+            }
+            BookCall::GetReservation | BookCall::OpenAccount | BookCall::GetAccount => {
+                planned.await
+            }
         }
-        if plan.failure == CallFailure::Unreachable {
-            return Err(unreachable());
-        }
-        let outcome = if plan.in_flight.is_zero() {
-            transaction(&self.db)
-        } else {
-            // On a task of its own: the database commits what it received, whether or
-            // not the caller still waits (unless the whole process dies).
-            let db = Arc::clone(&self.db);
-            let in_flight = plan.in_flight;
+    }
+}
+
+/// One call, as planned.
+async fn planned<S: MemoryScreening, T: Send + 'static>(
+    db: Arc<Database<S>>,
+    plan: CallPlan,
+    transaction: impl FnOnce(&Database<S>) -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    if !plan.delay.is_zero() {
+        tokio::time::sleep(plan.delay).await;
+    }
+    if plan.failure == CallFailure::Unreachable {
+        return Err(unreachable());
+    }
+    let outcome = if plan.in_flight.is_zero() {
+        transaction(&db)
+    } else {
+        // On a task of its own: the database commits what it received, whether or not
+        // the caller still waits (unless the whole process dies).
+        let in_flight = plan.in_flight;
+        joined(
             tokio::spawn(async move {
                 tokio::time::sleep(in_flight).await;
                 transaction(&db)
             })
-            .await
-            .map_err(|_| unreachable())?
-        };
-        if plan.failure == CallFailure::LostReply {
-            return Err(unreachable());
+            .await,
+        )?
+    };
+    if plan.failure == CallFailure::LostReply {
+        return Err(unreachable());
+    }
+    Ok(outcome)
+}
+
+/// A task's result: a panic in it (an assertion on money) is surfaced; a task cancelled
+/// because its process is going away answers as an unreachable database.
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(join_error) if join_error.is_panic() => {
+            std::panic::resume_unwind(join_error.into_panic())
         }
-        Ok(outcome)
+        Err(_) => Err(unreachable()),
     }
 }
 
@@ -539,6 +570,33 @@ mod tests {
         let late = forgetful.reserve("t1", terms(10), 2).await.unwrap();
         assert!(matches!(late, ReserveOutcome::Record { .. }));
         assert_eq!(balance(&forgetful).reserved_minor, 10);
+    }
+
+    #[tokio::test]
+    async fn money_moves_even_when_the_caller_gives_up() {
+        let plan = Arc::new(Mutex::new(CallPlan {
+            delay: Duration::from_millis(30),
+            ..CallPlan::default()
+        }));
+        let planned = Arc::clone(&plan);
+        let book = book(BookMutation::None)
+            .await
+            .with_planner(Arc::new(move |_| *planned.lock().unwrap()));
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(5), book.reserve("t1", terms(10), 1)).await;
+        assert!(gave_up.is_err());
+        // Lands on its own, however slow this machine is (bounded).
+        for _ in 0..500 {
+            if balance(&book).reserved_minor != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            balance(&book).reserved_minor,
+            10,
+            "the reserve ran detached"
+        );
     }
 
     #[tokio::test]

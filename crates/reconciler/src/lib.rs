@@ -123,7 +123,6 @@ pub async fn serve<S: TransferStore, P: Participants>(
 /// operator API, ready to be served, and the [`Reconciler`] whose schedule
 /// ([`worker::run`]) the caller starts. Passes stop once `stop` is triggered. [`serve`]
 /// runs them on a TCP listener; the deterministic simulation on its own network.
-#[allow(clippy::type_complexity)]
 pub fn assemble<S: TransferStore, P: Participants>(
     settings: &Settings,
     store: Arc<S>,

@@ -17,6 +17,24 @@
 //! - [`trace`]: the recent-event log and the run's digest.
 //! - [`net`], [`clock`], [`ledger`], [`rng`]: tonic over turmoil, simulated time, the
 //!   balance store's screening in memory, seeded randomness.
+//!
+//! Running it (`tests/simulate.rs`):
+//! - `cargo test -p banktransfer-simulation --test simulate`: the CI seeds, the replay
+//!   check and the mutation check;
+//! - `SIM_SEEDS=500 cargo test --release -p banktransfer-simulation --test simulate
+//!   random_seeds -- --nocapture`: more seeds (`SIM_SEED_BASE` moves the range,
+//!   `SIM_INTENSITY=0..10` the fault rate);
+//! - `SIM_SEED=1234 cargo test -p banktransfer-simulation --test simulate random_seeds --
+//!   --nocapture`: one seed, as a failure's replay line prints it.
+//!
+//! What makes a run repeatable: every random choice comes from streams derived from the
+//! seed (turmoil's network, the fault schedule, each user, each database's call planner,
+//! the transfer ids, the reconciler's jitter); the epoch is fixed; the services read
+//! turmoil's clock; every host runs on turmoil's single thread; stores are in memory
+//! (no OS threads); the coordinator's driver polls its answers before its deadline
+//! (`biased`); HTTP/2 never forgets a reset stream by the wall clock during a run
+//! ([`net`]); and runs in one process take turns with tokio's task ids realigned
+//! ([`runner`]), since tokio's task-drop order on a crash follows those ids.
 
 pub mod clock;
 pub mod config;

@@ -111,6 +111,13 @@ pub struct ChannelSettings {
     pub keep_alive_timeout: Duration,
 }
 
+/// h2 forgets a stream it reset after this long, measured on the WALL clock (std's
+/// `Instant`, which turmoil does not simulate): a frame that arrives later (a reply held
+/// on a stalled link, say) is then answered differently, and the run would depend on how
+/// fast the machine is. Longer than any run, it leaves only h2's count bound, which is
+/// deterministic.
+const RESET_STREAM_MEMORY: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl Default for ChannelSettings {
     fn default() -> Self {
         ChannelSettings {
@@ -130,5 +137,6 @@ pub fn channel(host: &str, port: u16, settings: ChannelSettings) -> Channel {
         .http2_keep_alive_interval(settings.keep_alive_interval)
         .keep_alive_timeout(settings.keep_alive_timeout)
         .keep_alive_while_idle(true)
+        .http2_reset_stream_duration(RESET_STREAM_MEMORY)
         .connect_with_connector_lazy(SimConnector)
 }

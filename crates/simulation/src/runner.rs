@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::Once;
+use std::sync::{Mutex, Once, PoisonError};
 use std::time::Duration;
 
 use crate::clock;
@@ -67,6 +67,7 @@ impl fmt::Display for Report {
 pub struct Failure {
     pub seed: u64,
     pub mutation: Mutation,
+    pub fault_intensity: u64,
     pub invariant: &'static str,
     pub detail: String,
     pub step: u64,
@@ -77,16 +78,16 @@ pub struct Failure {
 impl Failure {
     /// The one command that replays this run.
     pub fn replay_command(&self) -> String {
-        match self.mutation {
-            Mutation::None => format!(
-                "SIM_SEED={} cargo test -p banktransfer-simulation --test simulate random_seeds -- --nocapture",
-                self.seed
-            ),
-            mutation => format!(
-                "SIM_SEED={} SIM_MUTATION={mutation:?} cargo test -p banktransfer-simulation --test simulate random_seeds -- --nocapture",
-                self.seed
-            ),
+        let mut env = format!("SIM_SEED={}", self.seed);
+        if self.mutation != Mutation::None {
+            env.push_str(&format!(" SIM_MUTATION={:?}", self.mutation));
         }
+        if self.fault_intensity != SimConfig::new(self.seed).fault_intensity {
+            env.push_str(&format!(" SIM_INTENSITY={}", self.fault_intensity));
+        }
+        format!(
+            "{env} cargo test -p banktransfer-simulation --test simulate random_seeds -- --nocapture"
+        )
     }
 }
 
@@ -144,7 +145,40 @@ fn stop_watching_panics() {
     PANICS.with(|panics| *panics.borrow_mut() = None);
 }
 
+/// One run at a time per process: see [`align_task_ids`].
+static RUNS: Mutex<()> = Mutex::new(());
+
+/// Task ids are aligned to a multiple of this at the start of every run.
+const TASK_ID_ALIGNMENT: u64 = 1 << 10;
+
+/// Tokio numbers tasks from one process-wide counter and files each runtime's tasks in
+/// shards chosen by id; when turmoil crashes or restarts a host it drops the host's
+/// runtime, which drops the tasks shard by shard. Their drops close simulated sockets,
+/// which sends FIN or RST segments, each drawing its latency from turmoil's one random
+/// stream: so the order of the draws, and everything after, would depend on how many
+/// tasks the process spawned before the run. Runs are therefore serialized (nothing
+/// else spawns tasks meanwhile) and each starts with the counter at the same residue.
+fn align_task_ids() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime to align task ids on");
+    loop {
+        let task = runtime.spawn(async {});
+        let id: u64 = task
+            .id()
+            .to_string()
+            .parse()
+            .expect("tokio task ids display as numbers");
+        if (id + 1).is_multiple_of(TASK_ID_ALIGNMENT) {
+            break;
+        }
+    }
+}
+
+/// Runs the simulation `config` describes. Runs in one process take turns.
 pub fn run(config: SimConfig) -> Result<Report, Failure> {
+    let _turn = RUNS.lock().unwrap_or_else(PoisonError::into_inner);
+    align_task_ids();
     watch_panics();
     let result = run_watched(config);
     stop_watching_panics();
@@ -154,10 +188,12 @@ pub fn run(config: SimConfig) -> Result<Report, Failure> {
 fn run_watched(config: SimConfig) -> Result<Report, Failure> {
     let seed = config.seed;
     let mutation = config.mutation;
+    let fault_intensity = config.fault_intensity;
     let world = World::new(config.clone());
     let fail = |broken: Broken, step: u64, world: &World| Failure {
         seed,
         mutation,
+        fault_intensity,
         invariant: broken.invariant,
         detail: broken.detail,
         step,

@@ -175,12 +175,20 @@ impl MemoryTransferStore {
             // not the caller still waits (unless the whole process dies).
             let db = Arc::clone(&self.db);
             let in_flight = plan.in_flight;
-            tokio::spawn(async move {
+            match tokio::spawn(async move {
                 tokio::time::sleep(in_flight).await;
                 statement(&db)
             })
             .await
-            .map_err(|_| unreachable())?
+            {
+                Ok(result) => result,
+                // A panic in the statement is a bug: surface it.
+                Err(join_error) if join_error.is_panic() => {
+                    std::panic::resume_unwind(join_error.into_panic())
+                }
+                // The process is going away: as if the database were unreachable.
+                Err(_) => Err(unreachable()),
+            }
         };
         match result {
             Ok(_) if plan.failure == CallFailure::LostReply => Err(unreachable()),
@@ -565,7 +573,13 @@ mod tests {
         .await;
         assert!(gave_up.is_err());
         assert!(store.snapshot().is_empty());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Lands on its own, however slow this machine is (bounded).
+        for _ in 0..500 {
+            if store.snapshot().contains_key("t1") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(store.snapshot()["t1"].state, RecordedState::Started);
 
         // Waiting for a connection is different: a caller that gives up sends nothing.
