@@ -16,6 +16,11 @@ pub trait Narrate: Model {
     fn describe(&self, action: &Self::Action) -> String;
     /// The state after a step: balances first, then whatever explains them.
     fn summarize(&self, state: &Self::State) -> String;
+    /// Lines to print after a counterexample to `property` that ends in `state`, when the
+    /// trace alone does not show the violation (a liveness check's stuck continuation).
+    fn epilogue(&self, _property: &'static str, _state: &Self::State) -> Option<String> {
+        None
+    }
 }
 
 /// What an exhaustive run found.
@@ -144,7 +149,7 @@ where
     })
 }
 
-/// One line per step: the action, then the state it led to.
+/// One line per step: the action, then (after `=>`) the state it led to.
 pub fn render_trace<M>(model: &M, path: &Path<M::State, M::Action>) -> String
 where
     M: Narrate,
@@ -159,10 +164,7 @@ where
             None => "initial state".to_owned(),
             Some(action) => model.describe(action),
         };
-        out.push_str(&format!(
-            "{i:>3}. {what}\n       => {}\n",
-            model.summarize(&state)
-        ));
+        out.push_str(&format!("{i:>3}. {what} => {}\n", model.summarize(&state)));
         action = next_action;
     }
     out

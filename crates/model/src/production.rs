@@ -42,7 +42,10 @@ mod tests {
     #[test]
     fn captures_assertions_and_passes_values_through() {
         assert_eq!(super::run(|| 7), Ok(7));
-        let err = super::run(|| assert!(1 > 2, "money from nowhere")).unwrap_err();
+        let reserved_minor = std::hint::black_box(0);
+        let err = super::run(|| assert!(reserved_minor >= 1, "money from nowhere")).unwrap_err();
         assert_eq!(err, "money from nowhere");
+        let err = super::run(|| panic!("{} minor units", 3)).unwrap_err();
+        assert_eq!(err, "3 minor units");
     }
 }

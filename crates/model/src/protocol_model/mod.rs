@@ -15,6 +15,7 @@ use banktransfer_protocol::transfer::Leg;
 use stateright::{Model, Property};
 
 use crate::check::Narrate;
+pub use properties::FinishingMemo;
 use properties::*;
 pub use world::{Action, Request, Role, World};
 use world::{leg_short, reconciler_takeover};
@@ -35,33 +36,55 @@ const _: () = assert!(
     "funds must cover exactly one of the concurrent transfers"
 );
 
-/// How many faults of each kind one run may suffer. Timeouts are not bounded: each one
-/// ends a call in flight, and calls are finite.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How many faults of each kind one run may suffer (shared by both transfers).
+///
+/// Timeouts are not faults here: a driver stops waiting for a call whenever no answer
+/// can come any more (its request or its answer was lost), which ends every wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Bounds {
-    /// Messages the network drops.
+    /// Messages the network drops: a request before any participant sees it, or an
+    /// answer after the participant acted.
     pub losses_max: u8,
-    /// Messages the network delivers twice.
+    /// Requests the network delivers twice (the copy may arrive at any later moment).
     pub duplicates_max: u8,
     /// Crashes of the gateway or of the reconciler (each loses that process's drivers).
     pub crashes_max: u8,
+    /// Takeovers of a transfer whose gateway driver is still alive: the reconciler
+    /// judges it stale (a paused gateway, a skewed clock) and aborts it, or finishes
+    /// its decision alongside the gateway. In production the reconciler looks at a
+    /// transfer only once its request's budget is spent, so this is a fault too; once
+    /// the gateway's driver is gone, takeovers are unbounded.
+    pub premature_takeovers_max: u8,
 }
 
 impl Bounds {
-    /// What the pinned exhaustive run uses.
-    pub const DEFAULT: Bounds = Bounds {
+    /// No faults at all: only the races between the two transfers.
+    pub const NONE: Bounds = Bounds {
+        losses_max: 0,
+        duplicates_max: 0,
+        crashes_max: 0,
+        premature_takeovers_max: 0,
+    };
+    /// One fault of every kind in the same run.
+    pub const ONE_OF_EACH: Bounds = Bounds {
         losses_max: 1,
         duplicates_max: 1,
         crashes_max: 1,
+        premature_takeovers_max: 1,
     };
-    /// Upper limits on any configuration, to keep a run finite and short.
-    pub const LIMIT: u8 = 3;
+    /// Upper limit on any bound, to keep a run finite and short.
+    pub const LIMIT: u8 = 2;
 
     fn assert_valid(&self) {
         assert!(
-            self.losses_max <= Bounds::LIMIT
-                && self.duplicates_max <= Bounds::LIMIT
-                && self.crashes_max <= Bounds::LIMIT,
+            [
+                self.losses_max,
+                self.duplicates_max,
+                self.crashes_max,
+                self.premature_takeovers_max
+            ]
+            .iter()
+            .all(|&b| b <= Bounds::LIMIT),
             "bounds above {}: {self:?}",
             Bounds::LIMIT
         );
@@ -94,24 +117,30 @@ pub struct ProtocolModel {
     /// The transfer whose first reserve the balance store's antifraud screening may
     /// refuse (a nondeterministic choice at delivery).
     pub antifraud_transfer: Option<u8>,
-}
-
-impl Default for ProtocolModel {
-    fn default() -> Self {
-        ProtocolModel {
-            bounds: Bounds::DEFAULT,
-            mutation: Mutation::None,
-            antifraud_transfer: Some(0),
-        }
-    }
+    /// Drivers give up on any call at any moment, also on one whose request is still in
+    /// flight (which then arrives late). By default a driver times out only a call no
+    /// answer can come for: a late request is what premature takeovers and crashes
+    /// produce, at a fraction of the states.
+    pub impatient: bool,
+    /// Memo of the liveness check (see [`properties::finishes_once_faults_stop`]).
+    pub(crate) finishing: FinishingMemo,
 }
 
 impl ProtocolModel {
-    pub fn with_mutation(mutation: Mutation) -> ProtocolModel {
+    pub fn new(bounds: Bounds, mutation: Mutation) -> ProtocolModel {
         ProtocolModel {
+            bounds,
             mutation,
-            ..ProtocolModel::default()
+            antifraud_transfer: Some(0),
+            impatient: false,
+            finishing: FinishingMemo::default(),
         }
+    }
+
+    /// The longest fault-free schedule the liveness check needed from any state it was
+    /// asked about so far.
+    pub fn longest_fault_free_schedule(&self) -> usize {
+        self.finishing.longest()
     }
 
     /// Screening runs on a reserve with nothing recorded yet.
@@ -176,36 +205,32 @@ impl Model for ProtocolModel {
                     actions.push(Action::WriteDeferred { role, transfer });
                     continue;
                 }
+                let mut silent = false;
                 for &call in &driver.calls {
-                    if !world.unanswerable(role, transfer, call) {
-                        continue;
+                    if self.impatient || world.unanswerable(role, transfer, call) {
+                        silent = true;
+                        actions.push(Action::TimeOut {
+                            role,
+                            transfer,
+                            call,
+                        });
                     }
-                    actions.push(Action::TimeOut {
-                        role,
-                        transfer,
-                        call,
-                    });
                 }
-                if role == Role::Gateway
-                    && driver.reserving
-                    && (std::env::var("DL").is_ok()
-                        || driver
-                            .calls
-                            .iter()
-                            .any(|c| world.unanswerable(role, transfer, *c)))
-                {
+                // The reserve budget runs out (when it matters: a reserve is unanswered).
+                if role == Role::Gateway && driver.reserving && silent {
                     actions.push(Action::ReserveDeadlinePassed { transfer });
                 }
             }
         }
+        let may_take_over_early = faults.premature_takeovers < self.bounds.premature_takeovers_max;
         for transfer in 0..TRANSFERS as u8 {
             if world.driver(Role::Reconciler, transfer).is_some() {
                 continue;
             }
-            let takeover = reconciler_takeover(world.record(transfer));
             let gateway_gone = world.driver(Role::Gateway, transfer).is_none();
-            if takeover == Takeover::Abort
-                || takeover == Takeover::Finish && (gateway_gone || std::env::var("FIN").is_ok())
+            let takeover = reconciler_takeover(world.record(transfer));
+            if matches!(takeover, Takeover::Abort | Takeover::Finish)
+                && (gateway_gone || may_take_over_early)
             {
                 actions.push(Action::Takeover { transfer, takeover });
             }
@@ -244,7 +269,7 @@ impl Model for ProtocolModel {
             Property::always(LEDGERS_AGREE_AT_REST, ledgers_agree_at_rest),
             Property::always(NOTHING_HELD_AT_REST, nothing_held_at_rest),
             Property::always(CODE_RUNS_CLEAN, code_runs_clean),
-            // Property::always(FINISHES_ONCE_FAULTS_STOP, finishes_once_faults_stop),
+            Property::always(FINISHES_ONCE_FAULTS_STOP, finishes_once_faults_stop),
             Property::sometimes(SOME_TRANSFER_SUCCEEDS, some_transfer_succeeds),
             Property::sometimes(SOME_TRANSFER_FAILS, some_transfer_fails),
             Property::sometimes(ONE_SUCCEEDS_ONE_FAILS, one_succeeds_one_fails),
@@ -315,6 +340,35 @@ impl Narrate for ProtocolModel {
         }
     }
 
+    fn epilogue(&self, property: &'static str, world: &World) -> Option<String> {
+        if property != FINISHES_ONCE_FAULTS_STOP {
+            return None;
+        }
+        const SHOWN: usize = 12;
+        let run = fault_free_run(self, world, SHOWN);
+        let mut text =
+            "     From here, with no more faults, the schedule the liveness check runs goes:\n"
+                .to_owned();
+        for (i, (action, next)) in run.iter().enumerate() {
+            text.push_str(&format!(
+                " +{:>2}. {} => {}\n",
+                i + 1,
+                self.describe(action),
+                self.summarize(next)
+            ));
+        }
+        // A fresh memo, so that the answer names what happens rather than the memo.
+        let fresh = ProtocolModel {
+            finishing: FinishingMemo::default(),
+            ..self.clone()
+        };
+        match finish_without_faults(&fresh, world) {
+            Ok(steps) => text.push_str(&format!("     ... and finishes after {steps} steps.\n")),
+            Err(why) => text.push_str(&format!("     ... and never finishes: it {why}.\n")),
+        }
+        Some(text)
+    }
+
     fn summarize(&self, world: &World) -> String {
         let balance = |leg: Leg| {
             let b = world.book(leg).balance;
@@ -326,11 +380,8 @@ impl Narrate for ProtocolModel {
                 b.confirmed_minor
             )
         };
-        let mut text = format!(
-            "{}  {}  (available/reserved/confirmed)",
-            balance(Leg::External),
-            balance(Leg::Internal)
-        );
+        // Balances read available/reserved/confirmed.
+        let mut text = format!("{} {}", balance(Leg::External), balance(Leg::Internal));
         for t in 0..TRANSFERS {
             let leg = |leg: Leg| {
                 let r = world.book(leg).reservations[t].as_ref();

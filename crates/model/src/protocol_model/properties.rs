@@ -1,5 +1,10 @@
 //! What must hold in every reachable world, and what must be possible.
 
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
 use banktransfer_protocol::reconcile::Takeover;
 use banktransfer_protocol::reservation::ReservationStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
@@ -27,8 +32,9 @@ pub const SOME_TRANSFER_SUCCEEDS: &str = "a transfer succeeds";
 pub const SOME_TRANSFER_FAILS: &str = "a transfer fails";
 pub const ONE_SUCCEEDS_ONE_FAILS: &str = "one transfer succeeds and the other fails";
 
-/// The longest fault-free schedule [`finish_without_faults`] runs. Two transfers need
-/// about 30 steps from the worst state (see the test that measures it).
+/// The longest fault-free schedule [`finish_without_faults`] runs before it calls a
+/// transfer stuck. The protocol tests pin how many steps the worst reachable state
+/// actually needs, well below this.
 pub const SCHEDULE_STEPS_MAX: usize = 64;
 
 fn status(world: &World, leg: Leg, transfer: usize) -> Option<&ReservationStatus> {
@@ -154,18 +160,60 @@ pub fn finishes_once_faults_stop(model: &ProtocolModel, world: &World) -> bool {
     finish_without_faults(model, world).is_ok()
 }
 
-/// Runs the fault-free schedule; the number of steps it took, or why it did not finish.
+/// Runs the fault-free schedule; the number of steps it takes, or why it does not finish.
 pub fn finish_without_faults(model: &ProtocolModel, world: &World) -> Result<usize, String> {
     let mut world = world.clone();
+    let mut visited: Vec<u64> = Vec::new();
+    let mut on_path: HashSet<u64> = HashSet::new();
+    let never = |model: &ProtocolModel, visited: &[u64], why: String| {
+        // The schedule is deterministic: every world it went through ends the same way.
+        model.finishing.remember_never(visited);
+        Err(why)
+    };
     for step in 0..=SCHEDULE_STEPS_MAX {
+        let key = memo_key(model, &world);
+        match model.finishing.lookup(key) {
+            Some(Finishing::Within(rest)) if step + rest <= SCHEDULE_STEPS_MAX => {
+                model.finishing.remember_within(&visited, step + rest);
+                return Ok(step + rest);
+            }
+            Some(Finishing::Within(_)) => break,
+            Some(Finishing::Never) => {
+                return never(
+                    model,
+                    &visited,
+                    format!(
+                        "leads to a world already known not to finish after {step} fault-free steps"
+                    ),
+                );
+            }
+            None => {}
+        }
+        if !on_path.insert(key) {
+            return never(
+                model,
+                &visited,
+                format!("loops for ever: back to an earlier world after {step} fault-free steps"),
+            );
+        }
+        visited.push(key);
         if let Some(why) = &world.broken {
-            return Err(format!("broken after {step} fault-free steps: {why}"));
+            return never(
+                model,
+                &visited,
+                format!("broken after {step} fault-free steps: {why}"),
+            );
         }
         if world.records.iter().all(|r| r.state.is_final()) {
+            model.finishing.remember_within(&visited, step);
             return Ok(step);
         }
         let Some(action) = next_fault_free_action(&world) else {
-            return Err(format!("stuck after {step} fault-free steps"));
+            return never(
+                model,
+                &visited,
+                format!("stuck after {step} fault-free steps"),
+            );
         };
         world.apply(model, &action);
     }
@@ -173,6 +221,91 @@ pub fn finish_without_faults(model: &ProtocolModel, world: &World) -> Result<usi
         "not final after {SCHEDULE_STEPS_MAX} fault-free steps: {:?}",
         world.records
     ))
+}
+
+/// The fault-free schedule from `world`, step by step, for at most `steps_max` steps
+/// (for showing how a liveness counterexample gets stuck).
+pub fn fault_free_run(
+    model: &ProtocolModel,
+    world: &World,
+    steps_max: usize,
+) -> Vec<(Action, World)> {
+    let mut world = world.clone();
+    let mut run = Vec::new();
+    while run.len() < steps_max
+        && world.broken.is_none()
+        && !world.records.iter().all(|r| r.state.is_final())
+    {
+        let Some(action) = next_fault_free_action(&world) else {
+            break;
+        };
+        world.apply(model, &action);
+        run.push((action, world.clone()));
+    }
+    run
+}
+
+fn memo_key(model: &ProtocolModel, world: &World) -> u64 {
+    // Deterministic (SipHash with fixed keys); the mutation changes the transitions.
+    let mut hasher = std::hash::DefaultHasher::new();
+    (model.mutation, world).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What the fault-free schedule does from a world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Finishing {
+    /// Every transfer is final after this many steps.
+    Within(usize),
+    /// It gets stuck, breaks, or loops for ever.
+    Never,
+}
+
+/// Memo of the liveness check, shared by the clones of one model: what the fault-free
+/// schedule does from each world it went through. Every world on a schedule is itself
+/// reachable (the schedule only takes actions the model offers), so the memo holds at
+/// most as many entries as the checker visits states, and each state's check costs O(1)
+/// steps on average.
+#[derive(Clone, Default)]
+pub struct FinishingMemo(Arc<Mutex<HashMap<u64, Finishing>>>);
+
+impl FinishingMemo {
+    fn lookup(&self, key: u64) -> Option<Finishing> {
+        self.0.lock().expect("memo lock").get(&key).copied()
+    }
+
+    fn remember_within(&self, visited: &[u64], total: usize) {
+        let mut memo = self.0.lock().expect("memo lock");
+        for (step, key) in visited.iter().enumerate() {
+            memo.insert(*key, Finishing::Within(total - step));
+        }
+    }
+
+    fn remember_never(&self, visited: &[u64]) {
+        let mut memo = self.0.lock().expect("memo lock");
+        for key in visited {
+            memo.insert(*key, Finishing::Never);
+        }
+    }
+
+    /// The most steps any world seen so far needs to finish.
+    pub fn longest(&self) -> usize {
+        let memo = self.0.lock().expect("memo lock");
+        memo.values()
+            .filter_map(|f| match f {
+                Finishing::Within(steps) => Some(*steps),
+                Finishing::Never => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl fmt::Debug for FinishingMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "FinishingMemo({entries} worlds)")
+    }
 }
 
 fn next_fault_free_action(world: &World) -> Option<Action> {
@@ -221,4 +354,110 @@ fn next_fault_free_action(world: &World) -> Option<Action> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each invariant can fail: break a world by hand and watch it say so.
+
+    use banktransfer_protocol::reservation::{Reservation, ReservationStatus};
+    use banktransfer_protocol::transfer::{Leg, RecordedState};
+
+    use super::*;
+    use crate::protocol_model::world::leg_ix;
+    use crate::protocol_model::{Bounds, Mutation};
+
+    fn model_and_world() -> (ProtocolModel, World) {
+        let model = ProtocolModel::new(Bounds::NONE, Mutation::None);
+        let world = World::initial(&model);
+        (model, world)
+    }
+
+    fn set_status(world: &mut World, leg: Leg, transfer: usize, status: ReservationStatus) {
+        world.books[leg_ix(leg)].reservations[transfer] = Some(Reservation {
+            transfer_id: format!("T{transfer}"),
+            terms: None,
+            status,
+        });
+    }
+
+    fn settle_everything(world: &mut World, state: RecordedState) {
+        for record in &mut world.records {
+            record.state = state;
+        }
+        world.network.clear();
+        world.drivers = Default::default();
+    }
+
+    #[test]
+    fn the_initial_world_satisfies_every_invariant() {
+        let (model, world) = model_and_world();
+        for check in [
+            legs_agree,
+            no_negative_balance,
+            external_conserved,
+            internal_matches_credits,
+            confirmed_only_after_commit,
+            ledgers_agree_at_rest,
+            nothing_held_at_rest,
+            code_runs_clean,
+            finishes_once_faults_stop,
+        ] {
+            assert!(check(&model, &world));
+        }
+    }
+
+    #[test]
+    fn money_invariants_fail_on_broken_books() {
+        let (model, mut world) = model_and_world();
+        world.books[0].balance.available_minor -= 2;
+        assert!(!external_conserved(&model, &world));
+        assert!(!no_negative_balance(&model, &world));
+        let (model, mut world) = model_and_world();
+        world.books[1].balance.available_minor += 1;
+        assert!(!internal_matches_credits(&model, &world));
+    }
+
+    #[test]
+    fn agreement_invariants_fail_on_split_legs() {
+        let (model, mut world) = model_and_world();
+        set_status(&mut world, Leg::External, 0, ReservationStatus::Confirmed);
+        assert!(!confirmed_only_after_commit(&model, &world));
+        set_status(&mut world, Leg::Internal, 0, ReservationStatus::Cancelled);
+        assert!(!legs_agree(&model, &world));
+    }
+
+    #[test]
+    fn at_rest_invariants_fail_on_leftovers() {
+        let (model, mut world) = model_and_world();
+        settle_everything(&mut world, RecordedState::Succeeded);
+        assert!(at_rest(&world));
+        // Two succeeded transfers, nothing confirmed anywhere.
+        assert!(!ledgers_agree_at_rest(&model, &world));
+        let (model, mut world) = model_and_world();
+        settle_everything(&mut world, RecordedState::Failed);
+        world.books[1].balance.reserved_minor = AMOUNT_MINOR;
+        assert!(!nothing_held_at_rest(&model, &world));
+        assert!(ledgers_agree_at_rest(&model, &world));
+    }
+
+    #[test]
+    fn liveness_fails_when_a_decision_can_never_be_carried_out() {
+        let (model, mut world) = model_and_world();
+        // Committed, but the external leg was cancelled: every confirm is refused.
+        settle_everything(&mut world, RecordedState::Failed);
+        world.records[0].state = RecordedState::Committed;
+        set_status(&mut world, Leg::External, 0, ReservationStatus::Cancelled);
+        let why = finish_without_faults(&model, &world).unwrap_err();
+        assert!(why.contains("loops for ever"), "{why}");
+        assert!(!finishes_once_faults_stop(&model, &world));
+    }
+
+    #[test]
+    fn a_broken_world_is_reported() {
+        let (model, mut world) = model_and_world();
+        world.broken = Some("assertion".into());
+        assert!(!code_runs_clean(&model, &world));
+        assert!(!finishes_once_faults_stop(&model, &world));
+    }
 }

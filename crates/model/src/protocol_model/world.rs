@@ -74,7 +74,7 @@ pub enum Op {
 /// A participant's answer on the wire. Reserve answers are what
 /// `gateway-coordinator/src/participants/grpc.rs` turns a reply into ([`ReserveReply`]);
 /// a confirm or cancel counts only when the reservation ends as asked.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Answer {
     Held,
     Refused(String),
@@ -83,23 +83,16 @@ pub enum Answer {
     Settled(bool),
 }
 
-impl fmt::Display for Answer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Answer::Held => f.write_str("HELD"),
-            Answer::Refused(why) => write!(f, "REFUSED ({why})"),
-            Answer::Unknown(why) => write!(f, "UNKNOWN ({why})"),
-            Answer::Settled(true) => f.write_str("OK"),
-            Answer::Settled(false) => f.write_str("ERROR"),
-        }
-    }
-}
-
-/// A request in flight from a driver to a participant. A call is one remote procedure
-/// call: the participant handles the request and its answer reaches the caller in the
-/// same step, or is lost ([`Action::Deliver`]'s `reply_lost`). An answer that reaches a
-/// caller no longer waiting for it (timed out, crashed) is dropped, as gRPC drops the
-/// answer to an abandoned call.
+/// A request in flight from a driver to a participant.
+///
+/// A call is one step: the participant handles the request and its answer reaches the
+/// caller in the same step, or is lost ([`Action::Deliver`]'s `reply_lost`). Nothing is
+/// lost by not delaying answers separately: an answer changes only its caller's driver,
+/// and that driver reaches the world only through compare-and-set writes and new
+/// requests, which can still interleave with every other step afterwards; an answer
+/// that would arrive after its caller stopped waiting is a lost answer. An answer that
+/// reaches a caller no longer waiting for it (timed out, crashed) is dropped, as gRPC
+/// drops the answer to an abandoned call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Request {
     pub from: Role,
@@ -137,7 +130,9 @@ pub struct Driver {
     pub reserving: bool,
     /// A commit the [`Mutation::SendBeforePersist`] mutant has not written yet. The real
     /// driver runs each transfer-log write inline (nothing reaches the machine
-    /// meanwhile), which the model does within the step that asked for it.
+    /// meanwhile), which the model does within the step that asked for it: a crash or
+    /// another driver's write between the machine's asking and the write is the same as
+    /// one just before that step, since nobody else saw the machine ask.
     pub deferred_write: Option<Effect>,
     /// Calls in flight (each ends with its answer or its timeout).
     pub calls: BTreeSet<Call>,
@@ -173,6 +168,7 @@ pub struct FaultsUsed {
     pub losses: u8,
     pub duplicates: u8,
     pub crashes: u8,
+    pub premature_takeovers: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -360,6 +356,9 @@ impl World {
                 self.carry_out(model, *role, *transfer, vec![write]);
             }
             Action::Takeover { transfer, takeover } => {
+                if self.driver(Role::Gateway, *transfer).is_some() {
+                    self.faults.premature_takeovers += 1;
+                }
                 let record = self.record(*transfer).clone();
                 let abort_reason = match takeover {
                     Takeover::Abort => Some(reconciler_abort_reason(&RetryPolicy::DEFAULT)),
@@ -383,6 +382,29 @@ impl World {
                 self.drivers[role.ix()] = Default::default();
                 if *unsent_lost {
                     self.network.retain(|r| r.from != *role);
+                }
+            }
+        }
+        self.drop_spent_drivers();
+    }
+
+    /// A driver that has learned the decision of a transfer whose record is now final
+    /// can do nothing that matters any more: it sends no new request (the machine sends
+    /// its confirms or cancels once, when it learns the decision) and its outcome write
+    /// is a guarded no-op. The model drops it at once, which keeps the state space small;
+    /// its requests already in flight stay in flight. A driver still deciding is kept: its
+    /// decision write must meet the compare-and-set.
+    fn drop_spent_drivers(&mut self) {
+        for t in 0..TRANSFERS {
+            if !self.records[t].state.is_final() {
+                continue;
+            }
+            for role in Role::BOTH {
+                let slot = &mut self.drivers[role.ix()][t];
+                if slot.as_ref().is_some_and(|d| {
+                    d.machine.recorded().is_decided() && d.deferred_write.is_none()
+                }) {
+                    *slot = None;
                 }
             }
         }
