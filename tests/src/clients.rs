@@ -5,20 +5,20 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use banktransfer_proto::external::v1::external_institution_client::ExternalInstitutionClient;
-use banktransfer_proto::external::v1::fault_injection_client::FaultInjectionClient;
-use banktransfer_proto::external::v1::{
+use banktransfer_api::external::v1::external_institution_client::ExternalInstitutionClient;
+use banktransfer_api::external::v1::fault_injection_client::FaultInjectionClient;
+use banktransfer_api::external::v1::{
     ClearFaultsRequest, Fault, FaultKind, InjectFaultRequest, ListFaultsRequest, Operation,
 };
-use banktransfer_proto::gateway::v1::get_transfer_request::Lookup;
-use banktransfer_proto::gateway::v1::transfer_service_client::TransferServiceClient;
-use banktransfer_proto::gateway::v1::{
+use banktransfer_api::gateway::v1::get_transfer_request::Lookup;
+use banktransfer_api::gateway::v1::transfer_service_client::TransferServiceClient;
+use banktransfer_api::gateway::v1::{
     ApproveTransferRequest, GetTransferRequest, IdempotencyKeyLookup, Transfer, TransferStatus,
 };
-use banktransfer_proto::ledger::v1::balance_store_client::BalanceStoreClient;
-use banktransfer_proto::money::v1::Money;
-use banktransfer_proto::reconciler::v1::reconciler_client::ReconcilerClient;
-use banktransfer_proto::reservation::v1::{
+use banktransfer_api::ledger::v1::balance_store_client::BalanceStoreClient;
+use banktransfer_api::money::v1::Money;
+use banktransfer_api::reconciler::v1::reconciler_client::ReconcilerClient;
+use banktransfer_api::reservation::v1::{
     Account, GetAccountRequest, GetReservationRequest, Reservation,
 };
 use tonic::transport::{Channel, Endpoint};

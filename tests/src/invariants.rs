@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use banktransfer_proto::gateway::v1::{Transfer, TransferStatus};
-use banktransfer_proto::reconciler::v1::{AuditRequest, AuditResponse};
-use banktransfer_proto::reservation::v1::{Account, Reservation, ReservationStatus};
+use banktransfer_api::gateway::v1::{Transfer, TransferStatus};
+use banktransfer_api::reconciler::v1::{AuditRequest, AuditResponse};
+use banktransfer_api::reservation::v1::{Account, Reservation, ReservationStatus};
 use tonic::{Code, Status};
 
 use crate::accounts::{AccountSpec, Side, format_minor};
@@ -490,8 +490,8 @@ fn check_legs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use banktransfer_proto::money::v1::Money;
-    use banktransfer_proto::reconciler::v1::AuditMismatch;
+    use banktransfer_api::money::v1::Money;
+    use banktransfer_api::reconciler::v1::AuditMismatch;
 
     fn account(id: &str, available: i64, reserved: i64, confirmed: i64) -> Account {
         Account {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use banktransfer_proto::gateway::v1::{Transfer, TransferStatus};
+use banktransfer_api::gateway::v1::{Transfer, TransferStatus};
 
 use crate::clients::TransferRequest;
 use crate::cluster::Cluster;

@@ -4,9 +4,9 @@
 //! funds run out); with the default 200 ms budget only safety is required, since a burst
 //! on a small machine can miss the budget entirely (reported loudly, not failed).
 
+use banktransfer_api::gateway::v1::TransferStatus;
 use banktransfer_e2e::scenarios;
 use banktransfer_e2e::{Cluster, ClusterConfig, TransferRequest};
-use banktransfer_proto::gateway::v1::TransferStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forty_concurrent_transfers_never_overdraw_one_account() {

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use banktransfer_api::external::v1::{FaultKind, Operation};
+use banktransfer_api::gateway::v1::TransferStatus;
+use banktransfer_api::reservation::v1::ReservationStatus;
 use banktransfer_e2e::scenarios::{self, SETTLE_TIMEOUT};
 use banktransfer_e2e::{Cluster, ClusterConfig, PausePoint, Service, TransferRequest};
-use banktransfer_proto::external::v1::{FaultKind, Operation};
-use banktransfer_proto::gateway::v1::TransferStatus;
-use banktransfer_proto::reservation::v1::ReservationStatus;
 
 fn paused_at(point: PausePoint) -> ClusterConfig {
     let mut config = ClusterConfig::default();

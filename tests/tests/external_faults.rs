@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use banktransfer_api::external::v1::{FaultKind, Operation};
+use banktransfer_api::gateway::v1::TransferStatus;
+use banktransfer_api::reservation::v1::ReservationStatus;
 use banktransfer_e2e::scenarios::SETTLE_TIMEOUT;
 use banktransfer_e2e::{Cluster, ClusterConfig, TransferRequest};
-use banktransfer_proto::external::v1::{FaultKind, Operation};
-use banktransfer_proto::gateway::v1::TransferStatus;
-use banktransfer_proto::reservation::v1::ReservationStatus;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,8 @@
 //! The plain successful transfer, and a few users in a row.
 
+use banktransfer_api::gateway::v1::TransferStatus;
 use banktransfer_e2e::scenarios;
 use banktransfer_e2e::{Cluster, ClusterConfig, TransferRequest};
-use banktransfer_proto::gateway::v1::TransferStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_moves_250_into_her_account() {

@@ -1,8 +1,8 @@
 //! Idempotency on (user_id, idempotency_key): a replay returns the same transfer and
 //! moves nothing more; the same key with different terms is ALREADY_EXISTS.
 
+use banktransfer_api::gateway::v1::TransferStatus;
 use banktransfer_e2e::{Cluster, ClusterConfig, TransferRequest};
-use banktransfer_proto::gateway::v1::TransferStatus;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use banktransfer_api::external::v1::{FaultKind, Operation};
+use banktransfer_api::gateway::v1::TransferStatus;
+use banktransfer_api::reconciler::v1::{AuditRequest, RunPassRequest, RunPassResponse};
 use banktransfer_e2e::clients::request;
 use banktransfer_e2e::{Cluster, ClusterConfig, PausePoint, Service, TransferRequest};
-use banktransfer_proto::external::v1::{FaultKind, Operation};
-use banktransfer_proto::gateway::v1::TransferStatus;
-use banktransfer_proto::reconciler::v1::{AuditRequest, RunPassRequest, RunPassResponse};
 
 /// A reconciler whose own schedule will not run during the test.
 fn manual_reconciler() -> ClusterConfig {

@@ -1,10 +1,10 @@
 //! Business refusals: the transfer is FAILED with a reason, nothing moves, and any hold
 //! already taken is released.
 
+use banktransfer_api::gateway::v1::TransferStatus;
+use banktransfer_api::reservation::v1::Reservation;
+use banktransfer_api::reservation::v1::{RefusalReason, ReservationStatus};
 use banktransfer_e2e::{Cluster, ClusterConfig, TransferRequest};
-use banktransfer_proto::gateway::v1::TransferStatus;
-use banktransfer_proto::reservation::v1::Reservation;
-use banktransfer_proto::reservation::v1::{RefusalReason, ReservationStatus};
 use tonic::Code;
 
 /// REFUSED for `reason` (a later cancel may have turned a refusal into CANCELLED, which

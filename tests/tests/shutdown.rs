@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use banktransfer_api::external::v1::{FaultKind, Operation};
+use banktransfer_api::gateway::v1::TransferStatus;
 use banktransfer_e2e::{Cluster, ClusterConfig, Service, TransferRequest};
-use banktransfer_proto::external::v1::{FaultKind, Operation};
-use banktransfer_proto::gateway::v1::TransferStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_every_service_cleanly_and_state_survives_a_restart() {

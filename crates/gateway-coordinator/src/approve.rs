@@ -13,11 +13,11 @@ use banktransfer_protocol::transfer::{ClientStatus, RecordedState};
 use service_kit::clock::SharedClock;
 
 use crate::convert::TransferRequest;
-use crate::driver::{Deadlines, Driver};
-use crate::participants::Participants;
+use coordinator::driver::{Deadlines, Driver};
+use coordinator::participants::Participants;
 use tracing::Instrument;
 
-use crate::store::{
+use coordinator::store::{
     Intent, NewTransfer, StoreError, TransferRecord, TransferStore, within_deadline,
 };
 
@@ -37,7 +37,7 @@ impl From<ApproveError> for tonic::Status {
     fn from(err: ApproveError) -> tonic::Status {
         match &err {
             ApproveError::KeyReused(_) => tonic::Status::already_exists(err.to_string()),
-            ApproveError::Store(store) => crate::store_status(store),
+            ApproveError::Store(store) => coordinator::store_status(store),
         }
     }
 }

@@ -2,16 +2,16 @@
 //! naming the field otherwise), and transfer records become protobuf transfers. Nothing
 //! past this module sees a protobuf type of the public API.
 
-use banktransfer_proto::gateway::v1::{
+use banktransfer_api::gateway::v1::{
     self as gateway_pb, ApproveTransferRequest, GetTransferRequest, TransferStatus,
     get_transfer_request,
 };
-use banktransfer_proto::money::v1 as money_pb;
+use banktransfer_api::money::v1 as money_pb;
 use banktransfer_protocol::fingerprint::request_fingerprint;
 use banktransfer_protocol::money::{Money, MoneyError};
 use banktransfer_protocol::transfer::ClientStatus;
 
-use crate::store::TransferRecord;
+use coordinator::store::TransferRecord;
 
 /// Longest id or key accepted, in characters.
 pub const ID_CHARS_MAX: usize = 128;

@@ -1,50 +1,36 @@
-//! The gateway: BankTransfer's public TransferService, and the coordinator of every
-//! transfer. Its library also holds what the reconciler reuses: the transfer log and
-//! the protocol driver.
+//! The gateway: BankTransfer's public TransferService, which coordinates every live
+//! transfer. The transfer log, the protocol driver and the participants client it drives
+//! are the `coordinator` library's, shared with the reconciler; this crate holds only the
+//! public API.
 //!
 //! Map:
-//! - [`config`]: `Settings` (every key has a default) and the `[server]`/`[database]`
-//!   sections the reconciler shares.
-//! - [`store`]: the coordinator's durable transfer log ([`store::TransferStore`], over SQL
-//!   in [`store::SqlTransferStore`], in memory for simulation in
-//!   [`store::MemoryTransferStore`]); every write a single guarded statement.
-//! - [`participants`]: the external institution and the balance store
-//!   ([`participants::Participants`], over gRPC in [`participants::GrpcParticipants`]).
-//! - [`driver`]: runs `banktransfer_protocol::transfer::TransferMachine` against the store
-//!   and the participants, with deadlines.
+//! - [`config`]: `Settings` (every key has a default; the shared keys are
+//!   `coordinator::config::CommonSettings`).
 //! - [`approve`]: ApproveTransfer's flow: intent, drive, replays and takeovers; where
 //!   transfer ids come from ([`approve::TransferIds`]).
 //! - [`service`]: the gRPC TransferService; [`convert`] is its protobuf boundary and
 //!   [`grpc_timeout`] reads the client's deadline.
-//! - [`fault`]: TEST-ONLY pause points for the crash tests.
-//! - [`testing`]: scripted participants for tests.
 
 pub mod approve;
 pub mod config;
 pub mod convert;
-pub mod driver;
-pub mod fault;
 pub mod grpc_timeout;
-pub mod participants;
 pub mod service;
-pub mod store;
-pub mod testing;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use anyhow::Context;
-use banktransfer_proto::gateway::v1::transfer_service_server::TransferServiceServer;
+use banktransfer_api::gateway::v1::transfer_service_server::TransferServiceServer;
 use service_kit::clock::{SharedClock, SystemClock};
 use tokio::net::TcpListener;
 
 pub use config::Settings;
 
 use crate::approve::{Approver, TransferIds, UuidV7Ids};
-use crate::driver::Driver;
-use crate::participants::{GrpcParticipants, Participants};
 use crate::service::TransferApi;
-use crate::store::{SqlTransferStore, StoreError, TransferStore};
+use coordinator::driver::Driver;
+use coordinator::participants::Participants;
+use coordinator::store::TransferStore;
 
 /// The gRPC service name, for health checks and reflection.
 pub const SERVICE_NAME: &str = "banktransfer.gateway.v1.TransferService";
@@ -58,15 +44,7 @@ pub async fn run(
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let store = SqlTransferStore::open(&settings.database_url, settings.database.pool_settings())
-        .await
-        .with_context(|| format!("opening the transfer log at {}", settings.database_url))?;
-    let participants = GrpcParticipants::connect(
-        &settings.external_url,
-        &settings.ledger_url,
-        settings.connect_timeout(),
-    )
-    .context("participant URLs")?;
+    let (store, participants) = coordinator::connect(&settings.common).await?;
     serve(
         &settings,
         Arc::new(store),
@@ -92,7 +70,7 @@ pub async fn serve<S: TransferStore, P: Participants>(
         listener,
         routes,
         &[SERVICE_NAME],
-        settings.server.server_settings(),
+        settings.common.server.server_settings(),
         shutdown,
     )
     .await?;
@@ -121,13 +99,4 @@ pub fn routes<S: TransferStore, P: Participants>(
         Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy).with_ids(ids);
     let api = TransferApi::new(approver, store, clock, policy, settings.max_in_flight);
     Ok(tonic::service::Routes::new(TransferServiceServer::new(api)))
-}
-
-/// A store failure as the API reports it: unreachable or busy is UNAVAILABLE (retry),
-/// anything else INTERNAL.
-pub fn store_status(err: &StoreError) -> tonic::Status {
-    match err {
-        StoreError::Unavailable(_) => tonic::Status::unavailable(err.to_string()),
-        StoreError::Failed(_) | StoreError::Corrupt(_) => tonic::Status::internal(err.to_string()),
-    }
 }

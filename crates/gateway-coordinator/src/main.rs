@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings: gateway_coordinator::Settings =
         service_kit::config::load(args.config.as_deref())?;
-    service_kit::telemetry::init("gateway-coordinator", &settings.log_format);
+    service_kit::telemetry::init("gateway-coordinator", &settings.common.log_format);
     let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
         .await
         .with_context(|| format!("binding {}", settings.listen_addr))?;

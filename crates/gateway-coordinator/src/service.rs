@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use banktransfer_proto::gateway::v1::transfer_service_server::TransferService;
-use banktransfer_proto::gateway::v1::{
+use banktransfer_api::gateway::v1::transfer_service_server::TransferService;
+use banktransfer_api::gateway::v1::{
     ApproveTransferRequest, ApproveTransferResponse, GetTransferRequest, GetTransferResponse,
 };
 use banktransfer_protocol::budget::{Budget, BudgetPolicy};
@@ -15,8 +15,8 @@ use tonic::{Request, Response, Status};
 use crate::approve::Approver;
 use crate::convert::{self, Lookup, TransferRequest};
 use crate::grpc_timeout::client_timeout_ms;
-use crate::participants::Participants;
-use crate::store::TransferStore;
+use coordinator::participants::Participants;
+use coordinator::store::TransferStore;
 
 pub struct TransferApi<S, P> {
     approver: Approver<S, P>,
@@ -89,7 +89,7 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
                 idempotency_key,
             } => self.store.find_by_key(user_id, idempotency_key).await,
         }
-        .map_err(|e| crate::store_status(&e))?;
+        .map_err(|e| coordinator::store_status(&e))?;
         let record = found.ok_or_else(|| match &lookup {
             Lookup::TransferId(transfer_id) => {
                 Status::not_found(format!("no transfer {transfer_id:?}"))

@@ -6,18 +6,18 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banktransfer_proto::gateway::v1::{
+use banktransfer_api::gateway::v1::{
     GetTransferRequest, IdempotencyKeyLookup, TransferStatus, get_transfer_request,
 };
 use banktransfer_protocol::transfer::ClientStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use common::{approve_request, intent, now_ms, open_store, spawn_gateway, status_of};
+use coordinator::driver::{Deadlines, Driver};
+use coordinator::fault::FaultPoints;
+use coordinator::participants::ReservationView;
+use coordinator::store::{SqlTransferStore, TransferStore};
+use coordinator::testing::{FakeParticipants, FakeReserve, Op};
 use gateway_coordinator::Settings;
-use gateway_coordinator::driver::{Deadlines, Driver};
-use gateway_coordinator::fault::FaultPoints;
-use gateway_coordinator::participants::ReservationView;
-use gateway_coordinator::store::{SqlTransferStore, TransferStore};
-use gateway_coordinator::testing::{FakeParticipants, FakeReserve, Op};
 use service_kit::clock::SystemClock;
 use service_kit::testing;
 

@@ -5,7 +5,7 @@ mod common;
 
 use banktransfer_protocol::transfer::{Decision, RecordedState};
 use common::{intent, open_store};
-use gateway_coordinator::store::{Intent, StoreError, TransferStore};
+use coordinator::store::{Intent, StoreError, TransferStore};
 use service_kit::testing;
 
 const T0: u64 = 1_700_000_000_000;
@@ -296,7 +296,7 @@ async fn due_listing_honours_next_attempt_and_skips_finished_transfers() {
             .await
             .unwrap();
 
-        let ids = |records: Vec<gateway_coordinator::store::TransferRecord>| {
+        let ids = |records: Vec<coordinator::store::TransferRecord>| {
             records
                 .into_iter()
                 .map(|r| r.transfer_id)

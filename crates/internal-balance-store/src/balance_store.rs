@@ -1,8 +1,8 @@
 //! The BalanceStore gRPC service: the shared participant handlers on the credit side,
 //! with the balance store's screening inside every new reserve.
 
-use banktransfer_proto::ledger::v1::balance_store_server::BalanceStore;
-use banktransfer_proto::reservation::v1 as pb;
+use banktransfer_api::ledger::v1::balance_store_server::BalanceStore;
+use banktransfer_api::reservation::v1 as pb;
 use participant::grpc::Participant;
 use participant::{ReservationBook, ReservationStore};
 use tonic::{Request, Response, Status};

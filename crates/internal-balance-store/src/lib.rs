@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use banktransfer_proto::ledger::v1::balance_store_server::BalanceStoreServer;
+use banktransfer_api::ledger::v1::balance_store_server::BalanceStoreServer;
 use banktransfer_protocol::reservation::Side;
 use participant::ReservationStore;
 use participant::grpc::Participant;

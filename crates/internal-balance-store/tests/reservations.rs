@@ -4,7 +4,7 @@
 
 mod common;
 
-use banktransfer_proto::reservation::v1::{RefusalReason, ReservationStatus};
+use banktransfer_api::reservation::v1::{RefusalReason, ReservationStatus};
 use common::{expect_code, start};
 use internal_balance_store::rules::Rules;
 use service_kit::testing;

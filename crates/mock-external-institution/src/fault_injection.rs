@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use banktransfer_proto::external::v1 as pb;
-use banktransfer_proto::external::v1::fault_injection_server::FaultInjection;
+use banktransfer_api::external::v1 as pb;
+use banktransfer_api::external::v1::fault_injection_server::FaultInjection;
 use tonic::{Request, Response, Status};
 
 use crate::faults::{FAULTS_MAX, Fault, FaultKind, FaultList, LATENCY_MAX_MS, Operation, Target};

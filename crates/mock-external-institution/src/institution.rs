@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banktransfer_proto::external::v1::external_institution_server::ExternalInstitution;
-use banktransfer_proto::reservation::v1 as pb;
+use banktransfer_api::external::v1::external_institution_server::ExternalInstitution;
+use banktransfer_api::reservation::v1 as pb;
 use participant::grpc::Participant;
 use participant::{NoScreening, ReservationBook, ReservationStore};
 use service_kit::shutdown::Shutdown;

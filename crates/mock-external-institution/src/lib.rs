@@ -19,8 +19,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use banktransfer_proto::external::v1::external_institution_server::ExternalInstitutionServer;
-use banktransfer_proto::external::v1::fault_injection_server::FaultInjectionServer;
+use banktransfer_api::external::v1::external_institution_server::ExternalInstitutionServer;
+use banktransfer_api::external::v1::fault_injection_server::FaultInjectionServer;
 use banktransfer_protocol::reservation::Side;
 use participant::grpc::Participant;
 use participant::{NoScreening, ReservationStore};

@@ -97,7 +97,7 @@ async fn invalid_account_requests_are_invalid_argument() {
             );
             assert!(status.message().contains(field), "{status:?} lacks {field}");
         }
-        let missing = banktransfer_proto::reservation::v1::OpenAccountRequest {
+        let missing = banktransfer_api::reservation::v1::OpenAccountRequest {
             account_id: "acc".into(),
             user_id: "carol".into(),
             opening_balance: None,

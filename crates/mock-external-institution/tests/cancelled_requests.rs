@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use banktransfer_proto::reservation::v1::{self as pb, ReservationStatus};
+use banktransfer_api::reservation::v1::{self as pb, ReservationStatus};
 use common::{balance, reserve_request, seed, start};
 use service_kit::testing;
 use tokio::task::JoinSet;
@@ -111,7 +111,7 @@ async fn deadline_cancelled_calls_leave_the_books_exact() {
 }
 
 type Client =
-    banktransfer_proto::external::v1::external_institution_client::ExternalInstitutionClient<
+    banktransfer_api::external::v1::external_institution_client::ExternalInstitutionClient<
         tonic::transport::Channel,
     >;
 

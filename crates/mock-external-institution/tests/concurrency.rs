@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use banktransfer_proto::reservation::v1::{self as pb, RefusalReason, ReservationStatus};
+use banktransfer_api::reservation::v1::{self as pb, RefusalReason, ReservationStatus};
 use common::{balance, reserve_request, seed, start};
 use service_kit::testing;
 use tokio::task::JoinSet;

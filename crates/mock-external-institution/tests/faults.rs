@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use banktransfer_proto::external::v1::{
+use banktransfer_api::external::v1::{
     ClearFaultsRequest, Fault, FaultKind, InjectFaultRequest, ListFaultsRequest, Operation,
 };
-use banktransfer_proto::reservation::v1::ReservationStatus;
+use banktransfer_api::reservation::v1::ReservationStatus;
 use common::{Institution, expect_code, reserve_request, seed, start};
 use service_kit::testing;
 use tonic::{Code, Status};

@@ -4,7 +4,7 @@
 
 mod common;
 
-use banktransfer_proto::reservation::v1::{RefusalReason, ReservationStatus};
+use banktransfer_api::reservation::v1::{RefusalReason, ReservationStatus};
 use common::{Institution, expect_code, seed, start};
 use service_kit::testing;
 use tonic::Code;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banktransfer_protocol::transfer::{Leg, RecordedState};
-use gateway_coordinator::participants::{CallError, Participants, ReservationView};
-use gateway_coordinator::store::{StoreError, TransferRecord, TransferStore};
+use coordinator::participants::{CallError, Participants, ReservationView};
+use coordinator::store::{StoreError, TransferRecord, TransferStore};
 use tokio::task::JoinSet;
 
 /// Transfers whose reservations are read at once.

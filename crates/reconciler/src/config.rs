@@ -1,11 +1,12 @@
-//! The reconciler's settings (every field has a default). It shares the coordinator's
-//! database and the `[server]`/`[database]` sections with the gateway.
+//! The reconciler's settings (every field has a default). The keys it shares with the
+//! gateway (the transfer log, the participants, `[server]`, `[database]`) are
+//! `coordinator::config::CommonSettings`, flattened here so they stay top-level.
 
 use std::time::Duration;
 
 use banktransfer_protocol::budget::BudgetPolicy;
 use banktransfer_protocol::reconcile::RetryPolicy;
-use gateway_coordinator::config::{DatabaseSection, ServerSection, validate_common};
+use coordinator::config::{CommonSettings, validate_listen_addr};
 use serde::Deserialize;
 
 /// Audit requests may ask for at most this many transfers.
@@ -23,12 +24,8 @@ pub const GATEWAY_BUDGET_MS: u64 = BudgetPolicy::DEFAULT.total_ms;
 #[serde(default)]
 pub struct Settings {
     pub listen_addr: String,
-    /// The coordinator's transfer log (the gateway's database).
-    pub database_url: String,
-    pub log_format: String,
-    pub external_url: String,
-    pub ledger_url: String,
-    pub connect_timeout_ms: u64,
+    #[serde(flatten)]
+    pub common: CommonSettings,
     /// Names this replica's leases; "" generates `hostname-pid`.
     pub replica_id: String,
     pub pass_interval_ms: u64,
@@ -43,19 +40,13 @@ pub struct Settings {
     /// Transfers an Audit checks when its request says 0.
     pub audit_limit_default: u32,
     pub retry: RetrySection,
-    pub server: ServerSection,
-    pub database: DatabaseSection,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen_addr: "127.0.0.1:50054".into(),
-            database_url: "sqlite://data/coordinator.db".into(),
-            log_format: "pretty".into(),
-            external_url: "http://127.0.0.1:50052".into(),
-            ledger_url: "http://127.0.0.1:50053".into(),
-            connect_timeout_ms: 1_000,
+            common: CommonSettings::default(),
             replica_id: String::new(),
             pass_interval_ms: 500,
             batch_size: 100,
@@ -64,8 +55,6 @@ impl Default for Settings {
             attempts_alert: 20,
             audit_limit_default: 1_000,
             retry: RetrySection::default(),
-            server: ServerSection::default(),
-            database: DatabaseSection::default(),
         }
     }
 }
@@ -107,18 +96,8 @@ impl RetrySection {
 impl Settings {
     /// Checked once at start-up; the message names the key to fix.
     pub fn validate(&self) -> Result<(), String> {
-        validate_common(
-            &self.listen_addr,
-            &self.database_url,
-            &self.log_format,
-            &[
-                ("external_url", &self.external_url),
-                ("ledger_url", &self.ledger_url),
-            ],
-            self.connect_timeout_ms,
-            &self.server,
-            &self.database,
-        )?;
+        validate_listen_addr(&self.listen_addr)?;
+        self.common.validate()?;
         self.retry
             .policy()
             .validate(GATEWAY_BUDGET_MS)
@@ -155,10 +134,6 @@ impl Settings {
     pub fn pass_interval(&self) -> Duration {
         Duration::from_millis(self.pass_interval_ms)
     }
-
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
 }
 
 #[cfg(test)]
@@ -170,7 +145,7 @@ mod tests {
         let s: Settings = service_kit::config::load_with_env(None, Vec::new()).unwrap();
         assert_eq!(s, Settings::default());
         assert_eq!(s.listen_addr, "127.0.0.1:50054");
-        assert_eq!(s.database_url, "sqlite://data/coordinator.db");
+        assert_eq!(s.common.database_url, "sqlite://data/coordinator.db");
         assert_eq!(s.retry.policy(), RetryPolicy::DEFAULT);
         assert_eq!(
             (
@@ -210,7 +185,7 @@ mod tests {
         let s: Settings = service_kit::config::load_with_env(None, env).unwrap();
         assert_eq!(s.retry.abort_after_ms, 5_000);
         assert_eq!(s.replica_id, "r-7");
-        assert_eq!(s.database.max_connections, 4);
+        assert_eq!(s.common.database.max_connections, 4);
         s.validate().unwrap();
     }
 
@@ -227,6 +202,6 @@ mod tests {
         assert!(bad(|s| s.audit_limit_default = 20_000).contains("audit_limit_default"));
         assert!(bad(|s| s.lease_ms = 1_500).contains("lease_ms"));
         assert!(bad(|s| s.pass_interval_ms = 0).contains("pass_interval_ms"));
-        assert!(bad(|s| s.external_url = String::new()).contains("external_url"));
+        assert!(bad(|s| s.common.external_url = String::new()).contains("external_url"));
     }
 }

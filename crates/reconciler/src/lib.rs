@@ -1,6 +1,7 @@
 //! The reconciler: the coordinator's recovery half. It finds transfers that no live
 //! request is finishing (undecided past their time, decided but not acknowledged by both
-//! participants) and finishes them with the gateway's own driver; it also audits the
+//! participants) and finishes them with the same driver as the gateway (the `coordinator`
+//! library's); it also audits the
 //! coordinator's log against both participants.
 //!
 //! Map:
@@ -24,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use banktransfer_proto::reconciler::v1::reconciler_server::ReconcilerServer;
-use gateway_coordinator::participants::{GrpcParticipants, Participants};
-use gateway_coordinator::store::{SqlTransferStore, TransferStore};
+use banktransfer_api::reconciler::v1::reconciler_server::ReconcilerServer;
+use coordinator::participants::Participants;
+use coordinator::store::TransferStore;
 use service_kit::clock::{SharedClock, SystemClock};
 use tokio::net::TcpListener;
 
@@ -48,15 +49,7 @@ pub async fn run(
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let store = SqlTransferStore::open(&settings.database_url, settings.database.pool_settings())
-        .await
-        .with_context(|| format!("opening the transfer log at {}", settings.database_url))?;
-    let participants = GrpcParticipants::connect(
-        &settings.external_url,
-        &settings.ledger_url,
-        settings.connect_timeout(),
-    )
-    .context("participant URLs")?;
+    let (store, participants) = coordinator::connect(&settings.common).await?;
     serve(
         &settings,
         Arc::new(store),
@@ -107,7 +100,7 @@ pub async fn serve<S: TransferStore, P: Participants>(
         listener,
         routes,
         &[SERVICE_NAME],
-        settings.server.server_settings(),
+        settings.common.server.server_settings(),
         async move {
             shutdown.await;
             trigger.trigger();

@@ -18,7 +18,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings: reconciler::Settings = service_kit::config::load(args.config.as_deref())?;
-    service_kit::telemetry::init("reconciler", &settings.log_format);
+    service_kit::telemetry::init("reconciler", &settings.common.log_format);
     let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
         .await
         .with_context(|| format!("binding {}", settings.listen_addr))?;

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use banktransfer_protocol::reconcile::{self, RetryPolicy, Takeover};
 use banktransfer_protocol::transfer::RecordedState;
-use gateway_coordinator::driver::{Deadlines, Driver};
-use gateway_coordinator::fault::FaultPoints;
-use gateway_coordinator::participants::Participants;
-use gateway_coordinator::store::{StoreError, TransferRecord, TransferStore};
+use coordinator::driver::{Deadlines, Driver};
+use coordinator::fault::FaultPoints;
+use coordinator::participants::Participants;
+use coordinator::store::{StoreError, TransferRecord, TransferStore};
 use service_kit::clock::SharedClock;
 use service_kit::shutdown::Shutdown;
 use tracing::Instrument;

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use banktransfer_proto::reconciler::v1::reconciler_server::Reconciler as ReconcilerRpc;
-use banktransfer_proto::reconciler::v1::{
+use banktransfer_api::reconciler::v1::reconciler_server::Reconciler as ReconcilerRpc;
+use banktransfer_api::reconciler::v1::{
     AuditMismatch, AuditRequest, AuditResponse, RunPassRequest, RunPassResponse,
 };
-use gateway_coordinator::participants::Participants;
-use gateway_coordinator::store::TransferStore;
+use coordinator::participants::Participants;
+use coordinator::store::TransferStore;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{self, AuditError};
@@ -51,7 +51,7 @@ impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
             .reconciler
             .run_pass()
             .await
-            .map_err(|e| gateway_coordinator::store_status(&e))?;
+            .map_err(|e| coordinator::store_status(&e))?;
         Ok(Response::new(RunPassResponse {
             transfers_examined: report.examined,
             transfers_aborted: report.aborted,
@@ -77,7 +77,7 @@ impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
         let report = audit::audit(&*self.store, &self.participants, limit, self.call_timeout)
             .await
             .map_err(|err| match &err {
-                AuditError::Store(store) => gateway_coordinator::store_status(store),
+                AuditError::Store(store) => coordinator::store_status(store),
                 AuditError::Participant { .. } => Status::unavailable(err.to_string()),
             })?;
         Ok(Response::new(AuditResponse {

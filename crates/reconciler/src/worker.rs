@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_coordinator::participants::Participants;
-use gateway_coordinator::store::TransferStore;
+use coordinator::participants::Participants;
+use coordinator::store::TransferStore;
 use service_kit::shutdown::Shutdown;
 
 use crate::pass::{PassReport, Reconciler};

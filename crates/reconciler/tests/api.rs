@@ -6,18 +6,18 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banktransfer_proto::gateway::v1::transfer_service_client::TransferServiceClient;
-use banktransfer_proto::gateway::v1::{
+use banktransfer_api::gateway::v1::transfer_service_client::TransferServiceClient;
+use banktransfer_api::gateway::v1::{
     ApproveTransferRequest, GetTransferRequest, TransferStatus, get_transfer_request,
 };
-use banktransfer_proto::money::v1 as money_pb;
-use banktransfer_proto::reconciler::v1::reconciler_client::ReconcilerClient;
-use banktransfer_proto::reconciler::v1::{AuditRequest, RunPassRequest};
+use banktransfer_api::money::v1 as money_pb;
+use banktransfer_api::reconciler::v1::reconciler_client::ReconcilerClient;
+use banktransfer_api::reconciler::v1::{AuditRequest, RunPassRequest};
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use common::{intent, now_ms, open_store};
-use gateway_coordinator::participants::ReservationView;
-use gateway_coordinator::store::{SqlTransferStore, TransferStore};
-use gateway_coordinator::testing::{FakeParticipants, FakeReserve};
+use coordinator::participants::ReservationView;
+use coordinator::store::{SqlTransferStore, TransferStore};
+use coordinator::testing::{FakeParticipants, FakeReserve};
 use service_kit::clock::{ManualClock, SharedClock, SystemClock};
 use service_kit::testing;
 use tokio::sync::oneshot;

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use banktransfer_protocol::transfer::{Decision, Leg, RecordedState};
 use common::{intent, now_ms, open_store, options, reconciler};
-use gateway_coordinator::driver::{Deadlines, Driver};
-use gateway_coordinator::fault::FaultPoints;
-use gateway_coordinator::participants::ReservationView;
-use gateway_coordinator::store::{Intent, TransferStore};
-use gateway_coordinator::testing::{FakeParticipants, Op};
+use coordinator::driver::{Deadlines, Driver};
+use coordinator::fault::FaultPoints;
+use coordinator::participants::ReservationView;
+use coordinator::store::{Intent, TransferStore};
+use coordinator::testing::{FakeParticipants, Op};
 use reconciler::pass::PassReport;
 use service_kit::clock::ManualClock;
 use service_kit::testing;

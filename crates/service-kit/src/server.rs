@@ -98,7 +98,7 @@ where
     let reflection = || {
         service_names.iter().fold(
             tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(banktransfer_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(banktransfer_api::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .with_service_name(HEALTH_SERVICE_NAME),
             |builder, name| builder.with_service_name(*name),

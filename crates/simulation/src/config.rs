@@ -1,7 +1,7 @@
 //! What one simulated run is: its seed, its length, how hard the faults hit, and the
 //! TEST-ONLY mutation that removes a safety mechanism.
 
-use gateway_coordinator::store::memory::StoreMutation;
+use coordinator::store::memory::StoreMutation;
 use participant::memory::BookMutation;
 
 /// TEST-ONLY: one safety mechanism the simulated world leaves out, so that a test can
@@ -14,7 +14,7 @@ pub enum Mutation {
     /// before its reserve (see `participant::memory::BookMutation`).
     ForgetTombstones,
     /// The coordinator's store writes the decision whatever the record holds (see
-    /// `gateway_coordinator::store::memory::StoreMutation`).
+    /// `coordinator::store::memory::StoreMutation`).
     IgnoreDecisionGuard,
 }
 

@@ -14,11 +14,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use banktransfer_proto::gateway::v1::TransferStatus;
+use banktransfer_api::gateway::v1::TransferStatus;
 use banktransfer_protocol::reservation::ReservationStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
-use gateway_coordinator::participants::ReservationView;
-use gateway_coordinator::store::TransferRecord;
+use coordinator::participants::ReservationView;
+use coordinator::store::TransferRecord;
 use participant::memory::{BookSnapshot, StoredReservation};
 
 use crate::workload::{Answer, Call, Observation};

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use gateway_coordinator::store::memory as coordinator_db;
+use coordinator::store::memory as coordinator_db;
 use participant::memory as book_db;
 
 use crate::rng::SimRng;

@@ -7,12 +7,12 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use banktransfer_proto::gateway::v1::transfer_service_client::TransferServiceClient;
-use banktransfer_proto::gateway::v1::{
+use banktransfer_api::gateway::v1::transfer_service_client::TransferServiceClient;
+use banktransfer_api::gateway::v1::{
     ApproveTransferRequest, GetTransferRequest, IdempotencyKeyLookup, Transfer, TransferStatus,
     get_transfer_request,
 };
-use banktransfer_proto::money::v1 as money_pb;
+use banktransfer_api::money::v1 as money_pb;
 use tonic::transport::Channel;
 
 use crate::net::{self, ChannelSettings};

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use banktransfer_proto::external::v1::external_institution_server::ExternalInstitutionServer;
-use banktransfer_proto::external::v1::fault_injection_server::FaultInjectionServer;
-use banktransfer_proto::ledger::v1::balance_store_server::BalanceStoreServer;
+use banktransfer_api::external::v1::external_institution_server::ExternalInstitutionServer;
+use banktransfer_api::external::v1::fault_injection_server::FaultInjectionServer;
+use banktransfer_api::ledger::v1::balance_store_server::BalanceStoreServer;
 use banktransfer_protocol::reservation::Side;
+use coordinator::participants::GrpcParticipants;
+use coordinator::store::MemoryTransferStore;
 use gateway_coordinator::approve::TransferIds;
-use gateway_coordinator::participants::GrpcParticipants;
-use gateway_coordinator::store::MemoryTransferStore;
 use internal_balance_store::balance_store::BalanceStoreService;
 use internal_balance_store::rules::Rules;
 use mock_external_institution::fault_injection::{FaultInjectionService, SharedFaults};
@@ -305,7 +305,7 @@ async fn serve_gateway(
         GATEWAY_PORT,
         routes,
         &[gateway_coordinator::SERVICE_NAME],
-        settings.server.server_settings(),
+        settings.common.server.server_settings(),
     )
     .await
 }
@@ -351,7 +351,7 @@ async fn serve_reconciler(store: Arc<MemoryTransferStore>, jitter: Jitter) -> tu
         RECONCILER_PORT,
         routes,
         &[reconciler::SERVICE_NAME],
-        settings.server.server_settings(),
+        settings.common.server.server_settings(),
     )
     .await
 }

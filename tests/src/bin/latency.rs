@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use banktransfer_api::gateway::v1::TransferStatus;
 use banktransfer_e2e::accounts::AccountSpec;
 use banktransfer_e2e::{Cluster, ClusterConfig, DatabaseChoice, TransferRequest};
-use banktransfer_proto::gateway::v1::TransferStatus;
 use hdrhistogram::Histogram;
 
 struct Args {

@@ -6,14 +6,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use banktransfer_proto::gateway::v1::transfer_service_client::TransferServiceClient;
-use banktransfer_proto::gateway::v1::{ApproveTransferRequest, Transfer};
-use banktransfer_proto::money::v1 as money_pb;
+use banktransfer_api::gateway::v1::transfer_service_client::TransferServiceClient;
+use banktransfer_api::gateway::v1::{ApproveTransferRequest, Transfer};
+use banktransfer_api::money::v1 as money_pb;
 use banktransfer_protocol::fingerprint::request_fingerprint;
 use banktransfer_protocol::money::Money;
+use coordinator::store::{MIGRATIONS, NewTransfer, SqlTransferStore};
+use coordinator::testing::FakeParticipants;
 use gateway_coordinator::Settings;
-use gateway_coordinator::store::{MIGRATIONS, NewTransfer, SqlTransferStore};
-use gateway_coordinator::testing::FakeParticipants;
 use service_kit::clock::{Clock, SystemClock};
 use service_kit::db::{self, PoolSettings};
 use service_kit::testing::TestDatabase;
@@ -112,6 +112,6 @@ pub async fn spawn_gateway(
     }
 }
 
-pub fn status_of(transfer: &Transfer) -> banktransfer_proto::gateway::v1::TransferStatus {
-    banktransfer_proto::gateway::v1::TransferStatus::try_from(transfer.status).unwrap()
+pub fn status_of(transfer: &Transfer) -> banktransfer_api::gateway::v1::TransferStatus {
+    banktransfer_api::gateway::v1::TransferStatus::try_from(transfer.status).unwrap()
 }

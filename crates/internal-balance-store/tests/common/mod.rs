@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use banktransfer_proto::ledger::v1::balance_store_client::BalanceStoreClient;
-use banktransfer_proto::money::v1::Money;
-use banktransfer_proto::reservation::v1 as pb;
+use banktransfer_api::ledger::v1::balance_store_client::BalanceStoreClient;
+use banktransfer_api::money::v1::Money;
+use banktransfer_api::reservation::v1 as pb;
 use internal_balance_store::Settings;
 use internal_balance_store::rules::Rules;
 use participant::config::SeedAccount;

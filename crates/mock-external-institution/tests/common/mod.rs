@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use banktransfer_proto::external::v1::external_institution_client::ExternalInstitutionClient;
-use banktransfer_proto::external::v1::fault_injection_client::FaultInjectionClient;
-use banktransfer_proto::money::v1::Money;
-use banktransfer_proto::reservation::v1 as pb;
+use banktransfer_api::external::v1::external_institution_client::ExternalInstitutionClient;
+use banktransfer_api::external::v1::fault_injection_client::FaultInjectionClient;
+use banktransfer_api::money::v1::Money;
+use banktransfer_api::reservation::v1 as pb;
 use mock_external_institution::Settings;
 use participant::config::SeedAccount;
 use service_kit::db::Backend;

@@ -2,8 +2,8 @@
 //! fail INVALID_ARGUMENT with a message that names the field and says what to fix;
 //! domain values render into the reply messages.
 
-use banktransfer_proto::money::v1 as money_pb;
-use banktransfer_proto::reservation::v1 as pb;
+use banktransfer_api::money::v1 as money_pb;
+use banktransfer_api::reservation::v1 as pb;
 use banktransfer_protocol::money::{Money, MoneyError};
 use banktransfer_protocol::reservation::{
     AccountView, RefusalReason, Reservation, ReservationStatus, Terms,

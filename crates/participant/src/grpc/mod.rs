@@ -13,7 +13,7 @@
 pub mod convert;
 mod errors;
 
-use banktransfer_proto::reservation::v1 as pb;
+use banktransfer_api::reservation::v1 as pb;
 use banktransfer_protocol::reservation::{
     Reservation, ReservationStatus, ReserveOutcome, SettleOutcome,
 };

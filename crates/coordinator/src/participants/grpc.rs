@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use banktransfer_proto::external::v1::external_institution_client::ExternalInstitutionClient;
-use banktransfer_proto::ledger::v1::balance_store_client::BalanceStoreClient;
-use banktransfer_proto::money::v1 as money_pb;
-use banktransfer_proto::reservation::v1::{
+use banktransfer_api::external::v1::external_institution_client::ExternalInstitutionClient;
+use banktransfer_api::ledger::v1::balance_store_client::BalanceStoreClient;
+use banktransfer_api::money::v1 as money_pb;
+use banktransfer_api::reservation::v1::{
     self as reservation_pb, CancelRequest, ConfirmRequest, GetReservationRequest,
     ReservationStatus, ReserveRequest,
 };

@@ -1,0 +1,57 @@
+//! The coordinator's library: everything the gateway (which coordinates live transfers)
+//! and the reconciler (which finishes the ones a crash or an outage left behind) share.
+//! Neither service depends on the other; both depend on this.
+//!
+//! Map:
+//! - [`config`]: [`config::CommonSettings`], the keys both services read (listen address,
+//!   the transfer log's URL, the participants' URLs, `[server]`, `[database]`) and their
+//!   one validation.
+//! - [`store`]: the durable transfer log ([`store::TransferStore`], over SQL in
+//!   [`store::SqlTransferStore`], in memory for simulation in [`store::MemoryTransferStore`]);
+//!   every write a single guarded statement. [`store_status`] maps its errors to gRPC.
+//! - [`participants`]: the external institution and the balance store
+//!   ([`participants::Participants`], over gRPC in [`participants::GrpcParticipants`]).
+//! - [`driver`]: runs `banktransfer_protocol::transfer::TransferMachine` against the store
+//!   and the participants, with deadlines.
+//! - [`fault`]: TEST-ONLY pause points for the crash tests.
+//! - [`testing`]: scripted participants for tests.
+//! - [`connect`]: opens the transfer log and the participant clients from the settings.
+
+pub mod config;
+pub mod driver;
+pub mod fault;
+pub mod participants;
+pub mod store;
+pub mod testing;
+
+use anyhow::Context;
+
+use crate::config::CommonSettings;
+use crate::participants::GrpcParticipants;
+use crate::store::{SqlTransferStore, StoreError};
+
+/// Opens the transfer log (migrating it) and the clients of both participants, as both
+/// services do at start-up. The database URL is not echoed: it may carry a password.
+pub async fn connect(
+    settings: &CommonSettings,
+) -> anyhow::Result<(SqlTransferStore, GrpcParticipants)> {
+    let store = SqlTransferStore::open(&settings.database_url, settings.database.pool_settings())
+        .await
+        .context("opening the transfer log (database_url)")?;
+    let participants = GrpcParticipants::connect(
+        &settings.external_url,
+        &settings.ledger_url,
+        settings.connect_timeout(),
+    )
+    .context("participant URLs")?;
+    Ok((store, participants))
+}
+
+/// A store failure as an API reports it: unreachable or busy is UNAVAILABLE (retry),
+/// anything else INTERNAL.
+pub fn store_status(err: &StoreError) -> tonic::Status {
+    match err {
+        StoreError::Unavailable(_) => tonic::Status::unavailable(err.to_string()),
+        StoreError::Failed(_) | StoreError::Corrupt(_) => tonic::Status::internal(err.to_string()),
+    }
+}
