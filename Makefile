@@ -4,7 +4,7 @@ CARGO ?= cargo
 VENV := .venv
 GRPCURL := $(VENV)/bin/grpcurl
 
-.PHONY: help run build build-release test test-e2e sim lint fmt bench tools clean-data
+.PHONY: help run build build-release test test-e2e sim lint fmt bench tools clean-data check-release-has-no-pause-points
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -12,24 +12,33 @@ help: ## List the targets
 run: tools build-release ## Start all four services on SQLite with demo accounts (Ctrl-C stops them)
 	scripts/run-local.sh target/release
 
-build: ## Debug build of every binary
-	$(CARGO) build --workspace --bins
+# The e2e build: debug, with the gateway's TEST-ONLY pause points compiled in. Release builds
+# never enable the feature (check-release-has-no-pause-points proves it).
+E2E_FEATURES := --features gateway-coordinator/pause-points
+
+build: ## Debug build of every binary (the e2e build: with the TEST-ONLY pause points)
+	$(CARGO) build --workspace --bins $(E2E_FEATURES)
 
 build-release:
 	$(CARGO) build --release --workspace --bins
 
 test: build ## Every test: unit, per-service API (SQLite + PostgreSQL), end-to-end with the real binaries
-	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
+	$(CARGO) test --workspace --no-fail-fast $(E2E_FEATURES) -- --test-threads=2
 
 test-e2e: build ## Only the end-to-end tests
-	$(CARGO) test -p banktransfer-e2e -- --test-threads=2
+	$(CARGO) test -p banktransfer-e2e $(E2E_FEATURES) -- --test-threads=2
 
 sim: ## Deterministic simulation over SEEDS seeds in release (default 200); SIM_SEED=s replays one
 	SIM_SEEDS=$${SEEDS:-200} $(CARGO) test --release -p banktransfer-simulation --test simulate random_seeds -- --nocapture
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt check and clippy with warnings as errors (with and without the e2e features)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(E2E_FEATURES) -- -D warnings
+
+check-release-has-no-pause-points: build-release build ## The release gateway has no pause-point code; the e2e build has
+	! grep -c BANKTRANSFER_TEST_PAUSE_AT target/release/gateway-coordinator
+	grep -c BANKTRANSFER_TEST_PAUSE_AT target/debug/gateway-coordinator
 
 fmt: ## Format the workspace
 	$(CARGO) fmt --all

@@ -196,8 +196,10 @@ impl Cluster {
         )
         .expect("write the service configuration");
         let binary = binaries::locate(&self.bin_dir, service);
-        let process = ServiceProcess::spawn(&binary, &config_path, &self.log_path(service))
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let environment = config::environment(service, &self.config);
+        let process =
+            ServiceProcess::spawn(&binary, &config_path, &environment, &self.log_path(service))
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         self.processes.insert(service, process);
     }
 

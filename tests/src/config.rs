@@ -8,8 +8,9 @@ use crate::accounts::{self, AccountSpec, Side};
 use crate::database::DatabaseChoice;
 use crate::service::Service;
 
-/// Where the gateway stops on purpose (and logs `fault point reached: <point>`), so that a
-/// test can SIGKILL it there.
+/// Where the gateway stops on purpose (and logs `pause point reached: <point>`), so that a
+/// test can SIGKILL it there. Only the e2e build of the gateway (the `pause-points`
+/// feature, `make build`) has pause points; they are set through its environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PausePoint {
     None,
@@ -30,7 +31,7 @@ impl PausePoint {
 
     /// The log line the gateway writes when it reaches the point.
     pub fn log_marker(self) -> String {
-        format!("fault point reached: {}", self.as_str())
+        format!("pause point reached: {}", self.as_str())
     }
 }
 
@@ -306,10 +307,6 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
             let _ = writeln!(t, "total_ms = {}", b.total_ms);
             let _ = writeln!(t, "after_reserve_ms = {}", b.after_reserve_ms);
             let _ = writeln!(t, "reply_margin_ms = {}", b.reply_margin_ms);
-            let g = &config.gateway;
-            let _ = writeln!(t, "\n[fault_points]");
-            let _ = writeln!(t, "pause_at = {}", quote(g.pause_at.as_str()));
-            let _ = writeln!(t, "pause_ms = {}", g.pause_ms);
         }
         Service::Reconciler => {
             let r = &config.reconciler;
@@ -320,6 +317,25 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
         }
     }
     t
+}
+
+/// The environment `service` starts with besides its configuration file: the gateway's
+/// TEST-ONLY pause point (see `coordinator::fault`), which no configuration file can set.
+pub fn environment(service: Service, config: &ClusterConfig) -> Vec<(String, String)> {
+    let g = &config.gateway;
+    if service != Service::Gateway || g.pause_at == PausePoint::None {
+        return Vec::new();
+    }
+    vec![
+        (
+            "BANKTRANSFER_TEST_PAUSE_AT".to_string(),
+            g.pause_at.as_str().to_string(),
+        ),
+        (
+            "BANKTRANSFER_TEST_PAUSE_MS".to_string(),
+            g.pause_ms.to_string(),
+        ),
+    ]
 }
 
 fn render_accounts(t: &mut String, config: &ClusterConfig, side: Side) {
@@ -349,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn gateway_config_names_its_peers_budget_and_fault_point() {
+    fn gateway_config_names_its_peers_and_budget_and_its_environment_the_pause_point() {
         let mut config = ClusterConfig::default();
         config.gateway.pause_at = PausePoint::AfterDecision;
         let text = render(Service::Gateway, &config, &endpoints());
@@ -364,10 +380,23 @@ mod tests {
         );
         assert!(text.contains("database_url = \"sqlite:///tmp/x/coordinator.db\"\n"));
         assert!(text.contains("[budget]\ntotal_ms = 200\n"), "{text}");
-        assert!(
-            text.contains("[fault_points]\npause_at = \"after_decision\"\n"),
-            "{text}"
+        assert!(!text.contains("pause"), "{text}");
+        assert_eq!(
+            environment(Service::Gateway, &config),
+            vec![
+                (
+                    "BANKTRANSFER_TEST_PAUSE_AT".to_string(),
+                    "after_decision".to_string()
+                ),
+                (
+                    "BANKTRANSFER_TEST_PAUSE_MS".to_string(),
+                    "60000".to_string()
+                ),
+            ]
         );
+        assert!(environment(Service::Reconciler, &config).is_empty());
+        config.gateway.pause_at = PausePoint::None;
+        assert!(environment(Service::Gateway, &config).is_empty());
         assert!(text.contains("[server]\nrequest_timeout_ms = "), "{text}");
     }
 

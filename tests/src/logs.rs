@@ -83,9 +83,9 @@ mod tests {
     fn strips_colours() {
         assert_eq!(
             strip_ansi(
-                "\u{1b}[2m2025\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m fault point reached: after_reserve"
+                "\u{1b}[2m2025\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m pause point reached: after_reserve"
             ),
-            "2025  INFO fault point reached: after_reserve"
+            "2025  INFO pause point reached: after_reserve"
         );
     }
 

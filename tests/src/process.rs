@@ -22,7 +22,12 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts `binary --config <config>`, appending its output to `log_path`.
-    pub fn spawn(binary: &Path, config: &Path, log_path: &Path) -> std::io::Result<ServiceProcess> {
+    pub fn spawn(
+        binary: &Path,
+        config: &Path,
+        environment: &[(String, String)],
+        log_path: &Path,
+    ) -> std::io::Result<ServiceProcess> {
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -44,7 +49,7 @@ impl ServiceProcess {
             .stderr(Stdio::from(stderr))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
-        // Only the configuration file configures the service.
+        // Only the configuration file (and `environment`) configures the service.
         for (name, _) in std::env::vars_os() {
             if name
                 .to_str()
@@ -53,6 +58,7 @@ impl ServiceProcess {
                 command.env_remove(name);
             }
         }
+        command.envs(environment.iter().map(|(k, v)| (k, v)));
         let child = command.spawn()?;
         Ok(ServiceProcess {
             child,

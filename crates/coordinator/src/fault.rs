@@ -1,9 +1,13 @@
-//! TEST-ONLY fault points for the end-to-end crash tests: the driver pauses at a named
+//! TEST-ONLY pause points for the end-to-end crash tests: the driver pauses at a named
 //! point of the protocol and logs it, so a test can SIGKILL the process exactly there
-//! and check that the reconciler finishes the transfer. Off unless `[fault_points]
-//! pause_at` names a point; never set it in production.
-
-use std::time::Duration;
+//! and check that the reconciler finishes the transfer.
+//!
+//! The code exists only in builds with the `pause-points` cargo feature (the e2e build:
+//! `make build`); without it [`FaultPoints`] is an empty type whose [`FaultPoints::reached`]
+//! does nothing, so a release gateway cannot be paused by any setting. With the feature,
+//! the point is named by the environment, never by the configuration file:
+//! `BANKTRANSFER_TEST_PAUSE_AT` ("after_reserve" or "after_decision") and
+//! `BANKTRANSFER_TEST_PAUSE_MS` (default 60000).
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultPoint {
@@ -13,6 +17,59 @@ pub enum FaultPoint {
     AfterDecision,
 }
 
+/// Where this process pauses: nowhere, unless built with `pause-points` and told to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultPoints {
+    #[cfg(feature = "pause-points")]
+    pause_at: Option<FaultPoint>,
+    #[cfg(feature = "pause-points")]
+    pause: std::time::Duration,
+}
+
+impl FaultPoints {
+    pub fn off() -> FaultPoints {
+        FaultPoints::default()
+    }
+
+    /// The pause point the environment names (see the module docs); always off in a
+    /// build without the `pause-points` feature.
+    pub fn from_env() -> Result<FaultPoints, String> {
+        #[cfg(feature = "pause-points")]
+        {
+            let pause_at = std::env::var("BANKTRANSFER_TEST_PAUSE_AT").unwrap_or_default();
+            let pause_ms = match std::env::var("BANKTRANSFER_TEST_PAUSE_MS") {
+                Ok(ms) => ms
+                    .parse()
+                    .map_err(|_| format!("BANKTRANSFER_TEST_PAUSE_MS {ms:?}: use milliseconds"))?,
+                Err(_) => 60_000,
+            };
+            FaultPoints::parse(&pause_at, pause_ms)
+        }
+        #[cfg(not(feature = "pause-points"))]
+        Ok(FaultPoints::off())
+    }
+
+    pub fn is_off(&self) -> bool {
+        #[cfg(feature = "pause-points")]
+        return self.pause_at.is_none();
+        #[cfg(not(feature = "pause-points"))]
+        true
+    }
+
+    /// Pauses here when this is the chosen point.
+    pub async fn reached(&self, point: FaultPoint) {
+        #[cfg(feature = "pause-points")]
+        if self.pause_at == Some(point) {
+            // The exact text is what the crash tests wait for before they kill us.
+            tracing::warn!(pause = ?self.pause, "pause point reached: {}", point.as_str());
+            tokio::time::sleep(self.pause).await;
+        }
+        #[cfg(not(feature = "pause-points"))]
+        let _ = point;
+    }
+}
+
+#[cfg(feature = "pause-points")]
 impl FaultPoint {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -28,21 +85,8 @@ impl FaultPoint {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FaultPoints {
-    pause_at: Option<FaultPoint>,
-    pause: Duration,
-}
-
+#[cfg(feature = "pause-points")]
 impl FaultPoints {
-    pub fn off() -> FaultPoints {
-        FaultPoints::default()
-    }
-
-    pub fn is_off(&self) -> bool {
-        self.pause_at.is_none()
-    }
-
     /// `pause_at` is "" (off), "after_reserve" or "after_decision".
     pub fn parse(pause_at: &str, pause_ms: u64) -> Result<FaultPoints, String> {
         if pause_at.is_empty() {
@@ -50,26 +94,17 @@ impl FaultPoints {
         }
         let point = FaultPoint::parse(pause_at).ok_or_else(|| {
             format!(
-                "fault_points.pause_at {pause_at:?}: use \"\", \"after_reserve\" or \"after_decision\""
+                "BANKTRANSFER_TEST_PAUSE_AT {pause_at:?}: use \"\", \"after_reserve\" or \"after_decision\""
             )
         })?;
         Ok(FaultPoints {
             pause_at: Some(point),
-            pause: Duration::from_millis(pause_ms),
+            pause: std::time::Duration::from_millis(pause_ms),
         })
-    }
-
-    /// Pauses here when this is the configured point.
-    pub async fn reached(&self, point: FaultPoint) {
-        if self.pause_at == Some(point) {
-            // The exact text is what the crash tests wait for before they kill us.
-            tracing::warn!(pause = ?self.pause, "fault point reached: {}", point.as_str());
-            tokio::time::sleep(self.pause).await;
-        }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "pause-points"))]
 mod tests {
     use super::*;
 
@@ -85,6 +120,6 @@ mod tests {
             Some(FaultPoint::AfterReserve)
         );
         let err = FaultPoints::parse("after_confirm", 10).unwrap_err();
-        assert!(err.contains("pause_at"), "{err}");
+        assert!(err.contains("PAUSE_AT"), "{err}");
     }
 }

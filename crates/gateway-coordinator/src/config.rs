@@ -3,7 +3,6 @@
 //! `coordinator::config::CommonSettings`, flattened here so they stay top-level.
 
 use coordinator::config::{BudgetSection, CommonSettings, validate_listen_addr};
-use coordinator::fault::FaultPoints;
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -15,8 +14,6 @@ pub struct Settings {
     /// Requests in flight at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
     pub budget: BudgetSection,
-    /// TEST-ONLY: see `coordinator::fault`.
-    pub fault_points: FaultPointsSection,
 }
 
 impl Default for Settings {
@@ -26,24 +23,6 @@ impl Default for Settings {
             common: CommonSettings::default(),
             max_in_flight: 1_024,
             budget: BudgetSection::default(),
-            fault_points: FaultPointsSection::default(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct FaultPointsSection {
-    /// "" (off), "after_reserve" or "after_decision".
-    pub pause_at: String,
-    pub pause_ms: u64,
-}
-
-impl Default for FaultPointsSection {
-    fn default() -> Self {
-        FaultPointsSection {
-            pause_at: String::new(),
-            pause_ms: 60_000,
         }
     }
 }
@@ -57,12 +36,7 @@ impl Settings {
             return Err("max_in_flight must be at least 1".into());
         }
         self.budget.policy().validate()?;
-        self.fault_points()?;
         Ok(())
-    }
-
-    pub fn fault_points(&self) -> Result<FaultPoints, String> {
-        FaultPoints::parse(&self.fault_points.pause_at, self.fault_points.pause_ms)
     }
 }
 
@@ -86,8 +60,6 @@ mod tests {
         assert_eq!(s.listen_addr, "127.0.0.1:50051");
         assert_eq!(s.budget.policy(), BudgetPolicy::DEFAULT);
         assert_eq!(s.max_in_flight, 1_024);
-        assert_eq!(s.fault_points.pause_ms, 60_000);
-        assert_eq!(s.fault_points().unwrap(), FaultPoints::off());
         s.validate().unwrap();
     }
 
@@ -104,7 +76,6 @@ mod tests {
     fn file_and_environment_set_the_exact_keys() {
         let s = load(
             "listen_addr = \"127.0.0.1:1\"\nmax_in_flight = 7\n[budget]\ntotal_ms = 300\n\
-             [fault_points]\npause_at = \"after_decision\"\npause_ms = 5\n\
              [database]\nmax_connections = 3\n[server]\nshutdown_grace_ms = 9\n",
             &[("BANKTRANSFER__BUDGET__AFTER_RESERVE_MS", "80")],
         );
@@ -116,7 +87,6 @@ mod tests {
         assert_eq!(s.common.database.max_connections, 3);
         assert_eq!(s.common.server.shutdown_grace_ms, 9);
         assert_eq!(s.common.server.request_timeout_ms, 30_000);
-        assert_ne!(s.fault_points().unwrap(), FaultPoints::off());
         s.validate().unwrap();
     }
 
@@ -129,7 +99,6 @@ mod tests {
         };
         assert!(bad(|s| s.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
         assert!(bad(|s| s.max_in_flight = 0).contains("max_in_flight"));
-        assert!(bad(|s| s.fault_points.pause_at = "later".into()).contains("pause_at"));
         assert!(bad(|s| s.common.database_url = "mysql://x".into()).contains("database_url"));
         assert!(bad(|s| s.common.log_format = "xml".into()).contains("log_format"));
         assert!(bad(|s| s.listen_addr = String::new()).contains("listen_addr"));

@@ -89,9 +89,9 @@ pub fn routes<S: TransferStore, P: Participants>(
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let faults = settings.fault_points().map_err(anyhow::Error::msg)?;
+    let faults = coordinator::fault::FaultPoints::from_env().map_err(anyhow::Error::msg)?;
     if !faults.is_off() {
-        tracing::warn!(?faults, "TEST-ONLY fault points are enabled");
+        tracing::warn!(?faults, "TEST-ONLY pause points are enabled");
     }
     let policy = settings.budget.policy();
     let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), faults);

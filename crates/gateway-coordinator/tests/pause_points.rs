@@ -1,4 +1,4 @@
-//! The TEST-ONLY fault points the crash tests rely on: the driver stops exactly there,
+//! The TEST-ONLY pause points the crash tests rely on: the driver stops exactly there,
 //! says so in the log, and a transfer killed there is finished from its record alone.
 
 mod common;
@@ -83,7 +83,7 @@ async fn paused_after_the_decision_nothing_is_confirmed_and_recovery_finishes_it
     let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
     while !captured
         .text()
-        .contains("fault point reached: after_decision")
+        .contains("pause point reached: after_decision")
     {
         assert!(tokio::time::Instant::now() < give_up, "{}", captured.text());
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -136,7 +136,7 @@ async fn paused_after_both_reserves_the_transfer_stays_undecided() {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
     while !captured
         .text()
-        .contains("fault point reached: after_reserve")
+        .contains("pause point reached: after_reserve")
     {
         assert!(tokio::time::Instant::now() < give_up, "{}", captured.text());
         tokio::time::sleep(Duration::from_millis(2)).await;
