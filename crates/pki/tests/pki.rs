@@ -40,7 +40,11 @@ fn init_creates_every_file_with_private_keys_0600() {
     assert_eq!(report.created.len(), 2 + 2 * SERVICE_NAMES.len() + 2 + 2);
     assert!(report.kept.is_empty());
     let files = PkiFiles::new(dir.path());
-    let mut keys = vec![files.ca_key(), files.token_signing_key(), files.key(OPERATOR_NAME)];
+    let mut keys = vec![
+        files.ca_key(),
+        files.token_signing_key(),
+        files.key(OPERATOR_NAME),
+    ];
     keys.extend(SERVICE_NAMES.iter().map(|name| files.key(name)));
     for key in keys {
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
@@ -127,10 +131,9 @@ fn minted_token_verifies_with_the_published_key() {
     init(dir.path(), now()).unwrap();
     let token = mint_in_dir(dir.path(), &TokenSpec::new("alice", NOW_S as u64)).unwrap();
     let files = PkiFiles::new(dir.path());
-    let key = jsonwebtoken::DecodingKey::from_ed_pem(
-        &std::fs::read(files.token_verify_key()).unwrap(),
-    )
-    .unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_ed_pem(&std::fs::read(files.token_verify_key()).unwrap())
+            .unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     validation.set_audience(&[identity::TOKEN_AUDIENCE_DEFAULT]);
     validation.validate_exp = false; // NOW_S is a fixed test time
@@ -144,5 +147,8 @@ fn minted_token_verifies_with_the_published_key() {
 fn token_without_a_pki_names_the_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let error = mint_in_dir(dir.path(), &TokenSpec::new("alice", 0)).unwrap_err();
-    assert!(error.to_string().contains("token-signing-key.pem"), "{error}");
+    assert!(
+        error.to_string().contains("token-signing-key.pem"),
+        "{error}"
+    );
 }

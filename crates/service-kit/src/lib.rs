@@ -12,12 +12,21 @@
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a future, and a signal for background loops.
 //! - [`clock`]: the only place that reads the wall clock.
 //! - [`testing`]: throw-away SQLite and PostgreSQL databases for tests.
+//! - [`tls`]: TLS from the `[tls]` file paths (server and client configs for tonic/rustls),
+//!   and the caller's SPIFFE id from its verified client certificate. Not yet wired into
+//!   the services.
+//! - [`authz`]: per-method allowlists of SPIFFE ids (`unauthenticated` without a client
+//!   certificate, `permission_denied` for another identity).
+//! - [`jwt`]: the user bearer-token validator (EdDSA JWT) for the gateway's public methods.
 
+pub mod authz;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod jwt;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;
+pub mod tls;
