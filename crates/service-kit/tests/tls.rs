@@ -1,0 +1,183 @@
+//! TLS end to end on loopback, with a PKI made by `banktransfer-pki`: a server holding a
+//! participant's certificate (the standard health service behind the coordinator-only
+//! authorization), and clients with the coordinator's certificate, the operator's, none,
+//! a foreign one, or no TLS at all.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use banktransfer_pki::files::PkiFiles;
+use service_kit::authz::authorize;
+use service_kit::tls::{COORDINATOR_IDENTITIES, PeerIdentity, SpiffeId, TlsSection, peer_identity};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Code;
+use tonic::service::InterceptorLayer;
+use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn pki() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    banktransfer_pki::init::init(dir.path(), time::OffsetDateTime::now_utc()).unwrap();
+    dir
+}
+
+fn section(dir: &std::path::Path, name: &str) -> TlsSection {
+    let files = PkiFiles::new(dir);
+    TlsSection {
+        cert_path: files.cert(name).display().to_string(),
+        key_path: files.key(name).display().to_string(),
+        ca_path: files.ca_cert().display().to_string(),
+    }
+}
+
+/// Serves health as `internal-balance-store` would serve Reserve: coordinator only. Every
+/// caller's identity, as the server saw it, lands in the returned log.
+async fn serve(dir: &std::path::Path) -> (String, Arc<Mutex<Vec<PeerIdentity>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let gate = move |request: tonic::Request<()>| {
+        log.lock().unwrap().push(peer_identity(&request));
+        authorize(&request, COORDINATOR_IDENTITIES)?;
+        Ok(request)
+    };
+    let tls = section(dir, "internal-balance-store")
+        .server_config()
+        .unwrap()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .unwrap()
+        .layer(InterceptorLayer::new(gate))
+        .add_service(health)
+        .serve_with_incoming(TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    (format!("127.0.0.1:{port}"), seen)
+}
+
+async fn check(url: String, tls: Option<ClientTlsConfig>) -> Result<(), tonic::Status> {
+    let mut endpoint = Endpoint::from_shared(url)
+        .unwrap()
+        .connect_timeout(CALL_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).unwrap();
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .map(|_| ())
+}
+
+fn client_tls(dir: &std::path::Path, name: &str) -> ClientTlsConfig {
+    section(dir, name).client_config().unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn coordinator_certificate_is_seen_and_allowed() {
+    let dir = pki();
+    let (addr, seen) = serve(dir.path()).await;
+    let url = format!("https://{addr}");
+    check(
+        url.clone(),
+        Some(client_tls(dir.path(), "gateway-coordinator")),
+    )
+    .await
+    .unwrap();
+    check(url, Some(client_tls(dir.path(), "reconciler")))
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            PeerIdentity::Spiffe(SpiffeId::GATEWAY_COORDINATOR),
+            PeerIdentity::Spiffe(SpiffeId::RECONCILER)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn other_identities_and_anonymous_callers_are_refused_above_tls() {
+    let dir = pki();
+    let (addr, seen) = serve(dir.path()).await;
+    let url = format!("https://{addr}");
+    let status = check(url.clone(), Some(client_tls(dir.path(), "operator")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // No client certificate: TLS accepts it (mobile clients on the gateway's port), the
+    // method does not.
+    let ca_only = ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(
+        std::fs::read(PkiFiles::new(dir.path()).ca_cert()).unwrap(),
+    ));
+    let status = check(url, Some(ca_only)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            PeerIdentity::Spiffe(SpiffeId::OPERATOR),
+            PeerIdentity::Anonymous
+        ]
+    );
+}
+
+#[tokio::test]
+async fn plaintext_client_is_refused() {
+    let dir = pki();
+    let (addr, seen) = serve(dir.path()).await;
+    let error = check(format!("http://{addr}"), None).await.unwrap_err();
+    // The server answers the HTTP/2 preface as a failed TLS handshake and hangs up: a
+    // transport error, before any method runs.
+    assert!(
+        matches!(error.code(), Code::Unavailable | Code::Unknown),
+        "{error:?}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn client_that_does_not_trust_the_ca_is_refused() {
+    let (dir, foreign) = (pki(), pki());
+    let (addr, seen) = serve(dir.path()).await;
+    // Trusts another CA (and presents that CA's coordinator certificate).
+    let error = check(
+        format!("https://{addr}"),
+        Some(client_tls(foreign.path(), "gateway-coordinator")),
+    )
+    .await
+    .unwrap_err();
+    assert_ne!(error.code(), Code::Ok);
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn client_certificate_from_another_ca_is_refused_by_tls() {
+    let (dir, foreign) = (pki(), pki());
+    let (addr, seen) = serve(dir.path()).await;
+    // Trusts the right CA, but its "gateway-coordinator" certificate is signed by another.
+    let impostor = TlsSection {
+        ca_path: PkiFiles::new(dir.path()).ca_cert().display().to_string(),
+        ..section(foreign.path(), "gateway-coordinator")
+    };
+    let error = check(
+        format!("https://{addr}"),
+        Some(impostor.client_config().unwrap().unwrap()),
+    )
+    .await
+    .unwrap_err();
+    assert_ne!(error.code(), Code::Ok);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the handshake must fail, not the method"
+    );
+}
