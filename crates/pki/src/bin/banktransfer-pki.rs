@@ -46,12 +46,16 @@ fn main() -> anyhow::Result<()> {
             for path in &report.created {
                 eprintln!("created {}", path.display());
             }
-            eprintln!(
-                "PKI in {}: {} files created, {} kept",
-                dir.display(),
-                report.created.len(),
-                report.kept.len()
-            );
+            // Silent when nothing changed: `make token` runs init first and must print
+            // nothing but the token.
+            if !report.created.is_empty() {
+                eprintln!(
+                    "PKI in {}: {} files created, {} kept",
+                    dir.display(),
+                    report.created.len(),
+                    report.kept.len()
+                );
+            }
         }
         Command::Token {
             dir,
