@@ -181,3 +181,37 @@ async fn client_certificate_from_another_ca_is_refused_by_tls() {
         "the handshake must fail, not the method"
     );
 }
+
+#[tokio::test]
+async fn a_rustls_client_negotiates_tls_1_3_and_h2() {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+    let dir = pki();
+    let (addr, _) = serve(dir.path()).await;
+    let ca = std::fs::read(PkiFiles::new(dir.path()).ca_cert()).unwrap();
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    // Offers both 1.2 and 1.3, as a generic client would: the server must pick 1.3.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (_, session) = stream.get_ref();
+    assert_eq!(
+        session.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
+}
