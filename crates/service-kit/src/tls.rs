@@ -25,6 +25,9 @@
 //!   Kubernetes). A custom acceptor with a certificate resolver would allow hot reload.
 //! - tonic's `Identity` and `ClientTlsConfig` derive `Debug` with the private key in it:
 //!   never log them. This module's own types hold paths only.
+//! - tonic finds the peer's certificates only on TCP connections it wrapped in TLS itself
+//!   (`Server::tls_config` with TCP incoming, as the server shell uses); over other
+//!   transports (the simulation's turmoil streams) every caller looks [`PeerIdentity::Anonymous`].
 
 use std::borrow::Cow;
 use std::path::Path;
