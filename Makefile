@@ -4,7 +4,7 @@ CARGO ?= cargo
 VENV := .venv
 GRPCURL := $(VENV)/bin/grpcurl
 
-.PHONY: help run build build-release test test-e2e sim lint fmt bench tools clean-data check-release-has-no-pause-points pki pki-bin token
+.PHONY: help run build build-release test test-e2e sim lint fmt bench tools clean-data check-release-has-no-pause-points pki token
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -57,17 +57,16 @@ $(GRPCURL):
 # client certificate and the user-token signing key, under $(PKI_DIR). Only what is missing is
 # created, so it is safe to run on every start. Production certificates come from secrets.
 PKI_DIR ?= data/pki
-PKI_BIN := target/debug/banktransfer-pki
+# `cargo run` (debug): finds the binary wherever CARGO_TARGET_DIR points, and --quiet keeps
+# stdout to what the tool prints.
+PKI := $(CARGO) run --quiet -p banktransfer-pki --bin banktransfer-pki --
 
-pki-bin:
-	@$(CARGO) build --quiet -p banktransfer-pki
+pki: ## Create the development CA, certificates and token key in data/pki (only what is missing)
+	$(PKI) init --dir $(PKI_DIR)
 
-pki: pki-bin ## Create the development CA, certificates and token key in data/pki (only what is missing)
-	$(PKI_BIN) init --dir $(PKI_DIR)
-
-token: pki-bin ## Print a bearer token valid for one hour: make -s token USER=alice
-	@$(PKI_BIN) init --dir $(PKI_DIR)
-	@$(PKI_BIN) token --dir $(PKI_DIR) --user "$(USER)" --ttl-s $${TTL_S:-3600}
+token: ## Print a bearer token valid for one hour: make -s token USER=alice
+	@$(PKI) init --dir $(PKI_DIR)
+	@$(PKI) token --dir $(PKI_DIR) --user "$(USER)" --ttl-s $(or $(TTL_S),3600)
 
 clean-data: ## Delete the local SQLite databases and logs (the demo starts afresh)
 	rm -rf data
