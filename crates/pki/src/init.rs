@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::PkiError;
 use crate::files::PkiFiles;
-use crate::identity::{OPERATOR_NAME, SERVICE_NAMES, spiffe_id_for};
+use service_kit::identity::{OPERATOR_NAME, SERVICE_NAMES, spiffe_id_for};
 
 /// The CA outlives its leaves so that rotating leaves does not mean redistributing the root.
 const CA_VALIDITY_DAYS: i64 = 5 * 365;

@@ -2,9 +2,9 @@
 //! first `make run` (or `make pki`) creates under `data/pki/`.
 //!
 //! Map:
-//! - [`identity`]: the SPIFFE ids of the services and of operators, the service names, and
-//!   the user-token issuer and audience defaults (shared with the token validator in
-//!   service-kit, so minted tokens and checked tokens agree).
+//! - The names every service agrees on (SPIFFE ids, service names, the user-token issuer
+//!   and audience) are `service_kit::identity`'s: the services link them without linking
+//!   this development tool (and its certificate generator).
 //! - [`files`]: where each certificate and key lives in the PKI directory.
 //! - [`init`]: creates what is missing (CA, one certificate per service, the operator client
 //!   certificate, the token signing key pair); idempotent; private keys mode 0600.
@@ -12,10 +12,9 @@
 //! - The binary `banktransfer-pki` (src/bin) wraps [`init`] and [`token`] for the Makefile.
 //!
 //! Development only: production certificates come from the platform (Kubernetes secrets)
-//! and only have to follow the same naming in [`identity`].
+//! and only have to follow the same naming in `service_kit::identity`.
 
 pub mod files;
-pub mod identity;
 pub mod init;
 pub mod token;
 

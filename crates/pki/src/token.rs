@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::PkiError;
 use crate::files::PkiFiles;
-use crate::identity::{TOKEN_AUDIENCE_DEFAULT, TOKEN_ISSUER_DEFAULT};
 use crate::init::read_text;
+use service_kit::identity::{TOKEN_AUDIENCE_DEFAULT, TOKEN_ISSUER_DEFAULT};
 
 /// The registered claims of a BankTransfer user token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,9 +5,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use banktransfer_pki::PkiError;
 use banktransfer_pki::files::PkiFiles;
-use banktransfer_pki::identity::{self, OPERATOR_NAME, SERVICE_NAMES};
 use banktransfer_pki::init::init;
 use banktransfer_pki::token::{Claims, TokenSpec, mint_in_dir};
+use service_kit::identity::{self, OPERATOR_NAME, SERVICE_NAMES};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 

@@ -17,7 +17,7 @@ use tonic::Status;
 
 use crate::clock::SharedClock;
 
-pub use banktransfer_pki::identity::{TOKEN_AUDIENCE_DEFAULT, TOKEN_ISSUER_DEFAULT};
+pub use crate::identity::{TOKEN_AUDIENCE_DEFAULT, TOKEN_ISSUER_DEFAULT};
 
 /// The request header carrying the token.
 pub const AUTHORIZATION_HEADER: &str = "authorization";

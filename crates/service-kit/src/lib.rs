@@ -12,6 +12,8 @@
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a future, and a signal for background loops.
 //! - [`clock`]: the only place that reads the wall clock.
 //! - [`testing`]: throw-away SQLite and PostgreSQL databases for tests.
+//! - [`identity`]: the SPIFFE ids of the services and of operators, and the user-token
+//!   issuer and audience defaults (`banktransfer-pki` issues what these name).
 //! - [`tls`]: TLS from the `[tls]` file paths (server and client configs for tonic/rustls),
 //!   and the caller's SPIFFE id from its verified client certificate. Not yet wired into
 //!   the services.
@@ -24,6 +26,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod identity;
 pub mod jwt;
 pub mod server;
 pub mod shutdown;

@@ -33,7 +33,7 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
-use banktransfer_pki::identity;
+use crate::identity;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use banktransfer_pki::identity::{TOKEN_AUDIENCE_DEFAULT, TOKEN_ISSUER_DEFAULT};
 use banktransfer_pki::token::{TokenSpec, mint_in_dir};
 use clap::{Parser, Subcommand};
+use service_kit::identity::{TOKEN_AUDIENCE_DEFAULT, TOKEN_ISSUER_DEFAULT};
 
 #[derive(Parser)]
 #[command(about = "BankTransfer development PKI")]
