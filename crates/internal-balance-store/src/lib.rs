@@ -7,10 +7,10 @@
 //! - [`config`]: [`Settings`] (the common participant keys plus `[rules]`).
 //! - [`rules`]: the rules as a pure function of the rules, the terms and the counts.
 //! - [`screening`]: counts in the reserve's own transaction, then applies the rules.
-//! - [`balance_store`]: the BalanceStore gRPC service over the `participant` handlers.
+//! - the gRPC services, `ReservationService` and this service's own
+//!   `BalanceStoreService`, are the `participant` library's (`participant::grpc::routes`).
 //! - [`run`]: connect, migrate, open the configured accounts, serve until shutdown.
 
-pub mod balance_store;
 pub mod config;
 pub mod rules;
 pub mod screening;
@@ -19,18 +19,19 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use banktransfer_api::ledger::v1::balance_store_server::BalanceStoreServer;
 use banktransfer_protocol::reservation::Side;
 use participant::ReservationStore;
-use participant::grpc::Participant;
+use participant::grpc::{NoGate, Participant};
 use service_kit::clock::{SharedClock, SystemClock};
 use service_kit::db;
-use tonic::service::Routes;
 
 pub use config::Settings;
 
 /// The gRPC services this binary serves, for health and reflection.
-pub const SERVICE_NAMES: &[&str] = &["banktransfer.ledger.v1.BalanceStore"];
+pub const SERVICE_NAMES: &[&str] = &[
+    "banktransfer.reservation.v1.ReservationService",
+    "banktransfer.balance_store.v1.BalanceStoreService",
+];
 
 /// Runs the balance store on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -61,9 +62,7 @@ pub async fn run_with_clock(
     participant::seed::open_accounts(participant.book(), &settings.accounts, participant.now_ms())
         .await?;
 
-    let routes = Routes::new(BalanceStoreServer::new(
-        balance_store::BalanceStoreService::new(participant),
-    ));
+    let routes = participant::grpc::routes(participant, Side::Credit, NoGate);
     let served = service_kit::server::serve(
         listener,
         routes,

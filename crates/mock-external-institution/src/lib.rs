@@ -4,36 +4,36 @@
 //!
 //! Map:
 //! - [`config`]: [`Settings`] (the common participant keys).
-//! - [`institution`]: the ExternalInstitution gRPC service: the `participant` handlers,
-//!   with the injected faults applied to reserve, confirm and cancel.
+//! - [`fault_gate`]: the injected faults as the call gate of the shared
+//!   `ReservationService` (the `participant` library serves it, and this service's own
+//!   `ExternalInstitutionService`), applied to reserve, confirm and cancel.
 //! - [`faults`]: the bounded fault list and which fault a call meets (pure).
-//! - [`fault_injection`]: the FaultInjection gRPC service that edits that list.
+//! - [`fault_injection`]: the FaultInjectionService that edits that list.
 //! - [`run`]: connect, migrate, open the configured accounts, serve until shutdown.
 
 pub mod config;
+pub mod fault_gate;
 pub mod fault_injection;
 pub mod faults;
-pub mod institution;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use banktransfer_api::external::v1::external_institution_server::ExternalInstitutionServer;
-use banktransfer_api::external::v1::fault_injection_server::FaultInjectionServer;
+use banktransfer_api::external::v1::fault_injection_service_server::FaultInjectionServiceServer;
 use banktransfer_protocol::reservation::Side;
 use participant::grpc::Participant;
 use participant::{NoScreening, ReservationStore};
 use service_kit::clock::{SharedClock, SystemClock};
 use service_kit::db;
-use tonic::service::Routes;
 
 pub use config::Settings;
 
 /// The gRPC services this binary serves, for health and reflection.
 pub const SERVICE_NAMES: &[&str] = &[
-    "banktransfer.external.v1.ExternalInstitution",
-    "banktransfer.external.v1.FaultInjection",
+    "banktransfer.reservation.v1.ReservationService",
+    "banktransfer.external.v1.ExternalInstitutionService",
+    "banktransfer.external.v1.FaultInjectionService",
 ];
 
 /// Runs the institution on `listener` until `shutdown` resolves.
@@ -67,10 +67,9 @@ pub async fn run_with_clock(
     let faults = Arc::new(Mutex::new(faults::FaultList::default()));
     // Lost replies wait for this, so that shutdown does not wait out their hold.
     let (stopping, stop) = service_kit::shutdown::channel();
-    let institution =
-        institution::InstitutionService::new(Arc::new(participant), Arc::clone(&faults), stop);
-    let routes = Routes::new(ExternalInstitutionServer::new(institution)).add_service(
-        FaultInjectionServer::new(fault_injection::FaultInjectionService::new(faults)),
+    let gate = fault_gate::FaultGate::new(Arc::clone(&faults), stop);
+    let routes = participant::grpc::routes(participant, Side::Debit, gate).add_service(
+        FaultInjectionServiceServer::new(fault_injection::FaultInjectionService::new(faults)),
     );
     let served = service_kit::server::serve(
         listener,
