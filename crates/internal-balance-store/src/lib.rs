@@ -9,7 +9,8 @@
 //! - [`screening`]: counts in the reserve's own transaction, then applies the rules.
 //! - the gRPC services, `ReservationService` and this service's own
 //!   `BalanceStoreService`, are the `participant` library's (`participant::grpc::routes`).
-//! - [`run`]: connect, migrate, open the configured accounts, serve until shutdown.
+//! - [`run`]: the shared participant wiring (`participant::serve`) with this service's
+//!   parts: the credit side and the screening.
 
 pub mod config;
 pub mod rules;
@@ -18,12 +19,10 @@ pub mod screening;
 use std::future::Future;
 use std::sync::Arc;
 
-use anyhow::Context;
 use banktransfer_protocol::reservation::Side;
-use participant::ReservationStore;
-use participant::grpc::{NoGate, Participant};
+use participant::grpc::NoGate;
+use participant::serve::Parts;
 use service_kit::clock::{SharedClock, SystemClock};
-use service_kit::db;
 
 pub use config::Settings;
 
@@ -49,28 +48,26 @@ pub async fn run_with_clock(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings.validate()?;
-    let db = db::connect(&settings.database_url, settings.database.pool_settings())
-        .await
-        .context("opening the database")?;
-    db::migrate(&db, &participant::MIGRATIONS)
-        .await
-        .context("migrating the database")?;
-    let screening = screening::LedgerScreening::new(settings.rules.clone());
-    let store = ReservationStore::new(db.clone(), Side::Credit, screening);
-    let participant = Participant::new(store, clock);
-    participant::seed::open_accounts(participant.book(), &settings.accounts, participant.now_ms())
-        .await?;
+    settings.rules.validate()?;
+    let parts = Parts {
+        side: Side::Credit,
+        screening: screening::LedgerScreening::new(settings.rules),
+        gate: NoGate,
+        add_services: |routes| routes,
+        service_names: SERVICE_NAMES,
+    };
+    participant::serve::run(&settings.common, parts, clock, listener, shutdown).await
+}
 
-    let routes = participant::grpc::routes(participant, Side::Credit, NoGate);
-    let served = service_kit::server::serve(
-        listener,
-        routes,
-        SERVICE_NAMES,
-        settings.server.server_settings(),
-        shutdown,
-    )
-    .await;
-    db.pool.close().await;
-    served.context("serving gRPC")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_names_are_the_shared_ones() {
+        assert_eq!(
+            SERVICE_NAMES,
+            participant::grpc::service_names(Side::Credit)
+        );
+    }
 }

@@ -51,13 +51,13 @@ pub fn seed(account_id: &str, user_id: &str) -> SeedAccount {
 
 /// The balance store over `db` with `int-alice` and `int-bob` open and `rules`.
 pub async fn start(db: &TestDatabase, rules: Rules) -> Ledger {
-    start_with(Settings {
-        database_url: db.url.clone(),
+    let mut settings = Settings {
         rules,
-        accounts: vec![seed("int-alice", "alice"), seed("int-bob", "bob")],
         ..Settings::default()
-    })
-    .await
+    };
+    settings.common.database_url = db.url.clone();
+    settings.common.accounts = vec![seed("int-alice", "alice"), seed("int-bob", "bob")];
+    start_with(settings).await
 }
 
 pub async fn start_with(settings: Settings) -> Ledger {
@@ -65,7 +65,7 @@ pub async fn start_with(settings: Settings) -> Ledger {
     if std::env::var_os("RUST_LOG").is_some() {
         service_kit::telemetry::init("internal-balance-store-test", "pretty");
     }
-    let backend = Backend::of_url(&settings.database_url).expect("a test database URL");
+    let backend = Backend::of_url(&settings.common.database_url).expect("a test database URL");
     let clock = ManualClock::new(START_MS);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
