@@ -90,38 +90,37 @@ impl<B: ReservationBook> Participant<B> {
         &self,
         request: pb::ConfirmRequest,
     ) -> Result<pb::ConfirmResponse, Status> {
-        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
-        async move {
-            let transfer_id =
-                convert::id("transfer_id", request.transfer_id).inspect_err(log_invalid)?;
-            let outcome = self
-                .book
-                .confirm(&transfer_id, self.now_ms())
-                .await
-                .map_err(storage_status)?;
-            let reservation = settled("confirm", outcome)?;
-            Ok(pb::ConfirmResponse {
-                reservation: Some(convert::reservation(&reservation)),
-            })
-        }
-        .instrument(span)
-        .await
+        let reservation = self
+            .settle(Settlement::Confirm, request.transfer_id)
+            .await?;
+        Ok(pb::ConfirmResponse {
+            reservation: Some(reservation),
+        })
     }
 
     pub async fn cancel(&self, request: pb::CancelRequest) -> Result<pb::CancelResponse, Status> {
-        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
+        let reservation = self.settle(Settlement::Cancel, request.transfer_id).await?;
+        Ok(pb::CancelResponse {
+            reservation: Some(reservation),
+        })
+    }
+
+    /// A confirm or a cancel: the same steps, the book's own decision.
+    async fn settle(
+        &self,
+        settlement: Settlement,
+        transfer_id: String,
+    ) -> Result<pb::Reservation, Status> {
+        let span = tracing::info_span!("reservation", transfer_id = %transfer_id);
         async move {
-            let transfer_id =
-                convert::id("transfer_id", request.transfer_id).inspect_err(log_invalid)?;
-            let outcome = self
-                .book
-                .cancel(&transfer_id, self.now_ms())
-                .await
-                .map_err(storage_status)?;
-            let reservation = settled("cancel", outcome)?;
-            Ok(pb::CancelResponse {
-                reservation: Some(convert::reservation(&reservation)),
-            })
+            let transfer_id = convert::id("transfer_id", transfer_id).inspect_err(log_invalid)?;
+            let now_ms = self.now_ms();
+            let (name, outcome) = match settlement {
+                Settlement::Confirm => ("confirm", self.book.confirm(&transfer_id, now_ms).await),
+                Settlement::Cancel => ("cancel", self.book.cancel(&transfer_id, now_ms).await),
+            };
+            let reservation = settled(name, outcome.map_err(storage_status)?)?;
+            Ok(convert::reservation(&reservation))
         }
         .instrument(span)
         .await
@@ -208,6 +207,13 @@ impl<B: ReservationBook> Participant<B> {
         .instrument(span)
         .await
     }
+}
+
+/// The two calls that settle a reservation.
+#[derive(Clone, Copy)]
+enum Settlement {
+    Confirm,
+    Cancel,
 }
 
 /// The answer to a confirm or a cancel.
