@@ -3,8 +3,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 GRPCURL := $(VENV)/bin/grpcurl
+# buf, pinned in tools/buf/package.json and installed there from npm.
+BUF := tools/buf/node_modules/.bin/buf
+# What proto-breaking compares the contracts with: any git ref.
+AGAINST ?= HEAD~1
 
-.PHONY: help run build build-release test test-e2e sim lint fmt bench tools clean-data check-release-has-no-pause-points pki token
+.PHONY: help run build build-release test test-e2e sim lint proto-lint proto-breaking fmt bench tools clean-data check-release-has-no-pause-points pki token
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -31,7 +35,7 @@ test-e2e: build ## Only the end-to-end tests
 sim: ## Deterministic simulation over SEEDS seeds in release (default 200); SIM_SEED=s replays one
 	SIM_SEEDS=$${SEEDS:-200} $(CARGO) test --release -p banktransfer-simulation --test simulate random_seeds -- --nocapture
 
-lint: ## rustfmt check and clippy with warnings as errors (with and without the e2e features)
+lint: proto-lint ## buf lint, rustfmt check and clippy with warnings as errors (with and without the e2e features)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets $(E2E_FEATURES) -- -D warnings
@@ -39,6 +43,12 @@ lint: ## rustfmt check and clippy with warnings as errors (with and without the 
 check-release-has-no-pause-points: build-release build ## The release gateway has no pause-point code; the e2e build has
 	! grep -c BANKTRANSFER_TEST_PAUSE_AT target/release/gateway-coordinator
 	grep -c BANKTRANSFER_TEST_PAUSE_AT target/debug/gateway-coordinator
+
+proto-lint: $(BUF) ## buf lint of the contracts in proto/ (rules in proto/buf.yaml)
+	$(BUF) lint proto
+
+proto-breaking: $(BUF) ## buf breaking: the contracts against the previous commit (AGAINST=REF to pick another)
+	$(BUF) breaking proto --against '.git#ref=$(AGAINST),subdir=proto'
 
 fmt: ## Format the workspace
 	$(CARGO) fmt --all
@@ -67,6 +77,10 @@ pki: ## Create the development CA, certificates and token key in data/pki (only 
 token: ## Print a bearer token valid for one hour: make -s token USER=alice
 	@$(PKI) init --dir $(PKI_DIR)
 	@$(PKI) token --dir $(PKI_DIR) --user "$(USER)" --ttl-s $(or $(TTL_S),3600)
+
+$(BUF): tools/buf/package.json tools/buf/package-lock.json
+	npm ci --prefix tools/buf --no-audit --no-fund
+	touch $(BUF)
 
 clean-data: ## Delete the local SQLite databases and logs (the demo starts afresh)
 	rm -rf data

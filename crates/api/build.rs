@@ -10,7 +10,7 @@ const PROTO_FILES: &[&str] = &[
     "banktransfer/reservation/v1/reservation.proto",
     "banktransfer/gateway/v1/gateway.proto",
     "banktransfer/external/v1/external.proto",
-    "banktransfer/ledger/v1/ledger.proto",
+    "banktransfer/balance_store/v1/balance_store.proto",
     "banktransfer/reconciler/v1/reconciler.proto",
 ];
 

@@ -5,8 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use banktransfer_api::external::v1::external_institution_client::ExternalInstitutionClient;
-use banktransfer_api::external::v1::fault_injection_client::FaultInjectionClient;
+use banktransfer_api::balance_store::v1::balance_store_service_client::BalanceStoreServiceClient;
+use banktransfer_api::external::v1::external_institution_service_client::ExternalInstitutionServiceClient;
+use banktransfer_api::external::v1::fault_injection_service_client::FaultInjectionServiceClient;
 use banktransfer_api::external::v1::{
     ClearFaultsRequest, Fault, FaultKind, InjectFaultRequest, ListFaultsRequest, Operation,
 };
@@ -15,12 +16,11 @@ use banktransfer_api::gateway::v1::transfer_service_client::TransferServiceClien
 use banktransfer_api::gateway::v1::{
     ApproveTransferRequest, GetTransferRequest, IdempotencyKeyLookup, Transfer, TransferStatus,
 };
-use banktransfer_api::ledger::v1::balance_store_client::BalanceStoreClient;
 use banktransfer_api::money::v1::Money;
-use banktransfer_api::reconciler::v1::reconciler_client::ReconcilerClient;
-use banktransfer_api::reservation::v1::{
-    Account, GetAccountRequest, GetReservationRequest, Reservation,
-};
+use banktransfer_api::reconciler::v1::reconciler_service_client::ReconcilerServiceClient;
+use banktransfer_api::reservation::v1::reservation_service_client::ReservationServiceClient;
+use banktransfer_api::reservation::v1::{Account, GetReservationRequest, Reservation};
+use banktransfer_api::{balance_store::v1 as balance_store_pb, external::v1 as external_pb};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
@@ -50,81 +50,60 @@ pub fn usd(minor_units: i64) -> Money {
     }
 }
 
-/// Clients of every service of one cluster.
+/// Clients of every service of one cluster. Both participants serve the same
+/// `ReservationService`; each has its own account service.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub gateway: TransferServiceClient<Channel>,
-    pub external: ExternalInstitutionClient<Channel>,
-    pub faults: FaultInjectionClient<Channel>,
-    pub ledger: BalanceStoreClient<Channel>,
-    pub reconciler: ReconcilerClient<Channel>,
+    pub external_reservations: ReservationServiceClient<Channel>,
+    pub external_accounts: ExternalInstitutionServiceClient<Channel>,
+    pub faults: FaultInjectionServiceClient<Channel>,
+    pub balance_store_reservations: ReservationServiceClient<Channel>,
+    pub balance_store_accounts: BalanceStoreServiceClient<Channel>,
+    pub reconciler: ReconcilerServiceClient<Channel>,
 }
 
 impl Clients {
     pub fn new(gateway: u16, external: u16, ledger: u16, reconciler: u16) -> Clients {
         Clients {
             gateway: TransferServiceClient::new(channel(gateway)),
-            external: ExternalInstitutionClient::new(channel(external)),
-            faults: FaultInjectionClient::new(channel(external)),
-            ledger: BalanceStoreClient::new(channel(ledger)),
-            reconciler: ReconcilerClient::new(channel(reconciler)),
+            external_reservations: ReservationServiceClient::new(channel(external)),
+            external_accounts: ExternalInstitutionServiceClient::new(channel(external)),
+            faults: FaultInjectionServiceClient::new(channel(external)),
+            balance_store_reservations: ReservationServiceClient::new(channel(ledger)),
+            balance_store_accounts: BalanceStoreServiceClient::new(channel(ledger)),
+            reconciler: ReconcilerServiceClient::new(channel(reconciler)),
         }
     }
 
     pub async fn external_account(&self, account_id: &str) -> Result<Account, Status> {
         let response = self
-            .external
+            .external_accounts
             .clone()
-            .get_account(request(GetAccountRequest {
+            .get_account(request(external_pb::GetAccountRequest {
                 account_id: account_id.to_owned(),
             }))
             .await?;
-        response
-            .into_inner()
-            .account
-            .ok_or_else(|| Status::internal("GetAccount answered without an account"))
+        account_of(response.into_inner().account)
     }
 
     pub async fn internal_account(&self, account_id: &str) -> Result<Account, Status> {
         let response = self
-            .ledger
+            .balance_store_accounts
             .clone()
-            .get_account(request(GetAccountRequest {
+            .get_account(request(balance_store_pb::GetAccountRequest {
                 account_id: account_id.to_owned(),
             }))
             .await?;
-        response
-            .into_inner()
-            .account
-            .ok_or_else(|| Status::internal("GetAccount answered without an account"))
+        account_of(response.into_inner().account)
     }
 
     pub async fn external_reservation(&self, transfer_id: &str) -> Result<Reservation, Status> {
-        let response = self
-            .external
-            .clone()
-            .get_reservation(request(GetReservationRequest {
-                transfer_id: transfer_id.to_owned(),
-            }))
-            .await?;
-        response
-            .into_inner()
-            .reservation
-            .ok_or_else(|| Status::internal("GetReservation answered without a reservation"))
+        reservation_at(&self.external_reservations, transfer_id).await
     }
 
     pub async fn internal_reservation(&self, transfer_id: &str) -> Result<Reservation, Status> {
-        let response = self
-            .ledger
-            .clone()
-            .get_reservation(request(GetReservationRequest {
-                transfer_id: transfer_id.to_owned(),
-            }))
-            .await?;
-        response
-            .into_inner()
-            .reservation
-            .ok_or_else(|| Status::internal("GetReservation answered without a reservation"))
+        reservation_at(&self.balance_store_reservations, transfer_id).await
     }
 
     /// Makes the external institution misbehave on `operation` for `calls` calls (0: until
@@ -182,6 +161,27 @@ impl Clients {
             .await
             .unwrap_or_else(|status| panic!("ClearFaults: {status}"));
     }
+}
+
+fn account_of(account: Option<Account>) -> Result<Account, Status> {
+    account.ok_or_else(|| Status::internal("GetAccount answered without an account"))
+}
+
+/// The reservation of `transfer_id` at the participant `client` calls.
+async fn reservation_at(
+    client: &ReservationServiceClient<Channel>,
+    transfer_id: &str,
+) -> Result<Reservation, Status> {
+    let response = client
+        .clone()
+        .get_reservation(request(GetReservationRequest {
+            transfer_id: transfer_id.to_owned(),
+        }))
+        .await?;
+    response
+        .into_inner()
+        .reservation
+        .ok_or_else(|| Status::internal("GetReservation answered without a reservation"))
 }
 
 /// How a test names a transfer: the client's own key, which works even when the gateway

@@ -1,5 +1,15 @@
 //! Generated protobuf messages and gRPC clients/servers for every BankTransfer contract.
 //!
+//! Map (one module per protobuf package in `proto/`, checked by `make proto-lint`):
+//! - [`money::v1`]: `Money`, integer minor units.
+//! - [`reservation::v1`]: `ReservationService` (Reserve, Confirm, Cancel, GetReservation),
+//!   served by both participants, and the `Reservation` and `Account` they answer with.
+//! - [`external::v1`]: the external institution's own `ExternalInstitutionService`
+//!   (accounts) and `FaultInjectionService`.
+//! - [`balance_store::v1`]: the balance store's own `BalanceStoreService` (accounts).
+//! - [`gateway::v1`]: the public `TransferService`.
+//! - [`reconciler::v1`]: the operator's `ReconcilerService`.
+//!
 //! Protobuf types stop at the service boundary: each service converts them into the
 //! domain types of `banktransfer-protocol` exactly once (see each service's `convert`
 //! module). The file descriptor set is exported for gRPC server reflection.
@@ -30,9 +40,9 @@ pub mod external {
     }
 }
 
-pub mod ledger {
+pub mod balance_store {
     pub mod v1 {
-        tonic::include_proto!("banktransfer.ledger.v1");
+        tonic::include_proto!("banktransfer.balance_store.v1");
     }
 }
 

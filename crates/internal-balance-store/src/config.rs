@@ -1,51 +1,34 @@
-//! The balance store's settings: the common participant keys plus `[rules]`. Every key
-//! has a default, so the service starts without a file.
+//! The balance store's settings: the keys every participant has (flattened, so they stay
+//! top-level), with the balance store's defaults, plus `[rules]`. Every key has a default,
+//! so the service starts without a file.
 
-use participant::config::{DatabaseConfig, SeedAccount, ServerConfig, validate_common};
+use participant::config::{CommonSettings, Defaults};
 use serde::Deserialize;
 use service_kit::config::ConfigError;
 
 use crate::rules::Rules;
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub listen_addr: String,
-    pub database_url: String,
-    /// `pretty` for people, `json` for machines.
-    pub log_format: String,
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    /// Antifraud, limits and rate limit, run on every new reserve.
-    pub rules: Rules,
-    /// Accounts opened at start-up (unless they exist already).
-    pub accounts: Vec<SeedAccount>,
+/// The balance store's defaults (`make run` listens there too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BalanceStoreDefaults;
+
+impl Defaults for BalanceStoreDefaults {
+    const LISTEN_ADDR: &'static str = "127.0.0.1:50053";
+    const DATABASE_URL: &'static str = "sqlite://data/balance-store.db";
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            listen_addr: "127.0.0.1:50053".into(),
-            database_url: "sqlite://data/balance-store.db".into(),
-            log_format: "pretty".into(),
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            rules: Rules::default(),
-            accounts: Vec::new(),
-        }
-    }
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub common: CommonSettings<BalanceStoreDefaults>,
+    /// Antifraud, limits and rate limit, run on every new reserve.
+    pub rules: Rules,
 }
 
 impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_common(
-            &self.listen_addr,
-            &self.database_url,
-            &self.log_format,
-            &self.server,
-            &self.database,
-            &self.accounts,
-        )?;
+        self.common.validate()?;
         self.rules.validate()
     }
 }
@@ -58,7 +41,11 @@ mod tests {
     fn defaults_apply_without_a_file_and_are_valid() {
         let settings: Settings = service_kit::config::load_with_env(None, Vec::new()).unwrap();
         assert_eq!(settings, Settings::default());
-        assert_eq!(settings.listen_addr, "127.0.0.1:50053");
+        assert_eq!(settings.common.listen_addr, "127.0.0.1:50053");
+        assert_eq!(
+            settings.common.database_url,
+            "sqlite://data/balance-store.db"
+        );
         assert_eq!(settings.rules.rate_limit_max_reserves, 30);
         settings.validate().unwrap();
     }
@@ -83,17 +70,18 @@ mod tests {
 
     #[test]
     fn the_demo_configuration_loads() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config/balance-store.toml");
+        let path = participant::config::demo_file("balance-store.toml");
         let settings: Settings =
             service_kit::config::load_with_env(Some(&path), Vec::new()).unwrap();
         settings.validate().unwrap();
-        let ids: Vec<&str> = settings
+        assert_eq!(settings.rules, Rules::default());
+        let common = settings.common;
+        let ids: Vec<&str> = common
             .accounts
             .iter()
             .map(|a| a.account_id.as_str())
             .collect();
         assert_eq!(ids, ["int-alice", "int-bob"]);
-        assert_eq!(settings.rules, Rules::default());
+        assert_eq!(common.listen_addr, Settings::default().common.listen_addr);
     }
 }

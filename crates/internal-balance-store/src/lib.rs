@@ -7,10 +7,11 @@
 //! - [`config`]: [`Settings`] (the common participant keys plus `[rules]`).
 //! - [`rules`]: the rules as a pure function of the rules, the terms and the counts.
 //! - [`screening`]: counts in the reserve's own transaction, then applies the rules.
-//! - [`balance_store`]: the BalanceStore gRPC service over the `participant` handlers.
-//! - [`run`]: connect, migrate, open the configured accounts, serve until shutdown.
+//! - the gRPC services, `ReservationService` and this service's own
+//!   `BalanceStoreService`, are the `participant` library's (`participant::grpc::routes`).
+//! - [`run`]: the shared participant wiring (`participant::serve`) with this service's
+//!   parts: the credit side and the screening.
 
-pub mod balance_store;
 pub mod config;
 pub mod rules;
 pub mod screening;
@@ -18,19 +19,18 @@ pub mod screening;
 use std::future::Future;
 use std::sync::Arc;
 
-use anyhow::Context;
-use banktransfer_api::ledger::v1::balance_store_server::BalanceStoreServer;
 use banktransfer_protocol::reservation::Side;
-use participant::ReservationStore;
-use participant::grpc::Participant;
+use participant::grpc::NoGate;
+use participant::serve::Parts;
 use service_kit::clock::{SharedClock, SystemClock};
-use service_kit::db;
-use tonic::service::Routes;
 
 pub use config::Settings;
 
 /// The gRPC services this binary serves, for health and reflection.
-pub const SERVICE_NAMES: &[&str] = &["banktransfer.ledger.v1.BalanceStore"];
+pub const SERVICE_NAMES: &[&str] = &[
+    "banktransfer.reservation.v1.ReservationService",
+    "banktransfer.balance_store.v1.BalanceStoreService",
+];
 
 /// Runs the balance store on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -48,30 +48,26 @@ pub async fn run_with_clock(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings.validate()?;
-    let db = db::connect(&settings.database_url, settings.database.pool_settings())
-        .await
-        .context("opening the database")?;
-    db::migrate(&db, &participant::MIGRATIONS)
-        .await
-        .context("migrating the database")?;
-    let screening = screening::LedgerScreening::new(settings.rules.clone());
-    let store = ReservationStore::new(db.clone(), Side::Credit, screening);
-    let participant = Participant::new(store, clock);
-    participant::seed::open_accounts(participant.book(), &settings.accounts, participant.now_ms())
-        .await?;
+    settings.rules.validate()?;
+    let parts = Parts {
+        side: Side::Credit,
+        screening: screening::LedgerScreening::new(settings.rules),
+        gate: NoGate,
+        add_services: |routes| routes,
+        service_names: SERVICE_NAMES,
+    };
+    participant::serve::run(&settings.common, parts, clock, listener, shutdown).await
+}
 
-    let routes = Routes::new(BalanceStoreServer::new(
-        balance_store::BalanceStoreService::new(participant),
-    ));
-    let served = service_kit::server::serve(
-        listener,
-        routes,
-        SERVICE_NAMES,
-        settings.server.server_settings(),
-        shutdown,
-    )
-    .await;
-    db.pool.close().await;
-    served.context("serving gRPC")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_names_are_the_shared_ones() {
+        assert_eq!(
+            SERVICE_NAMES,
+            participant::grpc::service_names(Side::Credit)
+        );
+    }
 }

@@ -1,79 +1,56 @@
-//! The external institution's settings: the common participant keys, nothing else.
-//! Every key has a default, so the service starts without a file.
+//! The external institution's settings: the keys every participant has, nothing else,
+//! with the institution's defaults. Every key has a default, so the service starts
+//! without a file.
 
-use participant::config::{DatabaseConfig, SeedAccount, ServerConfig, validate_common};
-use serde::Deserialize;
-use service_kit::config::ConfigError;
+use participant::config::{CommonSettings, Defaults};
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub listen_addr: String,
-    pub database_url: String,
-    /// `pretty` for people, `json` for machines.
-    pub log_format: String,
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    /// Accounts opened at start-up (unless they exist already).
-    pub accounts: Vec<SeedAccount>,
+/// The institution's defaults (`make run` listens there too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstitutionDefaults;
+
+impl Defaults for InstitutionDefaults {
+    const LISTEN_ADDR: &'static str = "127.0.0.1:50052";
+    const DATABASE_URL: &'static str = "sqlite://data/external-institution.db";
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            listen_addr: "127.0.0.1:50052".into(),
-            database_url: "sqlite://data/external-institution.db".into(),
-            log_format: "pretty".into(),
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            accounts: Vec::new(),
-        }
-    }
-}
-
-impl Settings {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_common(
-            &self.listen_addr,
-            &self.database_url,
-            &self.log_format,
-            &self.server,
-            &self.database,
-            &self.accounts,
-        )
-    }
-}
+pub type Settings = CommonSettings<InstitutionDefaults>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Loading without a file gives the defaults: `participant::config`'s tests.
     #[test]
-    fn defaults_apply_without_a_file_and_are_valid() {
-        let settings: Settings = service_kit::config::load_with_env(None, Vec::new()).unwrap();
-        assert_eq!(settings, Settings::default());
-        assert_eq!(settings.listen_addr, "127.0.0.1:50052");
-        settings.validate().unwrap();
+    fn the_defaults_are_the_institutions_and_valid() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.listen_addr, "127.0.0.1:50052");
+        assert_eq!(
+            defaults.database_url,
+            "sqlite://data/external-institution.db"
+        );
+        defaults.validate().unwrap();
     }
 
     #[test]
     fn the_demo_configuration_loads() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config/external-institution.toml");
-        let settings: Settings =
-            service_kit::config::load_with_env(Some(&path), Vec::new()).unwrap();
-        settings.validate().unwrap();
-        let ids: Vec<&str> = settings
-            .accounts
-            .iter()
-            .map(|a| a.account_id.as_str())
-            .collect();
-        assert_eq!(ids, ["ext-alice", "ext-bob"]);
-        assert!(
-            settings
-                .accounts
+        let path = participant::config::demo_file("external-institution.toml");
+        let demo: Settings = service_kit::config::load_with_env(Some(&path), Vec::new()).unwrap();
+        demo.validate().unwrap();
+        let funded = |id: &str| {
+            demo.accounts
                 .iter()
-                .all(|a| a.opening_balance_minor == 100_000)
+                .any(|a| a.account_id == id && a.opening_balance_minor == 100_000)
+        };
+        assert_eq!(demo.accounts.len(), 2);
+        assert!(
+            funded("ext-alice") && funded("ext-bob"),
+            "{:?}",
+            demo.accounts
+        );
+        let defaults = Settings::default();
+        assert_eq!(
+            (demo.listen_addr, demo.database_url),
+            (defaults.listen_addr, defaults.database_url)
         );
     }
 }

@@ -1,11 +1,11 @@
-//! The FaultInjection gRPC service: inject, list and clear the faults that
-//! [`crate::institution`] applies to reserve, confirm and cancel. Requests are checked and
+//! The FaultInjectionService: inject, list and clear the faults that
+//! [`crate::fault_gate`] applies to reserve, confirm and cancel. Requests are checked and
 //! converted here, once.
 
 use std::sync::{Arc, Mutex};
 
 use banktransfer_api::external::v1 as pb;
-use banktransfer_api::external::v1::fault_injection_server::FaultInjection;
+use banktransfer_api::external::v1::fault_injection_service_server::FaultInjectionService as FaultInjectionRpc;
 use tonic::{Request, Response, Status};
 
 use crate::faults::{FAULTS_MAX, Fault, FaultKind, FaultList, LATENCY_MAX_MS, Operation, Target};
@@ -31,7 +31,7 @@ impl FaultInjectionService {
 }
 
 #[tonic::async_trait]
-impl FaultInjection for FaultInjectionService {
+impl FaultInjectionRpc for FaultInjectionService {
     async fn inject_fault(
         &self,
         request: Request<pb::InjectFaultRequest>,

@@ -4,8 +4,6 @@
 //! first match fires. A fault with `remaining_calls = 0` fires until cleared; otherwise
 //! each firing uses up one call and the fault goes away at zero.
 
-use std::fmt;
-
 /// At most this many faults at once: the list lives in memory, and a test that needs more
 /// is almost certainly leaking faults between cases.
 pub const FAULTS_MAX: usize = 64;
@@ -13,24 +11,9 @@ pub const FAULTS_MAX: usize = 64;
 /// Longest injectable latency, so that a fault cannot park requests indefinitely.
 pub const LATENCY_MAX_MS: u32 = 60_000;
 
-/// A reservation operation faults can apply to (reads never meet faults, so tests can
-/// always look at the state).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
-    Reserve,
-    Confirm,
-    Cancel,
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Operation::Reserve => "reserve",
-            Operation::Confirm => "confirm",
-            Operation::Cancel => "cancel",
-        })
-    }
-}
+/// The reservation operations faults can apply to: the ones that pass the participant's
+/// call gate (reads never meet faults, so tests can always look at the state).
+pub use participant::grpc::Operation;
 
 /// Which calls a fault matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

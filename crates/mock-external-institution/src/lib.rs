@@ -3,37 +3,36 @@
 //! the shared participant protocol), and lets tests inject faults into those calls.
 //!
 //! Map:
-//! - [`config`]: [`Settings`] (the common participant keys).
-//! - [`institution`]: the ExternalInstitution gRPC service: the `participant` handlers,
-//!   with the injected faults applied to reserve, confirm and cancel.
+//! - [`config`]: [`Settings`] (the common participant keys, with this service's defaults).
+//! - [`fault_gate`]: the injected faults as the call gate of the shared
+//!   `ReservationService` (the `participant` library serves it, and this service's own
+//!   `ExternalInstitutionService`), applied to reserve, confirm and cancel.
 //! - [`faults`]: the bounded fault list and which fault a call meets (pure).
-//! - [`fault_injection`]: the FaultInjection gRPC service that edits that list.
-//! - [`run`]: connect, migrate, open the configured accounts, serve until shutdown.
+//! - [`fault_injection`]: the FaultInjectionService that edits that list.
+//! - [`run`]: the shared participant wiring (`participant::serve`) with this service's
+//!   parts: the debit side, no screening, the fault gate, and the FaultInjectionService.
 
 pub mod config;
+pub mod fault_gate;
 pub mod fault_injection;
 pub mod faults;
-pub mod institution;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
-use banktransfer_api::external::v1::external_institution_server::ExternalInstitutionServer;
-use banktransfer_api::external::v1::fault_injection_server::FaultInjectionServer;
+use banktransfer_api::external::v1::fault_injection_service_server::FaultInjectionServiceServer;
 use banktransfer_protocol::reservation::Side;
-use participant::grpc::Participant;
-use participant::{NoScreening, ReservationStore};
-use service_kit::clock::{SharedClock, SystemClock};
-use service_kit::db;
-use tonic::service::Routes;
+use participant::NoScreening;
+use participant::serve::Parts;
+use service_kit::clock::SystemClock;
 
 pub use config::Settings;
 
 /// The gRPC services this binary serves, for health and reflection.
 pub const SERVICE_NAMES: &[&str] = &[
-    "banktransfer.external.v1.ExternalInstitution",
-    "banktransfer.external.v1.FaultInjection",
+    "banktransfer.reservation.v1.ReservationService",
+    "banktransfer.external.v1.ExternalInstitutionService",
+    "banktransfer.external.v1.FaultInjectionService",
 ];
 
 /// Runs the institution on `listener` until `shutdown` resolves.
@@ -42,47 +41,38 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    run_with_clock(settings, Arc::new(SystemClock), listener, shutdown).await
-}
-
-/// As [`run`], with the clock given (tests and simulation).
-pub async fn run_with_clock(
-    settings: Settings,
-    clock: SharedClock,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    settings.validate()?;
-    let db = db::connect(&settings.database_url, settings.database.pool_settings())
-        .await
-        .context("opening the database")?;
-    db::migrate(&db, &participant::MIGRATIONS)
-        .await
-        .context("migrating the database")?;
-    let store = ReservationStore::new(db.clone(), Side::Debit, NoScreening);
-    let participant = Participant::new(store, clock);
-    participant::seed::open_accounts(participant.book(), &settings.accounts, participant.now_ms())
-        .await?;
-
     let faults = Arc::new(Mutex::new(faults::FaultList::default()));
     // Lost replies wait for this, so that shutdown does not wait out their hold.
     let (stopping, stop) = service_kit::shutdown::channel();
-    let institution =
-        institution::InstitutionService::new(Arc::new(participant), Arc::clone(&faults), stop);
-    let routes = Routes::new(ExternalInstitutionServer::new(institution)).add_service(
-        FaultInjectionServer::new(fault_injection::FaultInjectionService::new(faults)),
-    );
-    let served = service_kit::server::serve(
-        listener,
-        routes,
-        SERVICE_NAMES,
-        settings.server.server_settings(),
-        async move {
-            shutdown.await;
-            stopping.trigger();
+    let fault_injection = fault_injection::FaultInjectionService::new(Arc::clone(&faults));
+    let parts = Parts {
+        side: Side::Debit,
+        screening: NoScreening,
+        gate: fault_gate::FaultGate::new(faults, stop),
+        add_services: |routes: tonic::service::Routes| {
+            routes.add_service(FaultInjectionServiceServer::new(fault_injection))
         },
-    )
-    .await;
-    db.pool.close().await;
-    served.context("serving gRPC")
+        service_names: SERVICE_NAMES,
+    };
+    let shutdown = async move {
+        shutdown.await;
+        stopping.trigger();
+    };
+    let clock = Arc::new(SystemClock);
+    participant::serve::run(&settings, parts, clock, listener, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_names_are_the_shared_ones_and_fault_injection() {
+        let shared = participant::grpc::service_names(Side::Debit);
+        assert_eq!(SERVICE_NAMES[..2], shared);
+        assert_eq!(
+            SERVICE_NAMES[2],
+            banktransfer_api::external::v1::fault_injection_service_server::SERVICE_NAME
+        );
+    }
 }

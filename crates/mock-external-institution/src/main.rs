@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use mock_external_institution::Settings;
 
@@ -18,9 +17,6 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings: Settings = service_kit::config::load(args.config.as_deref())?;
-    service_kit::telemetry::init("mock-external-institution", &settings.log_format);
-    let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
-        .await
-        .with_context(|| format!("binding listen_addr {}", settings.listen_addr))?;
+    let listener = participant::serve::listen(&settings, "mock-external-institution").await?;
     mock_external_institution::run(settings, listener, service_kit::shutdown::signal()).await
 }

@@ -97,13 +97,13 @@ async fn invalid_account_requests_are_invalid_argument() {
             );
             assert!(status.message().contains(field), "{status:?} lacks {field}");
         }
-        let missing = banktransfer_api::reservation::v1::OpenAccountRequest {
+        let missing = banktransfer_api::external::v1::OpenAccountRequest {
             account_id: "acc".into(),
             user_id: "carol".into(),
             opening_balance: None,
         };
         let status = expect_code(
-            bank.client.open_account(missing).await,
+            bank.accounts.open_account(missing).await,
             Code::InvalidArgument,
         );
         assert!(status.message().contains("opening_balance"), "{status:?}");

@@ -65,11 +65,12 @@ async fn deadline_cancelled_calls_leave_the_books_exact() {
         // sweep of every reservation. A half-committed transaction would show as a stable
         // disagreement; a late landing only delays quiescence.
         let mut client = bank.client.clone();
+        let mut accounts = bank.accounts.clone();
         let mut last = None;
         for _ in 0..SNAPSHOTS_MAX {
-            let before = account(&mut client).await;
+            let before = account(&mut accounts).await;
             let (held_minor, confirmed_minor) = sweep(&mut client).await;
-            let after = account(&mut client).await;
+            let after = account(&mut accounts).await;
             if before == after {
                 last = Some((after, held_minor, confirmed_minor));
                 break;
@@ -111,12 +112,15 @@ async fn deadline_cancelled_calls_leave_the_books_exact() {
 }
 
 type Client =
-    banktransfer_api::external::v1::external_institution_client::ExternalInstitutionClient<
+    banktransfer_api::reservation::v1::reservation_service_client::ReservationServiceClient<
         tonic::transport::Channel,
     >;
+type AccountsClient = banktransfer_api::external::v1::external_institution_service_client::ExternalInstitutionServiceClient<
+    tonic::transport::Channel,
+>;
 
-async fn account(client: &mut Client) -> (i64, i64, i64) {
-    let request = pb::GetAccountRequest {
+async fn account(client: &mut AccountsClient) -> (i64, i64, i64) {
+    let request = banktransfer_api::external::v1::GetAccountRequest {
         account_id: "ext-alice".into(),
     };
     balance(

@@ -26,12 +26,12 @@ async fn concurrent_reserves_hold_exactly_the_available_funds() {
         // Watches the account while the reserves race: never negative, always conserved.
         let done = Arc::new(AtomicBool::new(false));
         let watcher = {
-            let mut client = bank.client.clone();
+            let mut client = bank.accounts.clone();
             let done = Arc::clone(&done);
             tokio::spawn(async move {
                 let mut snapshots = 0;
                 while !done.load(Ordering::SeqCst) && snapshots < SNAPSHOTS_MAX {
-                    let request = pb::GetAccountRequest {
+                    let request = banktransfer_api::external::v1::GetAccountRequest {
                         account_id: "ext-alice".into(),
                     };
                     let account = client.get_account(request).await.unwrap().into_inner();

@@ -1,8 +1,11 @@
-//! The configuration both participants share: the `[server]` and `[database]` sections,
-//! the `[[accounts]]` to open at start-up, and the checks on the common top-level keys.
-//! Each service's own `Settings` holds these next to its own keys.
+//! The configuration both participants share: [`CommonSettings`], the top-level keys
+//! (`listen_addr`, `database_url`, `log_format`), the `[server]` and `[database]` sections
+//! and the `[[accounts]]` to open at start-up, with their checks. A participant with keys
+//! of its own flattens it into its `Settings` (`#[serde(flatten)]`), so the keys stay
+//! top-level in its TOML file and in the environment; one without uses it as it is.
 
 use std::collections::HashSet;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use banktransfer_protocol::money::Money;
@@ -13,6 +16,68 @@ use service_kit::server::ServerSettings;
 
 use crate::book::NewAccount;
 use crate::ids::check_id;
+
+/// Where a participant listens and keeps its data unless told otherwise.
+pub trait Defaults {
+    const LISTEN_ADDR: &'static str;
+    const DATABASE_URL: &'static str;
+}
+
+/// The keys every participant has; `D` says its defaults. Every key has a default, so a
+/// participant starts without a file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, bound = "")]
+pub struct CommonSettings<D: Defaults> {
+    pub listen_addr: String,
+    pub database_url: String,
+    /// `pretty` for people, `json` for machines.
+    pub log_format: String,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    /// Accounts opened at start-up (unless they exist already).
+    pub accounts: Vec<SeedAccount>,
+    /// Which participant's defaults apply (no key of its own).
+    #[serde(skip)]
+    pub defaults: PhantomData<D>,
+}
+
+impl<D: Defaults> Default for CommonSettings<D> {
+    fn default() -> Self {
+        CommonSettings {
+            listen_addr: D::LISTEN_ADDR.into(),
+            database_url: D::DATABASE_URL.into(),
+            log_format: "pretty".into(),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            accounts: Vec::new(),
+            defaults: PhantomData,
+        }
+    }
+}
+
+impl<D: Defaults> CommonSettings<D> {
+    /// Checks every key, with the names it has in the file.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen_addr.trim().is_empty() {
+            return Err(invalid("listen_addr is empty: set it to HOST:PORT"));
+        }
+        if Backend::of_url(&self.database_url).is_none() {
+            return Err(invalid(format!(
+                "database_url {:?} is neither sqlite://PATH nor postgres://USER@HOST/DB",
+                self.database_url
+            )));
+        }
+        if !matches!(self.log_format.as_str(), "pretty" | "json") {
+            return Err(invalid(format!(
+                "log_format {:?} is unknown: use \"pretty\" or \"json\"",
+                self.log_format
+            )));
+        }
+        self.server.validate()?;
+        self.database.validate()?;
+        validate_accounts(&self.accounts)
+    }
+}
 
 /// `[server]`: the gRPC server shell.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -115,30 +180,16 @@ impl SeedAccount {
     }
 }
 
-/// Checks the keys every participant has, with the names they have in the file.
-pub fn validate_common(
-    listen_addr: &str,
-    database_url: &str,
-    log_format: &str,
-    server: &ServerConfig,
-    database: &DatabaseConfig,
-    accounts: &[SeedAccount],
-) -> Result<(), ConfigError> {
-    if listen_addr.trim().is_empty() {
-        return Err(invalid("listen_addr is empty: set it to HOST:PORT"));
-    }
-    if Backend::of_url(database_url).is_none() {
-        return Err(invalid(format!(
-            "database_url {database_url:?} is neither sqlite://PATH nor postgres://USER@HOST/DB"
-        )));
-    }
-    if !matches!(log_format, "pretty" | "json") {
-        return Err(invalid(format!(
-            "log_format {log_format:?} is unknown: use \"pretty\" or \"json\""
-        )));
-    }
-    server.validate()?;
-    database.validate()?;
+/// `config/NAME`, the demo settings `make run` starts the services with (the services'
+/// tests check that their demo file loads and matches their defaults).
+pub fn demo_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config")
+        .join(name)
+}
+
+/// Each seed account is valid and listed once.
+fn validate_accounts(accounts: &[SeedAccount]) -> Result<(), ConfigError> {
     let mut seen = HashSet::new();
     for account in accounts {
         account.new_account()?;
@@ -169,15 +220,31 @@ mod tests {
         }
     }
 
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct TestDefaults;
+
+    impl Defaults for TestDefaults {
+        const LISTEN_ADDR: &'static str = "127.0.0.1:1";
+        const DATABASE_URL: &'static str = "sqlite://data/x.db";
+    }
+
+    type Settings = CommonSettings<TestDefaults>;
+
     fn validate(accounts: &[SeedAccount]) -> Result<(), ConfigError> {
-        validate_common(
-            "127.0.0.1:0",
-            "sqlite://data/x.db",
-            "pretty",
-            &ServerConfig::default(),
-            &DatabaseConfig::default(),
-            accounts,
-        )
+        Settings {
+            accounts: accounts.to_vec(),
+            ..Settings::default()
+        }
+        .validate()
+    }
+
+    #[test]
+    fn defaults_come_from_the_participant() {
+        let settings: Settings = service_kit::config::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(settings, Settings::default());
+        assert_eq!(settings.listen_addr, "127.0.0.1:1");
+        assert_eq!(settings.database_url, "sqlite://data/x.db");
+        settings.validate().unwrap();
     }
 
     #[test]
@@ -199,26 +266,24 @@ mod tests {
 
     #[test]
     fn common_keys_are_checked_by_name() {
-        let err = validate_common(
-            "127.0.0.1:0",
-            "mysql://x",
-            "pretty",
-            &ServerConfig::default(),
-            &DatabaseConfig::default(),
-            &[],
-        )
-        .unwrap_err();
+        let mysql = Settings {
+            database_url: "mysql://x".into(),
+            ..Settings::default()
+        };
+        let err = mysql.validate().unwrap_err();
         assert!(err.to_string().contains("database_url"), "{err}");
-        let err = validate_common(
-            "127.0.0.1:0",
-            "sqlite://x.db",
-            "xml",
-            &ServerConfig::default(),
-            &DatabaseConfig::default(),
-            &[],
-        )
-        .unwrap_err();
+        let xml = Settings {
+            log_format: "xml".into(),
+            ..Settings::default()
+        };
+        let err = xml.validate().unwrap_err();
         assert!(err.to_string().contains("log_format"), "{err}");
+        let no_addr = Settings {
+            listen_addr: " ".into(),
+            ..Settings::default()
+        };
+        let err = no_addr.validate().unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
         let zero_pool = DatabaseConfig {
             max_connections: 0,
             ..DatabaseConfig::default()

@@ -15,10 +15,15 @@
 //! - [`screening`]: the [`Screening`] hook a participant runs inside the reserve
 //!   transaction (the balance store's antifraud, limits and rate limit); [`NoScreening`]
 //!   for the external institution.
-//! - [`grpc`]: [`grpc::Participant`], the handler logic both services call: proto <->
-//!   domain conversion (once, in `grpc/convert.rs`), outcome -> gRPC status, spans, logs.
-//! - [`config`]: the settings sections both services share (`[server]`, `[database]`,
-//!   `[[accounts]]`) and their validation.
+//! - [`grpc`]: [`grpc::Participant`], the handler logic: proto <-> domain conversion
+//!   (once, in `grpc/convert.rs`), outcome -> gRPC status, spans, logs; and in
+//!   `grpc/services.rs` the services over it: `ReservationService`, which both
+//!   participants serve (reserve, confirm and cancel behind a [`grpc::CallGate`]), and
+//!   each participant's own account service.
+//! - [`serve`]: [`serve::run`], a participant from start to stop (database, migrations,
+//!   seed accounts, routes, server), given the [`serve::Parts`] that make it itself.
+//! - [`config`]: [`config::CommonSettings`], the keys every participant has (top-level
+//!   keys, `[server]`, `[database]`, `[[accounts]]`), and their validation.
 //! - [`seed`]: opening the configured accounts at start-up, idempotently.
 //! - [`ids`]: what a transfer, account or user id may be (non-empty, at most 128
 //!   characters), checked once at the boundary.
@@ -31,6 +36,7 @@ pub mod ids;
 pub mod memory;
 pub mod screening;
 pub mod seed;
+pub mod serve;
 pub mod store;
 
 pub use book::{NewAccount, OpenOutcome, ReservationBook, StoreError};

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use banktransfer_api::reconciler::v1::reconciler_server::ReconcilerServer;
+use banktransfer_api::reconciler::v1::reconciler_service_server::ReconcilerServiceServer;
 use coordinator::participants::Participants;
 use coordinator::store::TransferStore;
 use service_kit::clock::{SharedClock, SystemClock};
@@ -38,7 +38,7 @@ use crate::pass::{PassOptions, Reconciler};
 use crate::service::ReconcilerApi;
 
 /// The gRPC service name, for health checks and reflection.
-pub const SERVICE_NAME: &str = "banktransfer.reconciler.v1.Reconciler";
+pub const SERVICE_NAME: &str = "banktransfer.reconciler.v1.ReconcilerService";
 
 /// Runs the reconciler (its pass schedule and its API on `listener`) until `shutdown`.
 pub async fn run(
@@ -144,6 +144,6 @@ pub fn assemble<S: TransferStore, P: Participants>(
         settings.audit_limit_default,
         Duration::from_millis(settings.call_timeout_ms),
     );
-    let routes = tonic::service::Routes::new(ReconcilerServer::new(api));
+    let routes = tonic::service::Routes::new(ReconcilerServiceServer::new(api));
     Ok((routes, reconciler))
 }

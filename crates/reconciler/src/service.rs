@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use banktransfer_api::reconciler::v1::reconciler_server::Reconciler as ReconcilerRpc;
+use banktransfer_api::reconciler::v1::reconciler_service_server::ReconcilerService as ReconcilerRpc;
 use banktransfer_api::reconciler::v1::{
     AuditMismatch, AuditRequest, AuditResponse, RunPassRequest, RunPassResponse,
 };

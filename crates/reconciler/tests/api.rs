@@ -11,7 +11,7 @@ use banktransfer_api::gateway::v1::{
     ApproveTransferRequest, GetTransferRequest, TransferStatus, get_transfer_request,
 };
 use banktransfer_api::money::v1 as money_pb;
-use banktransfer_api::reconciler::v1::reconciler_client::ReconcilerClient;
+use banktransfer_api::reconciler::v1::reconciler_service_client::ReconcilerServiceClient;
 use banktransfer_api::reconciler::v1::{AuditRequest, RunPassRequest};
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use common::{intent, now_ms, open_store};
@@ -80,7 +80,7 @@ async fn spawn_reconciler(
     fake: Arc<FakeParticipants>,
     clock: SharedClock,
     replica_id: &str,
-) -> Running<ReconcilerClient<Channel>> {
+) -> Running<ReconcilerServiceClient<Channel>> {
     let settings = reconciler::Settings {
         pass_interval_ms: 3_600_000,
         replica_id: replica_id.into(),
@@ -94,7 +94,7 @@ async fn spawn_reconciler(
         })
         .await
     });
-    let client = ReconcilerClient::connect(url).await.unwrap();
+    let client = ReconcilerServiceClient::connect(url).await.unwrap();
     Running { client, stop, task }
 }
 

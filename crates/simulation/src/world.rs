@@ -7,21 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use banktransfer_api::external::v1::external_institution_server::ExternalInstitutionServer;
-use banktransfer_api::external::v1::fault_injection_server::FaultInjectionServer;
-use banktransfer_api::ledger::v1::balance_store_server::BalanceStoreServer;
+use banktransfer_api::external::v1::fault_injection_service_server::FaultInjectionServiceServer;
 use banktransfer_protocol::reservation::Side;
 use coordinator::participants::GrpcParticipants;
 use coordinator::store::MemoryTransferStore;
 use gateway_coordinator::approve::TransferIds;
-use internal_balance_store::balance_store::BalanceStoreService;
 use internal_balance_store::rules::Rules;
+use mock_external_institution::fault_gate::FaultGate;
 use mock_external_institution::fault_injection::{FaultInjectionService, SharedFaults};
 use mock_external_institution::faults::FaultList;
-use mock_external_institution::institution::InstitutionService;
 use participant::NoScreening;
 use participant::config::SeedAccount;
-use participant::grpc::Participant;
+use participant::grpc::{NoGate, Participant};
 use participant::memory::MemoryBook;
 use reconciler::jitter::Jitter;
 use service_kit::clock::SharedClock;
@@ -92,7 +89,7 @@ pub struct World {
     pub coordinator_weather: SharedWeather,
     pub external_weather: SharedWeather,
     pub ledger_weather: SharedWeather,
-    /// The external institution's own fault list (its FaultInjection service's).
+    /// The external institution's own fault list (its FaultInjectionService's).
     pub institution_faults: SharedFaults,
     pub ids: Arc<SeededIds>,
     /// Reconciler starts so far: each start seeds its jitter afresh.
@@ -255,9 +252,9 @@ async fn serve_external(book: ExternalBook, faults: SharedFaults) -> turmoil::Re
     let participant = Participant::new(book, clock());
     // Lost replies wait for this signal, which lives as long as the process.
     let (_stopping, stop) = service_kit::shutdown::channel();
-    let institution = InstitutionService::new(Arc::new(participant), Arc::clone(&faults), stop);
-    let routes = Routes::new(ExternalInstitutionServer::new(institution)).add_service(
-        FaultInjectionServer::new(FaultInjectionService::new(faults)),
+    let gate = FaultGate::new(Arc::clone(&faults), stop);
+    let routes = participant::grpc::routes(participant, Side::Debit, gate).add_service(
+        FaultInjectionServiceServer::new(FaultInjectionService::new(faults)),
     );
     serve(
         EXTERNAL_PORT,
@@ -270,9 +267,7 @@ async fn serve_external(book: ExternalBook, faults: SharedFaults) -> turmoil::Re
 
 async fn serve_ledger(book: LedgerBook) -> turmoil::Result {
     let participant = Participant::new(book, clock());
-    let routes = Routes::new(BalanceStoreServer::new(BalanceStoreService::new(
-        participant,
-    )));
+    let routes = participant::grpc::routes(participant, Side::Credit, NoGate);
     serve(
         LEDGER_PORT,
         routes,

@@ -1,11 +1,11 @@
-//! [`Participants`] over gRPC: the external institution and our balance store speak the
-//! same reservation contract, so one set of conversions serves both.
+//! [`Participants`] over gRPC: the external institution and our balance store both serve
+//! `banktransfer.reservation.v1.ReservationService`, so one client type and one set of
+//! conversions serve both.
 
 use std::time::Duration;
 
-use banktransfer_api::external::v1::external_institution_client::ExternalInstitutionClient;
-use banktransfer_api::ledger::v1::balance_store_client::BalanceStoreClient;
 use banktransfer_api::money::v1 as money_pb;
+use banktransfer_api::reservation::v1::reservation_service_client::ReservationServiceClient;
 use banktransfer_api::reservation::v1::{
     self as reservation_pb, CancelRequest, ConfirmRequest, GetReservationRequest,
     ReservationStatus, ReserveRequest,
@@ -18,8 +18,8 @@ use super::{CallError, Participants, ReservationView, ReserveTerms};
 
 #[derive(Clone, Debug)]
 pub struct GrpcParticipants {
-    external: ExternalInstitutionClient<Channel>,
-    ledger: BalanceStoreClient<Channel>,
+    external: ReservationServiceClient<Channel>,
+    balance_store: ReservationServiceClient<Channel>,
 }
 
 impl GrpcParticipants {
@@ -31,8 +31,8 @@ impl GrpcParticipants {
         connect_timeout: Duration,
     ) -> Result<GrpcParticipants, tonic::transport::Error> {
         Ok(GrpcParticipants {
-            external: ExternalInstitutionClient::new(channel(external_url, connect_timeout)?),
-            ledger: BalanceStoreClient::new(channel(ledger_url, connect_timeout)?),
+            external: ReservationServiceClient::new(channel(external_url, connect_timeout)?),
+            balance_store: ReservationServiceClient::new(channel(ledger_url, connect_timeout)?),
         })
     }
 
@@ -40,8 +40,18 @@ impl GrpcParticipants {
     /// network).
     pub fn from_channels(external: Channel, ledger: Channel) -> GrpcParticipants {
         GrpcParticipants {
-            external: ExternalInstitutionClient::new(external),
-            ledger: BalanceStoreClient::new(ledger),
+            external: ReservationServiceClient::new(external),
+            balance_store: ReservationServiceClient::new(ledger),
+        }
+    }
+}
+
+impl GrpcParticipants {
+    /// The client of `leg`'s participant (clients are cheap handles on one channel).
+    fn client(&self, leg: Leg) -> ReservationServiceClient<Channel> {
+        match leg {
+            Leg::External => self.external.clone(),
+            Leg::Internal => self.balance_store.clone(),
         }
     }
 }
@@ -49,10 +59,7 @@ impl GrpcParticipants {
 impl Participants for GrpcParticipants {
     async fn reserve(&self, leg: Leg, terms: &ReserveTerms, timeout: Duration) -> ReserveReply {
         let request = with_deadline(reserve_request(terms), timeout);
-        let result = match leg {
-            Leg::External => self.external.clone().reserve(request).await,
-            Leg::Internal => self.ledger.clone().reserve(request).await,
-        };
+        let result = self.client(leg).reserve(request).await;
         reserve_reply(result.map(|r| r.into_inner().reservation))
     }
 
@@ -68,10 +75,7 @@ impl Participants for GrpcParticipants {
             },
             timeout,
         );
-        let result = match leg {
-            Leg::External => self.external.clone().confirm(request).await,
-            Leg::Internal => self.ledger.clone().confirm(request).await,
-        };
+        let result = self.client(leg).confirm(request).await;
         settled(
             "confirm",
             result.map(|r| r.into_inner().reservation),
@@ -91,10 +95,7 @@ impl Participants for GrpcParticipants {
             },
             timeout,
         );
-        let result = match leg {
-            Leg::External => self.external.clone().cancel(request).await,
-            Leg::Internal => self.ledger.clone().cancel(request).await,
-        };
+        let result = self.client(leg).cancel(request).await;
         settled(
             "cancel",
             result.map(|r| r.into_inner().reservation),
@@ -114,10 +115,7 @@ impl Participants for GrpcParticipants {
             },
             timeout,
         );
-        let result = match leg {
-            Leg::External => self.external.clone().get_reservation(request).await,
-            Leg::Internal => self.ledger.clone().get_reservation(request).await,
-        };
+        let result = self.client(leg).get_reservation(request).await;
         reservation_view(result.map(|r| r.into_inner().reservation))
     }
 }

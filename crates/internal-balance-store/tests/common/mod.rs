@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use banktransfer_api::ledger::v1::balance_store_client::BalanceStoreClient;
+use banktransfer_api::balance_store::v1 as balance_store_pb;
+use banktransfer_api::balance_store::v1::balance_store_service_client::BalanceStoreServiceClient;
 use banktransfer_api::money::v1::Money;
 use banktransfer_api::reservation::v1 as pb;
+use banktransfer_api::reservation::v1::reservation_service_client::ReservationServiceClient;
 use internal_balance_store::Settings;
 use internal_balance_store::rules::Rules;
 use participant::config::SeedAccount;
@@ -28,7 +30,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const START_MS: u64 = 1_704_067_200_000;
 
 pub struct Ledger {
-    pub client: BalanceStoreClient<Channel>,
+    /// The shared ReservationService.
+    pub client: ReservationServiceClient<Channel>,
+    /// The balance store's own BalanceStoreService.
+    pub accounts: BalanceStoreServiceClient<Channel>,
     pub clock: ManualClock,
     pub backend: Backend,
     stop: oneshot::Sender<()>,
@@ -46,13 +51,13 @@ pub fn seed(account_id: &str, user_id: &str) -> SeedAccount {
 
 /// The balance store over `db` with `int-alice` and `int-bob` open and `rules`.
 pub async fn start(db: &TestDatabase, rules: Rules) -> Ledger {
-    start_with(Settings {
-        database_url: db.url.clone(),
+    let mut settings = Settings {
         rules,
-        accounts: vec![seed("int-alice", "alice"), seed("int-bob", "bob")],
         ..Settings::default()
-    })
-    .await
+    };
+    settings.common.database_url = db.url.clone();
+    settings.common.accounts = vec![seed("int-alice", "alice"), seed("int-bob", "bob")];
+    start_with(settings).await
 }
 
 pub async fn start_with(settings: Settings) -> Ledger {
@@ -60,7 +65,7 @@ pub async fn start_with(settings: Settings) -> Ledger {
     if std::env::var_os("RUST_LOG").is_some() {
         service_kit::telemetry::init("internal-balance-store-test", "pretty");
     }
-    let backend = Backend::of_url(&settings.database_url).expect("a test database URL");
+    let backend = Backend::of_url(&settings.common.database_url).expect("a test database URL");
     let clock = ManualClock::new(START_MS);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -80,7 +85,8 @@ pub async fn start_with(settings: Settings) -> Ledger {
         .await
         .expect("connect to the balance store");
     Ledger {
-        client: BalanceStoreClient::new(channel),
+        client: ReservationServiceClient::new(channel.clone()),
+        accounts: BalanceStoreServiceClient::new(channel),
         clock,
         backend,
         stop,
@@ -92,6 +98,7 @@ impl Ledger {
     /// Shuts the server down and checks that it ran without error.
     pub async fn stop(self) {
         drop(self.client);
+        drop(self.accounts);
         let _ = self.stop.send(());
         self.server
             .await
@@ -147,20 +154,20 @@ impl Ledger {
         opening_minor: i64,
         currency: &str,
     ) -> Result<pb::Account, Status> {
-        let request = pb::OpenAccountRequest {
+        let request = balance_store_pb::OpenAccountRequest {
             account_id: account_id.into(),
             user_id: user_id.into(),
             opening_balance: Some(money(opening_minor, currency)),
         };
-        let response = self.client.open_account(request).await?.into_inner();
+        let response = self.accounts.open_account(request).await?.into_inner();
         Ok(response.account.expect("an account in the reply"))
     }
 
     pub async fn account(&mut self, account_id: &str) -> Result<pb::Account, Status> {
-        let request = pb::GetAccountRequest {
+        let request = balance_store_pb::GetAccountRequest {
             account_id: account_id.into(),
         };
-        let response = self.client.get_account(request).await?.into_inner();
+        let response = self.accounts.get_account(request).await?.into_inner();
         Ok(response.account.expect("an account in the reply"))
     }
 

@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-use banktransfer_api::external::v1::external_institution_client::ExternalInstitutionClient;
-use banktransfer_api::external::v1::fault_injection_client::FaultInjectionClient;
+use banktransfer_api::external::v1 as external_pb;
+use banktransfer_api::external::v1::external_institution_service_client::ExternalInstitutionServiceClient;
+use banktransfer_api::external::v1::fault_injection_service_client::FaultInjectionServiceClient;
 use banktransfer_api::money::v1::Money;
 use banktransfer_api::reservation::v1 as pb;
+use banktransfer_api::reservation::v1::reservation_service_client::ReservationServiceClient;
 use mock_external_institution::Settings;
 use participant::config::SeedAccount;
 use service_kit::db::Backend;
@@ -23,8 +25,11 @@ use tonic::transport::Channel;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Institution {
-    pub client: ExternalInstitutionClient<Channel>,
-    pub faults: FaultInjectionClient<Channel>,
+    /// The shared ReservationService.
+    pub client: ReservationServiceClient<Channel>,
+    /// The institution's own ExternalInstitutionService.
+    pub accounts: ExternalInstitutionServiceClient<Channel>,
+    pub faults: FaultInjectionServiceClient<Channel>,
     pub backend: Backend,
     stop: oneshot::Sender<()>,
     server: JoinHandle<anyhow::Result<()>>,
@@ -68,8 +73,9 @@ pub async fn start_with(settings: Settings) -> Institution {
         .await
         .expect("connect to the institution");
     Institution {
-        client: ExternalInstitutionClient::new(channel.clone()),
-        faults: FaultInjectionClient::new(channel),
+        client: ReservationServiceClient::new(channel.clone()),
+        accounts: ExternalInstitutionServiceClient::new(channel.clone()),
+        faults: FaultInjectionServiceClient::new(channel),
         backend,
         stop,
         server,
@@ -80,6 +86,7 @@ impl Institution {
     /// Shuts the server down and checks that it ran without error.
     pub async fn stop(self) {
         drop(self.client);
+        drop(self.accounts);
         drop(self.faults);
         let _ = self.stop.send(());
         self.server
@@ -131,20 +138,20 @@ impl Institution {
         opening_minor: i64,
         currency: &str,
     ) -> Result<pb::Account, Status> {
-        let request = pb::OpenAccountRequest {
+        let request = external_pb::OpenAccountRequest {
             account_id: account_id.into(),
             user_id: user_id.into(),
             opening_balance: Some(usd_like(opening_minor, currency)),
         };
-        let response = self.client.open_account(request).await?.into_inner();
+        let response = self.accounts.open_account(request).await?.into_inner();
         Ok(response.account.expect("an account in the reply"))
     }
 
     pub async fn account(&mut self, account_id: &str) -> Result<pb::Account, Status> {
-        let request = pb::GetAccountRequest {
+        let request = external_pb::GetAccountRequest {
             account_id: account_id.into(),
         };
-        let response = self.client.get_account(request).await?.into_inner();
+        let response = self.accounts.get_account(request).await?.into_inner();
         Ok(response.account.expect("an account in the reply"))
     }
 

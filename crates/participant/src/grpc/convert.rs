@@ -41,10 +41,15 @@ pub fn reserve_request(request: pb::ReserveRequest) -> Result<(String, Terms), S
     ))
 }
 
-pub fn open_account_request(request: pb::OpenAccountRequest) -> Result<NewAccount, Status> {
-    let account_id = id("account_id", request.account_id)?;
-    let user_id = id("user_id", request.user_id)?;
-    let opening = request.opening_balance.ok_or_else(|| {
+/// An OpenAccount's fields (either participant's own request message).
+pub fn new_account(
+    account_id: String,
+    user_id: String,
+    opening_balance: Option<money_pb::Money>,
+) -> Result<NewAccount, Status> {
+    let account_id = id("account_id", account_id)?;
+    let user_id = id("user_id", user_id)?;
+    let opening = opening_balance.ok_or_else(|| {
         Status::invalid_argument(
             "opening_balance is missing: set opening_balance.minor_units (zero or more) and \
              opening_balance.currency (the account's currency, e.g. \"USD\")",
@@ -202,23 +207,20 @@ mod tests {
 
     #[test]
     fn open_account_accepts_zero_and_refuses_negative() {
-        let request = |minor_units| pb::OpenAccountRequest {
-            account_id: "acc".into(),
-            user_id: "alice".into(),
-            opening_balance: Some(money_pb::Money {
+        let opening = |minor_units| {
+            Some(money_pb::Money {
                 minor_units,
                 currency: "USD".into(),
-            }),
+            })
         };
-        let account = open_account_request(request(0)).unwrap();
+        let open = |opening_balance| new_account("acc".into(), "alice".into(), opening_balance);
+        let account = open(opening(0)).unwrap();
         assert_eq!(account.opening_balance.minor_units(), 0);
-        let message = invalid_message(open_account_request(request(-1)));
+        let message = invalid_message(open(opening(-1)));
         assert!(message.contains("opening_balance.minor_units"), "{message}");
-        let missing = pb::OpenAccountRequest {
-            opening_balance: None,
-            ..request(0)
-        };
-        assert!(invalid_message(open_account_request(missing)).contains("opening_balance"));
+        assert!(invalid_message(open(None)).contains("opening_balance"));
+        let no_user = new_account("acc".into(), String::new(), opening(0));
+        assert!(invalid_message(no_user).contains("user_id is empty"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The gRPC handler logic both participants call from their generated service traits:
-//! parse the request (once, [`convert`]), ask the book, map the outcome to a reply or a
-//! status code, and log it inside a `reservation` span carrying the transfer id.
+//! The gRPC layer both participants share: [`Participant`], the handler logic (parse the
+//! request once, in [`convert`], ask the book, map the outcome to a reply or a status
+//! code, and log it inside a `reservation` span carrying the transfer id), and in
+//! [`services`] the generated service traits over it: `ReservationService`, which both
+//! participants serve, and each participant's own account service.
 //!
 //! Outcome -> reply:
 //! - a recorded or replayed reservation -> OK with it (HELD, CONFIRMED, CANCELLED, or
@@ -12,7 +14,9 @@
 
 pub mod convert;
 mod errors;
+pub mod services;
 
+use banktransfer_api::money::v1 as money_pb;
 use banktransfer_api::reservation::v1 as pb;
 use banktransfer_protocol::reservation::{
     Reservation, ReservationStatus, ReserveOutcome, SettleOutcome,
@@ -23,6 +27,9 @@ use tracing::Instrument;
 
 use crate::book::{OpenOutcome, ReservationBook};
 use errors::storage_status;
+pub use services::{
+    AccountsApi, CallGate, NoGate, Operation, ReservationApi, routes, service_names,
+};
 
 /// The handlers of one participant, over any [`ReservationBook`].
 pub struct Participant<B> {
@@ -83,38 +90,37 @@ impl<B: ReservationBook> Participant<B> {
         &self,
         request: pb::ConfirmRequest,
     ) -> Result<pb::ConfirmResponse, Status> {
-        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
-        async move {
-            let transfer_id =
-                convert::id("transfer_id", request.transfer_id).inspect_err(log_invalid)?;
-            let outcome = self
-                .book
-                .confirm(&transfer_id, self.now_ms())
-                .await
-                .map_err(storage_status)?;
-            let reservation = settled("confirm", outcome)?;
-            Ok(pb::ConfirmResponse {
-                reservation: Some(convert::reservation(&reservation)),
-            })
-        }
-        .instrument(span)
-        .await
+        let reservation = self
+            .settle(Settlement::Confirm, request.transfer_id)
+            .await?;
+        Ok(pb::ConfirmResponse {
+            reservation: Some(reservation),
+        })
     }
 
     pub async fn cancel(&self, request: pb::CancelRequest) -> Result<pb::CancelResponse, Status> {
-        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
+        let reservation = self.settle(Settlement::Cancel, request.transfer_id).await?;
+        Ok(pb::CancelResponse {
+            reservation: Some(reservation),
+        })
+    }
+
+    /// A confirm or a cancel: the same steps, the book's own decision.
+    async fn settle(
+        &self,
+        settlement: Settlement,
+        transfer_id: String,
+    ) -> Result<pb::Reservation, Status> {
+        let span = tracing::info_span!("reservation", transfer_id = %transfer_id);
         async move {
-            let transfer_id =
-                convert::id("transfer_id", request.transfer_id).inspect_err(log_invalid)?;
-            let outcome = self
-                .book
-                .cancel(&transfer_id, self.now_ms())
-                .await
-                .map_err(storage_status)?;
-            let reservation = settled("cancel", outcome)?;
-            Ok(pb::CancelResponse {
-                reservation: Some(convert::reservation(&reservation)),
-            })
+            let transfer_id = convert::id("transfer_id", transfer_id).inspect_err(log_invalid)?;
+            let now_ms = self.now_ms();
+            let (name, outcome) = match settlement {
+                Settlement::Confirm => ("confirm", self.book.confirm(&transfer_id, now_ms).await),
+                Settlement::Cancel => ("cancel", self.book.cancel(&transfer_id, now_ms).await),
+            };
+            let reservation = settled(name, outcome.map_err(storage_status)?)?;
+            Ok(convert::reservation(&reservation))
         }
         .instrument(span)
         .await
@@ -145,13 +151,18 @@ impl<B: ReservationBook> Participant<B> {
         .await
     }
 
+    /// OpenAccount, for either participant's own account service: the request's fields,
+    /// the account it answers with.
     pub async fn open_account(
         &self,
-        request: pb::OpenAccountRequest,
-    ) -> Result<pb::OpenAccountResponse, Status> {
-        let span = tracing::info_span!("account", account_id = %request.account_id);
+        account_id: String,
+        user_id: String,
+        opening_balance: Option<money_pb::Money>,
+    ) -> Result<pb::Account, Status> {
+        let span = tracing::info_span!("account", account_id = %account_id);
         async move {
-            let account = convert::open_account_request(request).inspect_err(log_invalid)?;
+            let account = convert::new_account(account_id, user_id, opening_balance)
+                .inspect_err(log_invalid)?;
             let outcome = self
                 .book
                 .open_account(account, self.now_ms())
@@ -174,35 +185,35 @@ impl<B: ReservationBook> Participant<B> {
                     return Err(Status::already_exists(why));
                 }
             };
-            Ok(pb::OpenAccountResponse {
-                account: Some(convert::account(&account)),
-            })
+            Ok(convert::account(&account))
         }
         .instrument(span)
         .await
     }
 
-    pub async fn get_account(
-        &self,
-        request: pb::GetAccountRequest,
-    ) -> Result<pb::GetAccountResponse, Status> {
-        let span = tracing::info_span!("account", account_id = %request.account_id);
+    /// GetAccount, for either participant's own account service.
+    pub async fn get_account(&self, account_id: String) -> Result<pb::Account, Status> {
+        let span = tracing::info_span!("account", account_id = %account_id);
         async move {
-            let account_id =
-                convert::id("account_id", request.account_id).inspect_err(log_invalid)?;
+            let account_id = convert::id("account_id", account_id).inspect_err(log_invalid)?;
             let account = self
                 .book
                 .get_account(&account_id)
                 .await
                 .map_err(storage_status)?
                 .ok_or_else(|| Status::not_found(format!("no account {account_id}")))?;
-            Ok(pb::GetAccountResponse {
-                account: Some(convert::account(&account)),
-            })
+            Ok(convert::account(&account))
         }
         .instrument(span)
         .await
     }
+}
+
+/// The two calls that settle a reservation.
+#[derive(Clone, Copy)]
+enum Settlement {
+    Confirm,
+    Cancel,
 }
 
 /// The answer to a confirm or a cancel.

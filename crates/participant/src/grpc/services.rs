@@ -1,0 +1,212 @@
+//! The generated service traits over [`Participant`], written once for both participants:
+//! - [`ReservationApi`]: `banktransfer.reservation.v1.ReservationService`, which both
+//!   serve. Reserve, confirm and cancel pass through a [`CallGate`] first: [`NoGate`] in
+//!   production, the injected faults in the mock external institution.
+//! - [`AccountsApi`]: each participant's own account service
+//!   (`banktransfer.external.v1.ExternalInstitutionService`,
+//!   `banktransfer.balance_store.v1.BalanceStoreService`): the same two calls over
+//!   messages of the same shape in two packages.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use banktransfer_api::balance_store::v1 as balance_store_pb;
+use banktransfer_api::balance_store::v1::balance_store_service_server::BalanceStoreServiceServer;
+use banktransfer_api::external::v1 as external_pb;
+use banktransfer_api::external::v1::external_institution_service_server::ExternalInstitutionServiceServer;
+use banktransfer_api::reservation::v1 as pb;
+use banktransfer_api::reservation::v1::reservation_service_server::{
+    ReservationService, ReservationServiceServer,
+};
+use banktransfer_protocol::reservation::Side;
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+
+use super::Participant;
+use crate::book::ReservationBook;
+
+/// The routes of one participant: `ReservationService` behind `gate`, and the side's own
+/// account service (the debit side is the external institution, the credit side our
+/// balance store).
+pub fn routes<B: ReservationBook, G: CallGate>(
+    participant: Participant<B>,
+    side: Side,
+    gate: G,
+) -> Routes {
+    let participant = Arc::new(participant);
+    let accounts = AccountsApi::new(Arc::clone(&participant));
+    let reservations = ReservationServiceServer::new(ReservationApi::new(participant, gate));
+    match side {
+        Side::Debit => {
+            Routes::new(reservations).add_service(ExternalInstitutionServiceServer::new(accounts))
+        }
+        Side::Credit => {
+            Routes::new(reservations).add_service(BalanceStoreServiceServer::new(accounts))
+        }
+    }
+}
+
+/// The fully qualified names of the services [`routes`] serves, for health and
+/// reflection.
+pub fn service_names(side: Side) -> [&'static str; 2] {
+    use banktransfer_api::balance_store::v1::balance_store_service_server as balance_store;
+    use banktransfer_api::external::v1::external_institution_service_server as external;
+    use banktransfer_api::reservation::v1::reservation_service_server as reservation;
+    match side {
+        Side::Debit => [reservation::SERVICE_NAME, external::SERVICE_NAME],
+        Side::Credit => [reservation::SERVICE_NAME, balance_store::SERVICE_NAME],
+    }
+}
+
+/// A reservation call that changes state, which a [`CallGate`] may delay or fail (reads
+/// never pass a gate, so tests can always look at the state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Reserve,
+    Confirm,
+    Cancel,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Reserve => "reserve",
+            Operation::Confirm => "confirm",
+            Operation::Cancel => "cancel",
+        })
+    }
+}
+
+/// What stands between a reserve, confirm or cancel and the book.
+pub trait CallGate: Send + Sync + 'static {
+    /// Runs `apply` (the operation, on a future of its own so that it may outlive the
+    /// caller) as the gate decides, and answers for it.
+    fn pass<T: Send + 'static>(
+        &self,
+        operation: Operation,
+        transfer_id: &str,
+        apply: impl Future<Output = Result<T, Status>> + Send + 'static,
+    ) -> impl Future<Output = Result<T, Status>> + Send;
+}
+
+/// Every call goes straight through.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoGate;
+
+impl CallGate for NoGate {
+    async fn pass<T: Send + 'static>(
+        &self,
+        _operation: Operation,
+        _transfer_id: &str,
+        apply: impl Future<Output = Result<T, Status>> + Send + 'static,
+    ) -> Result<T, Status> {
+        apply.await
+    }
+}
+
+/// `ReservationService` over the participant's handlers, behind `gate`.
+pub struct ReservationApi<B, G = NoGate> {
+    participant: Arc<Participant<B>>,
+    gate: G,
+}
+
+impl<B: ReservationBook, G: CallGate> ReservationApi<B, G> {
+    pub fn new(participant: Arc<Participant<B>>, gate: G) -> ReservationApi<B, G> {
+        ReservationApi { participant, gate }
+    }
+}
+
+#[tonic::async_trait]
+impl<B: ReservationBook, G: CallGate> ReservationService for ReservationApi<B, G> {
+    async fn reserve(
+        &self,
+        request: Request<pb::ReserveRequest>,
+    ) -> Result<Response<pb::ReserveResponse>, Status> {
+        let request = request.into_inner();
+        let transfer_id = request.transfer_id.clone();
+        let participant = Arc::clone(&self.participant);
+        let apply = async move { participant.reserve(request).await };
+        let gated = self.gate.pass(Operation::Reserve, &transfer_id, apply);
+        gated.await.map(Response::new)
+    }
+
+    async fn confirm(
+        &self,
+        request: Request<pb::ConfirmRequest>,
+    ) -> Result<Response<pb::ConfirmResponse>, Status> {
+        let request = request.into_inner();
+        let transfer_id = request.transfer_id.clone();
+        let participant = Arc::clone(&self.participant);
+        let apply = async move { participant.confirm(request).await };
+        let gated = self.gate.pass(Operation::Confirm, &transfer_id, apply);
+        gated.await.map(Response::new)
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
+        let request = request.into_inner();
+        let transfer_id = request.transfer_id.clone();
+        let participant = Arc::clone(&self.participant);
+        let apply = async move { participant.cancel(request).await };
+        let gated = self.gate.pass(Operation::Cancel, &transfer_id, apply);
+        gated.await.map(Response::new)
+    }
+
+    async fn get_reservation(
+        &self,
+        request: Request<pb::GetReservationRequest>,
+    ) -> Result<Response<pb::GetReservationResponse>, Status> {
+        self.participant
+            .get_reservation(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+}
+
+/// A participant's own account service over its handlers: OpenAccount and GetAccount.
+pub struct AccountsApi<B> {
+    participant: Arc<Participant<B>>,
+}
+
+impl<B: ReservationBook> AccountsApi<B> {
+    pub fn new(participant: Arc<Participant<B>>) -> AccountsApi<B> {
+        AccountsApi { participant }
+    }
+}
+
+/// The two account services differ only in their package: one body serves both.
+macro_rules! accounts_service {
+    ($package:ident :: $server:ident :: $service:ident) => {
+        #[tonic::async_trait]
+        impl<B: ReservationBook> $package::$server::$service for AccountsApi<B> {
+            async fn open_account(
+                &self,
+                request: Request<$package::OpenAccountRequest>,
+            ) -> Result<Response<$package::OpenAccountResponse>, Status> {
+                let request = request.into_inner();
+                let opened = self.participant.open_account(
+                    request.account_id,
+                    request.user_id,
+                    request.opening_balance,
+                );
+                let account = Some(opened.await?);
+                Ok(Response::new($package::OpenAccountResponse { account }))
+            }
+
+            async fn get_account(
+                &self,
+                request: Request<$package::GetAccountRequest>,
+            ) -> Result<Response<$package::GetAccountResponse>, Status> {
+                let account_id = request.into_inner().account_id;
+                let account = Some(self.participant.get_account(account_id).await?);
+                Ok(Response::new($package::GetAccountResponse { account }))
+            }
+        }
+    };
+}
+
+accounts_service!(external_pb::external_institution_service_server::ExternalInstitutionService);
+accounts_service!(balance_store_pb::balance_store_service_server::BalanceStoreService);
