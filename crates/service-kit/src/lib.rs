@@ -11,7 +11,6 @@
 //! - [`client`]: gRPC channels to other services, with connect timeouts.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a future, and a signal for background loops.
 //! - [`clock`]: the only place that reads the wall clock.
-//! - [`testing`]: throw-away SQLite and PostgreSQL databases for tests.
 
 pub mod client;
 pub mod clock;
@@ -20,4 +19,3 @@ pub mod db;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
-pub mod testing;

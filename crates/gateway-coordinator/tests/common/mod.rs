@@ -16,7 +16,7 @@ use coordinator::testing::FakeParticipants;
 use gateway_coordinator::Settings;
 use service_kit::clock::{Clock, SystemClock};
 use service_kit::db::{self, PoolSettings};
-use service_kit::testing::TestDatabase;
+use testkit::db::TestDatabase;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 

@@ -14,7 +14,7 @@ use reconciler::jitter::Jitter;
 use reconciler::pass::{PassOptions, Reconciler};
 use service_kit::clock::{Clock, ManualClock, SystemClock};
 use service_kit::db::{self, PoolSettings};
-use service_kit::testing::TestDatabase;
+use testkit::db::TestDatabase;
 
 pub type TestReconciler = Reconciler<SqlTransferStore, FakeParticipants>;
 
