@@ -1,6 +1,6 @@
 //! What a participant's storage must do, as a trait: the gRPC handlers drive any
-//! [`ReservationBook`], so the SQL store and the in-memory store (`crate::memory`, for
-//! deterministic simulation) answer through the very same handler code.
+//! [`ReservationBook`], so the SQL store and the in-memory store (`testkit::memory_book`,
+//! for deterministic simulation) answer through the very same handler code.
 //!
 //! Every method that changes state has it committed before its future resolves: the
 //! caller may answer the client as soon as it has the outcome.

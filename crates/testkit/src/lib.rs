@@ -7,4 +7,24 @@
 //!   a temporary directory, and a uniquely named PostgreSQL database dropped afterwards
 //!   ([`db::all`] gives every back end reachable here).
 
+//! - [`sim_db`]: what both in-memory stores share: one simulated database (its tables
+//!   under one lock, a change counter, the TEST-ONLY mutation switch) and its planned
+//!   store failures ([`sim_db::FailurePlan`]: a delay, a call in flight, an unreachable
+//!   database, a reply lost after the commit), drawn per call by the simulation's weather.
+//! - [`memory_transfer_store`]: fakes the coordinator's transfer log
+//!   (`coordinator::store::TransferStore`) with the SQL statements' guards, for the
+//!   deterministic simulation (sqlx's SQLite runs on OS threads, which a simulated clock
+//!   cannot order); its mutation [`memory_transfer_store::StoreMutation`] drops the
+//!   decision's compare-and-set.
+//! - [`memory_book`]: fakes a participant's reservation book
+//!   (`participant::ReservationBook`) over the same pure decisions, for the same reason;
+//!   its mutation [`memory_book::BookMutation`] forgets cancel tombstones.
+//!
+//! A mutation is a deliberate bug, switched on only by the simulation's mutation tests to
+//! show that the invariants catch it; a store failure is the weather a correct system must
+//! survive.
+
 pub mod db;
+pub mod memory_book;
+pub mod memory_transfer_store;
+pub mod sim_db;
