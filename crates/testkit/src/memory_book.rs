@@ -380,9 +380,9 @@ impl<S: MemoryScreening> ReservationBook for MemoryBook<S> {
     }
 }
 
-/// What the SQL store returns when its pool cannot reach the database.
+/// What the SQL store reports when its pool cannot reach the database.
 fn unreachable() -> StoreError {
-    StoreError::Db(sqlx::Error::PoolTimedOut)
+    StoreError::Unavailable("pool timed out while waiting for an open connection".into())
 }
 
 #[cfg(test)]
@@ -526,12 +526,12 @@ mod tests {
             .with_failures(Arc::new(move |_| *planned.lock().unwrap()));
         plan.lock().unwrap().failure = Failure::Unreachable;
         let err = book.reserve("t1", terms(10), 1).await.unwrap_err();
-        assert!(err.is_unavailable(), "{err}");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         assert!(book.snapshot().reservations.is_empty());
 
         plan.lock().unwrap().failure = Failure::LostReply;
         let err = book.reserve("t1", terms(10), 1).await.unwrap_err();
-        assert!(err.is_unavailable(), "{err}");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         assert_eq!(
             book.snapshot().reservations["t1"].reservation.status,
             ReservationStatus::Held
