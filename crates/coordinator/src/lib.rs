@@ -14,7 +14,6 @@
 //! - [`driver`]: runs `banktransfer_protocol::transfer::TransferMachine` against the store
 //!   and the participants, with deadlines.
 //! - [`fault`]: TEST-ONLY pause points for the crash tests.
-//! - [`testing`]: scripted participants for tests.
 //! - [`connect`]: opens the transfer log and the participant clients from the settings.
 
 pub mod config;
@@ -22,7 +21,6 @@ pub mod driver;
 pub mod fault;
 pub mod participants;
 pub mod store;
-pub mod testing;
 
 use anyhow::Context;
 

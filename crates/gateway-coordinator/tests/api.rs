@@ -16,9 +16,9 @@ use coordinator::driver::{Deadlines, Driver};
 use coordinator::fault::FaultPoints;
 use coordinator::participants::ReservationView;
 use coordinator::store::{SqlTransferStore, TransferStore};
-use coordinator::testing::{FakeParticipants, FakeReserve, Op};
 use gateway_coordinator::Settings;
 use service_kit::clock::SystemClock;
+use testkit::participants::{FakeParticipants, FakeReserve, Op};
 
 /// Generous bounds for waits that only a broken implementation exceeds.
 const PATIENCE: Duration = Duration::from_secs(5);

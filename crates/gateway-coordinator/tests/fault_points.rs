@@ -13,8 +13,8 @@ use coordinator::driver::{Deadlines, Driver};
 use coordinator::fault::FaultPoints;
 use coordinator::participants::ReservationView;
 use coordinator::store::{Intent, TransferStore};
-use coordinator::testing::{FakeParticipants, Op};
 use service_kit::clock::SystemClock;
+use testkit::participants::{FakeParticipants, Op};
 
 /// Log lines written while the guard lives (this test's thread only).
 #[derive(Clone, Default)]

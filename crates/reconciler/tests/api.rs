@@ -17,8 +17,8 @@ use banktransfer_protocol::transfer::{Leg, RecordedState};
 use common::{intent, now_ms, open_store};
 use coordinator::participants::ReservationView;
 use coordinator::store::{SqlTransferStore, TransferStore};
-use coordinator::testing::{FakeParticipants, FakeReserve};
 use service_kit::clock::{ManualClock, SharedClock, SystemClock};
+use testkit::participants::{FakeParticipants, FakeReserve};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 

@@ -13,9 +13,9 @@ use coordinator::driver::{Deadlines, Driver};
 use coordinator::fault::FaultPoints;
 use coordinator::participants::ReservationView;
 use coordinator::store::{Intent, TransferStore};
-use coordinator::testing::{FakeParticipants, Op};
 use reconciler::pass::PassReport;
 use service_kit::clock::ManualClock;
+use testkit::participants::{FakeParticipants, Op};
 
 #[tokio::test]
 async fn a_stale_undecided_transfer_is_aborted_and_both_legs_cancelled() {

@@ -6,7 +6,6 @@
 //! - [`db`]: throw-away databases for tests that run on a real back end: a SQLite file in
 //!   a temporary directory, and a uniquely named PostgreSQL database dropped afterwards
 //!   ([`db::all`] gives every back end reachable here).
-
 //! - [`sim_db`]: what both in-memory stores share: one simulated database (its tables
 //!   under one lock, a change counter, the TEST-ONLY mutation switch) and its planned
 //!   store failures ([`sim_db::FailurePlan`]: a delay, a call in flight, an unreachable
@@ -19,6 +18,10 @@
 //! - [`memory_book`]: fakes a participant's reservation book
 //!   (`participant::ReservationBook`) over the same pure decisions, for the same reason;
 //!   its mutation [`memory_book::BookMutation`] forgets cancel tombstones.
+//! - [`participants`]: [`participants::FakeParticipants`] fakes both participants (the
+//!   coordinator's `Participants` client) for the gateway's and the reconciler's tests:
+//!   scripted answers and delays, a reservation book with the real participants' rules,
+//!   and a record of every call, without a network or a database.
 //!
 //! A mutation is a deliberate bug, switched on only by the simulation's mutation tests to
 //! show that the invariants catch it; a store failure is the weather a correct system must
@@ -27,4 +30,5 @@
 pub mod db;
 pub mod memory_book;
 pub mod memory_transfer_store;
+pub mod participants;
 pub mod sim_db;
