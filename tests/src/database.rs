@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use service_kit::testing::{self, TestDatabase};
+use testkit::db::TestDatabase;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatabaseChoice {
@@ -71,12 +71,12 @@ pub fn sqlite(dir: &Path) -> Databases {
 }
 
 /// Three fresh PostgreSQL databases, or `None` when no server is reachable (after the
-/// loud message of `service_kit::testing::postgres`, which fails instead under
+/// loud message of `testkit::db::postgres`, which fails instead under
 /// `REQUIRE_POSTGRES=1`).
 pub async fn postgres() -> Option<Databases> {
-    let coordinator = testing::postgres("e2e_coordinator").await?;
-    let external = testing::postgres("e2e_external").await?;
-    let ledger = testing::postgres("e2e_ledger").await?;
+    let coordinator = testkit::db::postgres("e2e_coordinator").await?;
+    let external = testkit::db::postgres("e2e_external").await?;
+    let ledger = testkit::db::postgres("e2e_ledger").await?;
     Some(Databases {
         coordinator: coordinator.url.clone(),
         external: external.url.clone(),

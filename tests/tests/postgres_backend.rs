@@ -1,6 +1,6 @@
 //! The same scenarios on PostgreSQL: the happy path, a crash, and the concurrency test
 //! (where row locking matters). Skips loudly when no server is reachable, unless
-//! `REQUIRE_POSTGRES=1` (see `service_kit::testing`).
+//! `REQUIRE_POSTGRES=1` (see `testkit::db`).
 
 use banktransfer_e2e::scenarios;
 use banktransfer_e2e::{Cluster, ClusterConfig, DatabaseChoice, PausePoint};

@@ -7,14 +7,13 @@
 //!   the transfer log's URL, the participants' URLs, `[server]`, `[database]`) and their
 //!   one validation.
 //! - [`store`]: the durable transfer log ([`store::TransferStore`], over SQL in
-//!   [`store::SqlTransferStore`], in memory for simulation in [`store::MemoryTransferStore`]);
-//!   every write a single guarded statement. [`store_status`] maps its errors to gRPC.
+//!   [`store::SqlTransferStore`]; in memory for the simulation in
+//!   `testkit::memory_transfer_store`); every write a single guarded statement. [`store_status`] maps its errors to gRPC.
 //! - [`participants`]: the external institution and the balance store
 //!   ([`participants::Participants`], over gRPC in [`participants::GrpcParticipants`]).
 //! - [`driver`]: runs `banktransfer_protocol::transfer::TransferMachine` against the store
 //!   and the participants, with deadlines.
 //! - [`fault`]: TEST-ONLY pause points for the crash tests.
-//! - [`testing`]: scripted participants for tests.
 //! - [`connect`]: opens the transfer log and the participant clients from the settings.
 
 pub mod config;
@@ -22,7 +21,6 @@ pub mod driver;
 pub mod fault;
 pub mod participants;
 pub mod store;
-pub mod testing;
 
 use anyhow::Context;
 

@@ -16,10 +16,9 @@ use coordinator::driver::{Deadlines, Driver};
 use coordinator::fault::FaultPoints;
 use coordinator::participants::ReservationView;
 use coordinator::store::{SqlTransferStore, TransferStore};
-use coordinator::testing::{FakeParticipants, FakeReserve, Op};
 use gateway_coordinator::Settings;
 use service_kit::clock::SystemClock;
-use service_kit::testing;
+use testkit::participants::{FakeParticipants, FakeReserve, Op};
 
 /// Generous bounds for waits that only a broken implementation exceeds.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -52,7 +51,7 @@ fn recovery_deadlines() -> Deadlines {
 
 #[tokio::test]
 async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
-    for test_db in testing::all("happy").await {
+    for test_db in testkit::db::all("happy").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
@@ -140,7 +139,7 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
 
 #[tokio::test]
 async fn a_refusal_fails_the_transfer_and_cancels_both_legs() {
-    for test_db in testing::all("refusal").await {
+    for test_db in testkit::db::all("refusal").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         fake.script(Leg::Internal, |s| {
@@ -179,7 +178,7 @@ async fn a_refusal_fails_the_transfer_and_cancels_both_legs() {
 
 #[tokio::test]
 async fn an_unknown_reserve_answer_fails_the_transfer() {
-    for test_db in testing::all("unknown").await {
+    for test_db in testkit::db::all("unknown").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         fake.script(Leg::External, |s| {
@@ -215,7 +214,7 @@ async fn an_unknown_reserve_answer_fails_the_transfer() {
 
 #[tokio::test]
 async fn a_slow_participant_fails_the_transfer_within_the_budget() {
-    for test_db in testing::all("slowreserve").await {
+    for test_db in testkit::db::all("slowreserve").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         fake.script(Leg::External, |s| s.reserve_delay = Duration::from_secs(30));
@@ -262,7 +261,7 @@ async fn a_slow_participant_fails_the_transfer_within_the_budget() {
 
 #[tokio::test]
 async fn a_shorter_client_deadline_shrinks_the_budget() {
-    let test_db = testing::sqlite("clientdeadline");
+    let test_db = testkit::db::sqlite("clientdeadline");
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
     fake.script(Leg::Internal, |s| s.reserve_delay = Duration::from_secs(30));
@@ -285,7 +284,7 @@ async fn a_shorter_client_deadline_shrinks_the_budget() {
 
 #[tokio::test]
 async fn a_slow_confirm_answers_processing_and_recovery_finishes_it() {
-    for test_db in testing::all("slowconfirm").await {
+    for test_db in testkit::db::all("slowconfirm").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         fake.script(Leg::External, |s| s.settle_delay = Duration::from_secs(30));
@@ -333,7 +332,7 @@ async fn a_slow_confirm_answers_processing_and_recovery_finishes_it() {
 
 #[tokio::test]
 async fn a_replay_returns_the_same_transfer_without_moving_money_again() {
-    for test_db in testing::all("replay").await {
+    for test_db in testkit::db::all("replay").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
@@ -380,7 +379,7 @@ async fn a_replay_returns_the_same_transfer_without_moving_money_again() {
 
 #[tokio::test]
 async fn concurrent_duplicates_resolve_to_one_transfer() {
-    for test_db in testing::all("duplicates").await {
+    for test_db in testkit::db::all("duplicates").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         // Slow enough that the duplicates arrive while the original is reserving.
@@ -423,7 +422,7 @@ async fn concurrent_duplicates_resolve_to_one_transfer() {
 
 #[tokio::test]
 async fn a_replay_takes_over_a_stale_undecided_transfer_and_aborts_it() {
-    for test_db in testing::all("takeover").await {
+    for test_db in testkit::db::all("takeover").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
@@ -471,7 +470,7 @@ async fn a_replay_takes_over_a_stale_undecided_transfer_and_aborts_it() {
 
 #[tokio::test]
 async fn a_replay_of_a_live_undecided_transfer_polls_and_answers_processing() {
-    let test_db = testing::sqlite("pollreplay");
+    let test_db = testkit::db::sqlite("pollreplay");
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
     let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
@@ -506,7 +505,7 @@ async fn a_replay_of_a_live_undecided_transfer_polls_and_answers_processing() {
 
 #[tokio::test]
 async fn invalid_requests_are_refused_with_nothing_written() {
-    let test_db = testing::sqlite("invalid");
+    let test_db = testkit::db::sqlite("invalid");
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
     let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
@@ -548,7 +547,7 @@ async fn invalid_requests_are_refused_with_nothing_written() {
 
 #[tokio::test]
 async fn an_unreachable_store_answers_unavailable() {
-    let test_db = testing::sqlite("storedown");
+    let test_db = testkit::db::sqlite("storedown");
     // At the intent: nothing happened.
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
@@ -594,7 +593,7 @@ async fn an_unreachable_store_answers_unavailable() {
 
 #[tokio::test]
 async fn requests_beyond_max_in_flight_are_refused() {
-    let test_db = testing::sqlite("inflight");
+    let test_db = testkit::db::sqlite("inflight");
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
     fake.script(Leg::External, |s| {
@@ -636,7 +635,7 @@ async fn requests_beyond_max_in_flight_are_refused() {
 async fn a_hanging_store_answers_unavailable_within_the_budget() {
     use sqlx::{Connection, Executor};
 
-    let test_db = testing::sqlite("storehang");
+    let test_db = testkit::db::sqlite("storehang");
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
     let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;

@@ -13,9 +13,8 @@ use coordinator::driver::{Deadlines, Driver};
 use coordinator::fault::FaultPoints;
 use coordinator::participants::ReservationView;
 use coordinator::store::{Intent, TransferStore};
-use coordinator::testing::{FakeParticipants, Op};
 use service_kit::clock::SystemClock;
-use service_kit::testing;
+use testkit::participants::{FakeParticipants, Op};
 
 /// Log lines written while the guard lives (this test's thread only).
 #[derive(Clone, Default)]
@@ -53,7 +52,7 @@ async fn paused_after_the_decision_nothing_is_confirmed_and_recovery_finishes_it
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let test_db = testing::sqlite("afterdecision");
+    let test_db = testkit::db::sqlite("afterdecision");
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
     let Intent::Created(record) = store
@@ -115,7 +114,7 @@ async fn paused_after_both_reserves_the_transfer_stays_undecided() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let test_db = testing::sqlite("afterreserve");
+    let test_db = testkit::db::sqlite("afterreserve");
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
     let Intent::Created(record) = store

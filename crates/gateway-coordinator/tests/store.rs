@@ -6,13 +6,12 @@ mod common;
 use banktransfer_protocol::transfer::{Decision, RecordedState};
 use common::{intent, open_store};
 use coordinator::store::{Intent, StoreError, TransferStore};
-use service_kit::testing;
 
 const T0: u64 = 1_700_000_000_000;
 
 #[tokio::test]
 async fn intent_insert_is_idempotent_and_keeps_the_first_fingerprint() {
-    for test_db in testing::all("intent").await {
+    for test_db in testkit::db::all("intent").await {
         let store = open_store(&test_db).await;
         let first = intent("alice", "k1", 100, T0);
         let Intent::Created(created) = store.insert_intent(&first).await.unwrap() else {
@@ -60,7 +59,7 @@ async fn intent_insert_is_idempotent_and_keeps_the_first_fingerprint() {
 
 #[tokio::test]
 async fn concurrent_intents_under_one_key_resolve_to_one_transfer() {
-    for test_db in testing::all("intentrace").await {
+    for test_db in testkit::db::all("intentrace").await {
         let stores = [open_store(&test_db).await, open_store(&test_db).await];
         let mut tasks = Vec::new();
         for i in 0..8 {
@@ -92,7 +91,7 @@ async fn concurrent_intents_under_one_key_resolve_to_one_transfer() {
 
 #[tokio::test]
 async fn racing_deciders_agree_on_the_one_decision_recorded() {
-    for test_db in testing::all("decisionrace").await {
+    for test_db in testkit::db::all("decisionrace").await {
         // Two pools: on SQLite, two processes' worth of connections.
         let gateway = open_store(&test_db).await;
         let reconciler = open_store(&test_db).await;
@@ -138,7 +137,7 @@ async fn racing_deciders_agree_on_the_one_decision_recorded() {
 
 #[tokio::test]
 async fn outcomes_are_guarded_by_the_decision() {
-    for test_db in testing::all("outcome").await {
+    for test_db in testkit::db::all("outcome").await {
         let store = open_store(&test_db).await;
         let new = intent("alice", "k", 100, T0);
         store.insert_intent(&new).await.unwrap();
@@ -195,7 +194,7 @@ async fn outcomes_are_guarded_by_the_decision() {
 
 #[tokio::test]
 async fn a_lease_is_held_by_one_replica_until_it_expires_or_is_released() {
-    for test_db in testing::all("lease").await {
+    for test_db in testkit::db::all("lease").await {
         let a = open_store(&test_db).await;
         let b = open_store(&test_db).await;
         let new = intent("alice", "k", 100, T0);
@@ -275,7 +274,7 @@ async fn a_lease_is_held_by_one_replica_until_it_expires_or_is_released() {
 
 #[tokio::test]
 async fn due_listing_honours_next_attempt_and_skips_finished_transfers() {
-    for test_db in testing::all("due").await {
+    for test_db in testkit::db::all("due").await {
         let store = open_store(&test_db).await;
         let mut later = intent("alice", "later", 100, T0);
         later.next_attempt_at_ms = T0 + 5_000;

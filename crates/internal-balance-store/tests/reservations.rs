@@ -7,12 +7,11 @@ mod common;
 use banktransfer_api::reservation::v1::{RefusalReason, ReservationStatus};
 use common::{expect_code, start};
 use internal_balance_store::rules::Rules;
-use service_kit::testing;
 use tonic::Code;
 
 #[tokio::test]
 async fn accounts_open_idempotently_and_conflicting_reopens_are_already_exists() {
-    for db in testing::all("ledger_accounts").await {
+    for db in testkit::db::all("ledger_accounts").await {
         let mut ledger = start(&db, Rules::default()).await;
         let alice = ledger.account("int-alice").await.unwrap();
         assert_eq!(
@@ -51,7 +50,7 @@ async fn accounts_open_idempotently_and_conflicting_reopens_are_already_exists()
 
 #[tokio::test]
 async fn a_confirmed_credit_becomes_available_once() {
-    for db in testing::all("ledger_confirm").await {
+    for db in testkit::db::all("ledger_confirm").await {
         let mut ledger = start(&db, Rules::default()).await;
         let held = ledger
             .reserve("t1", "int-alice", "alice", 300)
@@ -95,7 +94,7 @@ async fn a_confirmed_credit_becomes_available_once() {
 
 #[tokio::test]
 async fn a_cancelled_credit_is_dropped_once() {
-    for db in testing::all("ledger_cancel").await {
+    for db in testkit::db::all("ledger_cancel").await {
         let mut ledger = start(&db, Rules::default()).await;
         ledger
             .reserve("t1", "int-alice", "alice", 300)
@@ -125,7 +124,7 @@ async fn a_cancelled_credit_is_dropped_once() {
 
 #[tokio::test]
 async fn a_tombstone_refuses_the_late_reserve_and_conflicts_are_already_exists() {
-    for db in testing::all("ledger_tombstone").await {
+    for db in testkit::db::all("ledger_tombstone").await {
         let mut ledger = start(&db, Rules::default()).await;
         let tombstone = ledger.cancel("t-late").await.unwrap();
         assert_eq!(tombstone.status(), ReservationStatus::Cancelled);
@@ -157,7 +156,7 @@ async fn a_tombstone_refuses_the_late_reserve_and_conflicts_are_already_exists()
 
 #[tokio::test]
 async fn refused_credits_hold_nothing_and_cannot_be_confirmed() {
-    for db in testing::all("ledger_refused").await {
+    for db in testkit::db::all("ledger_refused").await {
         let mut ledger = start(&db, Rules::default()).await;
         let refused = ledger.reserve("t1", "int-bob", "alice", 100).await.unwrap();
         assert_eq!(refused.status(), ReservationStatus::Refused);
@@ -180,7 +179,7 @@ async fn refused_credits_hold_nothing_and_cannot_be_confirmed() {
 
 #[tokio::test]
 async fn invalid_requests_are_invalid_argument() {
-    for db in testing::all("ledger_invalid").await {
+    for db in testkit::db::all("ledger_invalid").await {
         let mut ledger = start(&db, Rules::default()).await;
         let long_id = "t".repeat(129);
         let cases = [

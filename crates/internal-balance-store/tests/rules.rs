@@ -7,7 +7,6 @@ mod common;
 use banktransfer_api::reservation::v1::{RefusalReason, ReservationStatus};
 use common::{Ledger, start};
 use internal_balance_store::rules::Rules;
-use service_kit::testing;
 
 const MINUTE_MS: u64 = 60_000;
 const DAY_MS: u64 = 24 * 60 * MINUTE_MS;
@@ -60,7 +59,7 @@ async fn assert_held(ledger: &mut Ledger, transfer_id: &str, user_id: &str, amou
 
 #[tokio::test]
 async fn amounts_at_the_review_threshold_and_blocked_users_are_antifraud() {
-    for db in testing::all("ledger_antifraud").await {
+    for db in testkit::db::all("ledger_antifraud").await {
         let rules = Rules {
             blocked_users: vec!["bob".into()],
             ..Rules::default()
@@ -94,7 +93,7 @@ async fn amounts_at_the_review_threshold_and_blocked_users_are_antifraud() {
 
 #[tokio::test]
 async fn transfers_above_the_largest_allowed_are_limit_exceeded() {
-    for db in testing::all("ledger_max").await {
+    for db in testkit::db::all("ledger_max").await {
         let rules = Rules {
             max_transfer_minor: 50_000,
             ..Rules::default()
@@ -116,7 +115,7 @@ async fn transfers_above_the_largest_allowed_are_limit_exceeded() {
 
 #[tokio::test]
 async fn the_daily_inbound_limit_counts_held_and_confirmed_credits_for_24_hours() {
-    for db in testing::all("ledger_daily").await {
+    for db in testkit::db::all("ledger_daily").await {
         let rules = Rules {
             daily_inbound_limit_minor: 1_000,
             ..Rules::default()
@@ -158,7 +157,7 @@ async fn the_daily_inbound_limit_counts_held_and_confirmed_credits_for_24_hours(
 
 #[tokio::test]
 async fn the_reserve_after_the_allowed_number_in_the_window_is_rate_limited() {
-    for db in testing::all("ledger_rate").await {
+    for db in testkit::db::all("ledger_rate").await {
         let rules = Rules {
             rate_limit_max_reserves: 3,
             rate_limit_window_ms: MINUTE_MS,
@@ -224,7 +223,7 @@ async fn the_reserve_after_the_allowed_number_in_the_window_is_rate_limited() {
 
 #[tokio::test]
 async fn invalid_rules_stop_the_start_up() {
-    let db = testing::sqlite("ledger_bad_rules");
+    let db = testkit::db::sqlite("ledger_bad_rules");
     let mut settings = internal_balance_store::Settings {
         rules: Rules {
             rate_limit_window_ms: 0,

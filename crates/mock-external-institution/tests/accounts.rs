@@ -4,12 +4,11 @@
 mod common;
 
 use common::{expect_code, seed, start};
-use service_kit::testing;
 use tonic::Code;
 
 #[tokio::test]
 async fn seed_accounts_open_once_and_keep_their_balance_across_restarts() {
-    for db in testing::all("ext_seed").await {
+    for db in testkit::db::all("ext_seed").await {
         let mut bank = start(&db, vec![seed("ext-alice", "alice", 100_000)]).await;
         let alice = bank.account("ext-alice").await.unwrap();
         assert_eq!(alice.user_id, "alice");
@@ -34,7 +33,7 @@ async fn seed_accounts_open_once_and_keep_their_balance_across_restarts() {
 
 #[tokio::test]
 async fn a_seed_account_that_conflicts_with_the_data_stops_the_start_up() {
-    for db in testing::all("ext_seed_conflict").await {
+    for db in testkit::db::all("ext_seed_conflict").await {
         let bank = start(&db, vec![seed("ext-alice", "alice", 1)]).await;
         bank.stop().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -52,7 +51,7 @@ async fn a_seed_account_that_conflicts_with_the_data_stops_the_start_up() {
 
 #[tokio::test]
 async fn open_is_idempotent_and_conflicting_reopens_are_already_exists() {
-    for db in testing::all("ext_open").await {
+    for db in testkit::db::all("ext_open").await {
         let mut bank = start(&db, Vec::new()).await;
         let opened = bank.open("acc-1", "carol", 500, "USD").await.unwrap();
         assert_eq!(common::balance(&opened), (500, 0, 0), "{:?}", bank.backend);
@@ -80,7 +79,7 @@ async fn open_is_idempotent_and_conflicting_reopens_are_already_exists() {
 
 #[tokio::test]
 async fn invalid_account_requests_are_invalid_argument() {
-    for db in testing::all("ext_open_invalid").await {
+    for db in testkit::db::all("ext_open_invalid").await {
         let mut bank = start(&db, Vec::new()).await;
         let long_id = "a".repeat(129);
         let cases = [

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use banktransfer_api::reservation::v1::{self as pb, ReservationStatus};
 use common::{balance, reserve_request, seed, start};
-use service_kit::testing;
 use tokio::task::JoinSet;
 
 const OPENING_MINOR: i64 = 1_000_000;
@@ -22,7 +21,7 @@ const SNAPSHOTS_MAX: usize = 500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deadline_cancelled_calls_leave_the_books_exact() {
-    for db in testing::all("ext_cancelled").await {
+    for db in testkit::db::all("ext_cancelled").await {
         let bank = start(&db, vec![seed("ext-alice", "alice", OPENING_MINOR)]).await;
 
         // Reserves with deadlines from 1 to 4 ms: on a loaded machine many are cut off

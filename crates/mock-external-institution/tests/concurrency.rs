@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use banktransfer_api::reservation::v1::{self as pb, RefusalReason, ReservationStatus};
 use common::{balance, reserve_request, seed, start};
-use service_kit::testing;
 use tokio::task::JoinSet;
 
 const OPENING_MINOR: i64 = 1_000;
@@ -20,7 +19,7 @@ const SNAPSHOTS_MAX: usize = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reserves_hold_exactly_the_available_funds() {
-    for db in testing::all("ext_race").await {
+    for db in testkit::db::all("ext_race").await {
         let mut bank = start(&db, vec![seed("ext-alice", "alice", OPENING_MINOR)]).await;
 
         // Watches the account while the reserves race: never negative, always conserved.
@@ -88,7 +87,7 @@ async fn concurrent_reserves_hold_exactly_the_available_funds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_duplicates_of_one_reserve_hold_once() {
-    for db in testing::all("ext_dup").await {
+    for db in testkit::db::all("ext_dup").await {
         let mut bank = start(&db, vec![seed("ext-alice", "alice", OPENING_MINOR)]).await;
         let mut calls = JoinSet::new();
         for _ in 0..16 {
@@ -124,7 +123,7 @@ async fn concurrent_duplicates_of_one_reserve_hold_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_racing_confirm_and_cancel_settle_each_hold_exactly_once() {
     const HOLDS: usize = 10;
-    for db in testing::all("ext_settle_race").await {
+    for db in testkit::db::all("ext_settle_race").await {
         let mut bank = start(&db, vec![seed("ext-alice", "alice", OPENING_MINOR)]).await;
         for i in 0..HOLDS {
             let held = bank

@@ -11,7 +11,6 @@ use banktransfer_api::external::v1::{
 };
 use banktransfer_api::reservation::v1::ReservationStatus;
 use common::{Institution, expect_code, reserve_request, seed, start};
-use service_kit::testing;
 use tonic::{Code, Status};
 
 /// Bounds the wait for the detached apply of a lost reply (see below).
@@ -45,7 +44,7 @@ async fn active_faults(bank: &mut Institution) -> Vec<Fault> {
 
 #[tokio::test]
 async fn error_and_unavailable_faults_answer_without_applying() {
-    for db in testing::all("ext_fault_error").await {
+    for db in testkit::db::all("ext_fault_error").await {
         let mut bank = start(&db, vec![seed("ext-alice", "alice", 1_000)]).await;
 
         inject(&mut bank, Operation::Reserve, FaultKind::Error, 0, 1)
@@ -87,7 +86,7 @@ async fn error_and_unavailable_faults_answer_without_applying() {
 
 #[tokio::test]
 async fn a_latency_fault_delays_then_applies() {
-    for db in testing::all("ext_fault_latency").await {
+    for db in testkit::db::all("ext_fault_latency").await {
         let mut bank = start(&db, vec![seed("ext-alice", "alice", 1_000)]).await;
         let fault = inject(&mut bank, Operation::Any, FaultKind::Latency, 20, 1)
             .await
@@ -104,7 +103,7 @@ async fn a_latency_fault_delays_then_applies() {
 
 #[tokio::test]
 async fn a_lost_reply_is_applied_durably_while_the_caller_times_out() {
-    for db in testing::all("ext_fault_lose").await {
+    for db in testkit::db::all("ext_fault_lose").await {
         let mut bank = start(&db, vec![seed("ext-alice", "alice", 1_000)]).await;
         inject(&mut bank, Operation::Reserve, FaultKind::LoseReply, 0, 1)
             .await
@@ -148,7 +147,7 @@ async fn a_lost_reply_is_applied_durably_while_the_caller_times_out() {
 
 #[tokio::test]
 async fn unlimited_faults_fire_until_cleared_and_reads_never_meet_them() {
-    for db in testing::all("ext_fault_unlimited").await {
+    for db in testkit::db::all("ext_fault_unlimited").await {
         let mut bank = start(&db, vec![seed("ext-alice", "alice", 1_000)]).await;
         bank.reserve("t1", "ext-alice", "alice", 100).await.unwrap();
         inject(&mut bank, Operation::Any, FaultKind::Error, 0, 0)
@@ -194,12 +193,12 @@ async fn unlimited_faults_fire_until_cleared_and_reads_never_meet_them() {
 
 #[tokio::test]
 async fn faults_match_their_operation_in_insertion_order() {
-    for db in testing::all("ext_fault_order").await {
+    for db in testkit::db::all("ext_fault_order").await {
         faults_match_in_order_on(&db).await;
     }
 }
 
-async fn faults_match_in_order_on(db: &testing::TestDatabase) {
+async fn faults_match_in_order_on(db: &testkit::db::TestDatabase) {
     let mut bank = start(db, vec![seed("ext-alice", "alice", 1_000)]).await;
     inject(&mut bank, Operation::Cancel, FaultKind::Unavailable, 0, 1)
         .await
@@ -243,7 +242,7 @@ async fn faults_match_in_order_on(db: &testing::TestDatabase) {
 /// The fault list lives in memory, whatever the database: SQLite suffices.
 #[tokio::test]
 async fn fault_requests_are_checked_and_bounded() {
-    let db = testing::sqlite("ext_fault_invalid");
+    let db = testkit::db::sqlite("ext_fault_invalid");
     let mut bank = start(&db, Vec::new()).await;
     let invalid = [
         (Operation::Unspecified, FaultKind::Error, 0, "operation"),

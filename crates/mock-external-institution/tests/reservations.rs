@@ -6,10 +6,9 @@ mod common;
 
 use banktransfer_api::reservation::v1::{RefusalReason, ReservationStatus};
 use common::{Institution, expect_code, seed, start};
-use service_kit::testing;
 use tonic::Code;
 
-async fn bank_with_alice(db: &testing::TestDatabase) -> Institution {
+async fn bank_with_alice(db: &testkit::db::TestDatabase) -> Institution {
     start(
         db,
         vec![
@@ -22,7 +21,7 @@ async fn bank_with_alice(db: &testing::TestDatabase) -> Institution {
 
 #[tokio::test]
 async fn reserve_then_confirm_moves_funds_out_once() {
-    for db in testing::all("ext_confirm").await {
+    for db in testkit::db::all("ext_confirm").await {
         let mut bank = bank_with_alice(&db).await;
         let held = bank.reserve("t1", "ext-alice", "alice", 300).await.unwrap();
         assert_eq!(held.status(), ReservationStatus::Held, "{:?}", bank.backend);
@@ -61,7 +60,7 @@ async fn reserve_then_confirm_moves_funds_out_once() {
 
 #[tokio::test]
 async fn reserve_then_cancel_gives_the_funds_back_once() {
-    for db in testing::all("ext_cancel").await {
+    for db in testkit::db::all("ext_cancel").await {
         let mut bank = bank_with_alice(&db).await;
         bank.reserve("t1", "ext-alice", "alice", 400).await.unwrap();
         assert_eq!(bank.balance("ext-alice").await, (600, 400, 0));
@@ -92,7 +91,7 @@ async fn reserve_then_cancel_gives_the_funds_back_once() {
 
 #[tokio::test]
 async fn a_transfer_id_reused_with_other_terms_is_already_exists() {
-    for db in testing::all("ext_conflict").await {
+    for db in testkit::db::all("ext_conflict").await {
         let mut bank = bank_with_alice(&db).await;
         let held = bank.reserve("t1", "ext-alice", "alice", 100).await.unwrap();
         for (account_id, user_id, amount) in [
@@ -120,7 +119,7 @@ async fn a_transfer_id_reused_with_other_terms_is_already_exists() {
 
 #[tokio::test]
 async fn a_cancel_before_the_reserve_leaves_a_tombstone_that_refuses_it() {
-    for db in testing::all("ext_tombstone").await {
+    for db in testkit::db::all("ext_tombstone").await {
         let mut bank = bank_with_alice(&db).await;
         let tombstone = bank.cancel("t-late").await.unwrap();
         assert_eq!(
@@ -148,7 +147,7 @@ async fn a_cancel_before_the_reserve_leaves_a_tombstone_that_refuses_it() {
 
 #[tokio::test]
 async fn refusals_are_recorded_answers_that_hold_nothing() {
-    for db in testing::all("ext_refusals").await {
+    for db in testkit::db::all("ext_refusals").await {
         let mut bank = bank_with_alice(&db).await;
         bank.open("ext-alice-eur", "alice", 1_000, "EUR")
             .await
@@ -227,7 +226,7 @@ async fn refusals_are_recorded_answers_that_hold_nothing() {
 
 #[tokio::test]
 async fn unknown_transfers_are_not_found_to_read_and_cannot_be_confirmed() {
-    for db in testing::all("ext_unknown").await {
+    for db in testkit::db::all("ext_unknown").await {
         let mut bank = bank_with_alice(&db).await;
         expect_code(bank.reservation("t-never").await, Code::NotFound);
         let status = expect_code(bank.confirm("t-never").await, Code::FailedPrecondition);
@@ -240,7 +239,7 @@ async fn unknown_transfers_are_not_found_to_read_and_cannot_be_confirmed() {
 
 #[tokio::test]
 async fn invalid_reservation_requests_are_invalid_argument() {
-    for db in testing::all("ext_invalid").await {
+    for db in testkit::db::all("ext_invalid").await {
         let mut bank = bank_with_alice(&db).await;
         let long_id = "t".repeat(129);
         let cases = [

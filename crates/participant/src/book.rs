@@ -1,6 +1,6 @@
 //! What a participant's storage must do, as a trait: the gRPC handlers drive any
-//! [`ReservationBook`], so the SQL store and the in-memory store (`crate::memory`, for
-//! deterministic simulation) answer through the very same handler code.
+//! [`ReservationBook`], so the SQL store and the in-memory store (`testkit::memory_book`,
+//! for deterministic simulation) answer through the very same handler code.
 //!
 //! Every method that changes state has it committed before its future resolves: the
 //! caller may answer the client as soon as it has the outcome.
@@ -33,21 +33,20 @@ pub enum OpenOutcome {
     Conflict(String),
 }
 
-#[derive(Debug, thiserror::Error)]
+/// A storage failure, whatever the storage is: the SQL store maps its driver's errors to
+/// these at its boundary (`store/sql.rs`), and the handlers map these to gRPC statuses.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    /// Could not reach the database, or it timed out: what it holds is unknown, and the
+    /// caller may retry later.
+    #[error("the reservation book's database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the statement (a bug, not an outage).
+    #[error("the reservation book's database refused the statement: {0}")]
+    Failed(String),
     /// A stored row the protocol types cannot represent: a bug or a hand edit.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-}
-
-impl StoreError {
-    /// True when the database could not be reached (the caller may retry later), as
-    /// opposed to a statement it refused.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Db(err) if service_kit::db::is_unavailable(err))
-    }
 }
 
 /// A participant's reservation book in storage. `now_ms` (milliseconds since the Unix

@@ -8,10 +8,8 @@
 //! - [`book`]: the [`ReservationBook`] trait the gRPC handlers drive, and its domain types
 //!   ([`NewAccount`], [`OpenOutcome`], [`StoreError`]).
 //! - [`store`]: [`ReservationStore`], the book over SQL: every reserve, confirm and cancel
-//!   is one database transaction. All of the crate's SQL is in `store/sql.rs`.
-//! - [`memory`]: [`memory::MemoryBook`], the book in memory for the deterministic
-//!   simulation: the same pure decisions, each applied atomically, with planned delays
-//!   and database failures.
+//!   is one database transaction. All of the crate's SQL is in `store/sql.rs`. (The
+//!   book in memory, for the deterministic simulation, is `testkit::memory_book`.)
 //! - [`screening`]: the [`Screening`] hook a participant runs inside the reserve
 //!   transaction (the balance store's antifraud, limits and rate limit); [`NoScreening`]
 //!   for the external institution.
@@ -33,7 +31,6 @@ pub mod book;
 pub mod config;
 pub mod grpc;
 pub mod ids;
-pub mod memory;
 pub mod screening;
 pub mod seed;
 pub mod serve;

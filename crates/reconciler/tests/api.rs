@@ -17,9 +17,8 @@ use banktransfer_protocol::transfer::{Leg, RecordedState};
 use common::{intent, now_ms, open_store};
 use coordinator::participants::ReservationView;
 use coordinator::store::{SqlTransferStore, TransferStore};
-use coordinator::testing::{FakeParticipants, FakeReserve};
 use service_kit::clock::{ManualClock, SharedClock, SystemClock};
-use service_kit::testing;
+use testkit::participants::{FakeParticipants, FakeReserve};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -113,7 +112,7 @@ fn approve_request(key: &str) -> ApproveTransferRequest {
 
 #[tokio::test]
 async fn a_slow_confirm_answers_processing_then_the_reconciler_finishes_it() {
-    for test_db in testing::all("slowconfirm").await {
+    for test_db in testkit::db::all("slowconfirm").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         fake.script(Leg::External, |s| s.settle_delay = Duration::from_secs(30));
@@ -185,7 +184,7 @@ async fn a_slow_confirm_answers_processing_then_the_reconciler_finishes_it() {
 
 #[tokio::test]
 async fn the_audit_reports_what_does_not_add_up() {
-    for test_db in testing::all("audit").await {
+    for test_db in testkit::db::all("audit").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         let mut gateway = spawn_gateway(roomy_gateway(), store.clone(), fake.clone()).await;
@@ -281,7 +280,7 @@ async fn the_audit_reports_what_does_not_add_up() {
 
 #[tokio::test]
 async fn shutdown_stops_the_schedule_and_releases_this_replicas_leases() {
-    let test_db = testing::sqlite("shutdown");
+    let test_db = testkit::db::sqlite("shutdown");
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
     let t0 = now_ms();

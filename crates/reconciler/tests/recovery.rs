@@ -13,14 +13,13 @@ use coordinator::driver::{Deadlines, Driver};
 use coordinator::fault::FaultPoints;
 use coordinator::participants::ReservationView;
 use coordinator::store::{Intent, TransferStore};
-use coordinator::testing::{FakeParticipants, Op};
 use reconciler::pass::PassReport;
 use service_kit::clock::ManualClock;
-use service_kit::testing;
+use testkit::participants::{FakeParticipants, Op};
 
 #[tokio::test]
 async fn a_stale_undecided_transfer_is_aborted_and_both_legs_cancelled() {
-    for test_db in testing::all("staleabort").await {
+    for test_db in testkit::db::all("staleabort").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         let t0 = now_ms();
@@ -71,7 +70,7 @@ async fn a_stale_undecided_transfer_is_aborted_and_both_legs_cancelled() {
 
 #[tokio::test]
 async fn a_young_undecided_transfer_is_left_to_its_request() {
-    for test_db in testing::all("young").await {
+    for test_db in testkit::db::all("young").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         let t0 = now_ms();
@@ -96,7 +95,7 @@ async fn a_young_undecided_transfer_is_left_to_its_request() {
 
 #[tokio::test]
 async fn a_commit_left_by_a_crashed_gateway_is_confirmed() {
-    for test_db in testing::all("crashcommit").await {
+    for test_db in testkit::db::all("crashcommit").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         let t0 = now_ms();
@@ -132,7 +131,7 @@ async fn a_commit_left_by_a_crashed_gateway_is_confirmed() {
 
 #[tokio::test]
 async fn an_unanswering_participant_is_retried_with_backoff_until_it_answers() {
-    for test_db in testing::all("backoff").await {
+    for test_db in testkit::db::all("backoff").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         fake.script(Leg::Internal, |s| s.settle_fails = true);
@@ -196,7 +195,7 @@ fn clock_now(clock: &ManualClock) -> u64 {
 
 #[tokio::test]
 async fn a_dead_replicas_lease_expires_and_another_replica_finishes_the_transfer() {
-    for test_db in testing::all("deadlease").await {
+    for test_db in testkit::db::all("deadlease").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
         let t0 = now_ms();
@@ -236,7 +235,7 @@ async fn a_dead_replicas_lease_expires_and_another_replica_finishes_the_transfer
 
 #[tokio::test]
 async fn two_replicas_on_one_database_process_each_transfer_once() {
-    for test_db in testing::all("replicas").await {
+    for test_db in testkit::db::all("replicas").await {
         let store_a = open_store(&test_db).await;
         let store_b = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
@@ -273,7 +272,7 @@ async fn two_replicas_on_one_database_process_each_transfer_once() {
 
 #[tokio::test]
 async fn a_reconciler_abort_wins_over_a_late_gateway_and_the_gateway_follows_it() {
-    for test_db in testing::all("abortfirst").await {
+    for test_db in testkit::db::all("abortfirst").await {
         let gateway_store = open_store(&test_db).await;
         let reconciler_store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
@@ -342,7 +341,7 @@ async fn a_reconciler_abort_wins_over_a_late_gateway_and_the_gateway_follows_it(
 
 #[tokio::test]
 async fn a_racing_gateway_and_reconciler_always_agree() {
-    for test_db in testing::all("race").await {
+    for test_db in testkit::db::all("race").await {
         let gateway_store = open_store(&test_db).await;
         let reconciler_store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());

@@ -11,7 +11,6 @@
 //! - [`client`]: gRPC channels to other services, with connect timeouts.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a future, and a signal for background loops.
 //! - [`clock`]: the only place that reads the wall clock.
-//! - [`testing`]: throw-away SQLite and PostgreSQL databases for tests.
 //! - [`identity`]: the SPIFFE ids of the services and of operators, and the user-token
 //!   issuer and audience defaults (`banktransfer-pki` issues what these name).
 //! - [`tls`]: TLS from the `[tls]` file paths (server and client configs for tonic/rustls),
@@ -31,5 +30,4 @@ pub mod jwt;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
-pub mod testing;
 pub mod tls;

@@ -2,7 +2,6 @@
 //! money round-trips, unique violations are recognised, CHECK constraints bite.
 
 use service_kit::db::{self, Migrations, PoolSettings};
-use service_kit::testing;
 
 const MIGRATIONS: Migrations = Migrations {
     sqlite: &[(
@@ -17,7 +16,7 @@ const MIGRATIONS: Migrations = Migrations {
 
 #[tokio::test]
 async fn migrations_money_and_constraints_on_every_backend() {
-    for test_db in testing::all("kitdb").await {
+    for test_db in testkit::db::all("kitdb").await {
         let db = db::connect(&test_db.url, PoolSettings::default())
             .await
             .unwrap();

@@ -1,8 +1,8 @@
 //! What one simulated run is: its seed, its length, how hard the faults hit, and the
 //! TEST-ONLY mutation that removes a safety mechanism.
 
-use coordinator::store::memory::StoreMutation;
-use participant::memory::BookMutation;
+use testkit::memory_book::BookMutation;
+use testkit::memory_transfer_store::StoreMutation;
 
 /// TEST-ONLY: one safety mechanism the simulated world leaves out, so that a test can
 /// show the simulation catches its absence.
@@ -11,10 +11,10 @@ pub enum Mutation {
     #[default]
     None,
     /// The external institution's book records no tombstone for a cancel that arrives
-    /// before its reserve (see `participant::memory::BookMutation`).
+    /// before its reserve (see `testkit::memory_book::BookMutation`).
     ForgetTombstones,
     /// The coordinator's store writes the decision whatever the record holds (see
-    /// `coordinator::store::memory::StoreMutation`).
+    /// `testkit::memory_transfer_store::StoreMutation`).
     IgnoreDecisionGuard,
 }
 

@@ -19,7 +19,7 @@ use banktransfer_protocol::reservation::ReservationStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use coordinator::participants::ReservationView;
 use coordinator::store::TransferRecord;
-use participant::memory::{BookSnapshot, StoredReservation};
+use testkit::memory_book::{BookSnapshot, StoredReservation};
 
 use crate::workload::{Answer, Call, Observation};
 use crate::world::{User, World};

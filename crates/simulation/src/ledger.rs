@@ -4,7 +4,7 @@
 
 use banktransfer_protocol::reservation::{Refusal, ReservationStatus, Terms};
 use internal_balance_store::rules::{self, Counts, DAY_MS, Rules};
-use participant::memory::{MemoryScreening, StoredReservation};
+use testkit::memory_book::{MemoryScreening, StoredReservation};
 
 #[derive(Clone, Debug)]
 pub struct LedgerMemoryScreening {

@@ -28,7 +28,7 @@
 //!   --nocapture`: one seed, as a failure's replay line prints it.
 //!
 //! What makes a run repeatable: every random choice comes from streams derived from the
-//! seed (turmoil's network, the fault schedule, each user, each database's call planner,
+//! seed (turmoil's network, the fault schedule, each user, each database's failure planner,
 //! the transfer ids, the reconciler's jitter); the epoch is fixed; the services read
 //! turmoil's clock; every host runs on turmoil's single thread; stores are in memory
 //! (no OS threads); the coordinator's driver polls its answers before its deadline

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use banktransfer_protocol::reservation::ReservationStatus;
 use banktransfer_protocol::transfer::RecordedState;
-use participant::memory::{MemoryBook, MemoryScreening};
+use testkit::memory_book::{MemoryBook, MemoryScreening};
 
 use crate::world::World;
 

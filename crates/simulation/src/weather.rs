@@ -1,13 +1,12 @@
 //! The simulated databases' weather: how slow and how unreliable each store is right now.
-//! The fault schedule changes it between steps; each store's call planner draws every
-//! call's fate from it with a seeded stream of its own, in the (deterministic) order the
-//! calls arrive.
+//! The fault schedule changes it between steps; each store's failure planner draws every
+//! call's plan (`testkit::sim_db::FailurePlan`) from it with a seeded stream of its own, in
+//! the (deterministic) order the calls arrive.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use coordinator::store::memory as coordinator_db;
-use participant::memory as book_db;
+use testkit::sim_db::{Failure, FailurePlan, FailurePlanner};
 
 use crate::rng::SimRng;
 
@@ -26,14 +25,6 @@ pub struct Weather {
     pub down: bool,
 }
 
-/// What the planner decided for one call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fate {
-    Ok,
-    Unreachable,
-    LostReply,
-}
-
 /// A store's weather, shared by the fault schedule (writer) and its planner (reader).
 #[derive(Clone, Debug, Default)]
 pub struct SharedWeather(Arc<Mutex<Weather>>);
@@ -47,11 +38,14 @@ impl SharedWeather {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = weather;
     }
 
-    /// (delay before sending, time in flight, fate) of one call.
-    fn draw(&self, rng: &Mutex<SimRng>) -> (Duration, Duration, Fate) {
+    /// One call's delay before sending, time in flight, and failure.
+    fn draw(&self, rng: &Mutex<SimRng>) -> FailurePlan {
         let weather = self.get();
         if weather.down {
-            return (Duration::ZERO, Duration::ZERO, Fate::Unreachable);
+            return FailurePlan {
+                failure: Failure::Unreachable,
+                ..FailurePlan::default()
+            };
         }
         let mut rng = rng.lock().unwrap_or_else(PoisonError::into_inner);
         let mut delay_ms = 0;
@@ -69,55 +63,27 @@ impl SharedWeather {
                 in_flight_ms += slow_ms;
             }
         }
-        let fate = if weather.fail_per_million > 0 && rng.chance(weather.fail_per_million) {
+        let failure = if weather.fail_per_million > 0 && rng.chance(weather.fail_per_million) {
             if rng.chance(500_000) {
-                Fate::Unreachable
+                Failure::Unreachable
             } else {
-                Fate::LostReply
+                Failure::LostReply
             }
         } else {
-            Fate::Ok
+            Failure::None
         };
-        (
-            Duration::from_millis(delay_ms),
-            Duration::from_millis(in_flight_ms),
-            fate,
-        )
+        FailurePlan {
+            delay: Duration::from_millis(delay_ms),
+            in_flight: Duration::from_millis(in_flight_ms),
+            failure,
+        }
     }
 
-    /// A planner for a reservation book, drawing from the stream `seed`.
-    pub fn book_planner(&self, seed: u64) -> book_db::CallPlanner {
+    /// A planner for one store's calls (a reservation book's or the coordinator's
+    /// transfer log's), drawing from the stream `seed`.
+    pub fn planner<C>(&self, seed: u64) -> FailurePlanner<C> {
         let weather = self.clone();
         let rng = Mutex::new(SimRng::new(seed));
-        Arc::new(move |_call| {
-            let (delay, in_flight, fate) = weather.draw(&rng);
-            book_db::CallPlan {
-                delay,
-                in_flight,
-                failure: match fate {
-                    Fate::Ok => book_db::CallFailure::None,
-                    Fate::Unreachable => book_db::CallFailure::Unreachable,
-                    Fate::LostReply => book_db::CallFailure::LostReply,
-                },
-            }
-        })
-    }
-
-    /// A planner for the coordinator's transfer store, drawing from the stream `seed`.
-    pub fn coordinator_planner(&self, seed: u64) -> coordinator_db::CallPlanner {
-        let weather = self.clone();
-        let rng = Mutex::new(SimRng::new(seed));
-        Arc::new(move |_call| {
-            let (delay, in_flight, fate) = weather.draw(&rng);
-            coordinator_db::CallPlan {
-                delay,
-                in_flight,
-                failure: match fate {
-                    Fate::Ok => coordinator_db::CallFailure::None,
-                    Fate::Unreachable => coordinator_db::CallFailure::Unreachable,
-                    Fate::LostReply => coordinator_db::CallFailure::LostReply,
-                },
-            }
-        })
+        Arc::new(move |_call: C| weather.draw(&rng))
     }
 }

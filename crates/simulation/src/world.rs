@@ -10,7 +10,6 @@ use std::time::Duration;
 use banktransfer_api::external::v1::fault_injection_service_server::FaultInjectionServiceServer;
 use banktransfer_protocol::reservation::Side;
 use coordinator::participants::GrpcParticipants;
-use coordinator::store::MemoryTransferStore;
 use gateway_coordinator::approve::TransferIds;
 use internal_balance_store::rules::Rules;
 use mock_external_institution::fault_gate::FaultGate;
@@ -19,10 +18,11 @@ use mock_external_institution::faults::FaultList;
 use participant::NoScreening;
 use participant::config::SeedAccount;
 use participant::grpc::{NoGate, Participant};
-use participant::memory::MemoryBook;
 use reconciler::jitter::Jitter;
 use service_kit::clock::SharedClock;
 use service_kit::server::ServerSettings;
+use testkit::memory_book::MemoryBook;
+use testkit::memory_transfer_store::MemoryTransferStore;
 use tonic::service::Routes;
 
 use crate::clock::{EPOCH_MS, SimClock};
@@ -123,15 +123,13 @@ impl World {
         let external_weather = SharedWeather::default();
         let ledger_weather = SharedWeather::default();
         let coordinator = MemoryTransferStore::new()
-            .with_planner(
-                coordinator_weather.coordinator_planner(SimRng::derive(seed, "db-coordinator")),
-            )
+            .with_failures(coordinator_weather.planner(SimRng::derive(seed, "db-coordinator")))
             .with_mutation(config.mutation.store());
         let external = MemoryBook::new(Side::Debit, NoScreening)
-            .with_planner(external_weather.book_planner(SimRng::derive(seed, "db-external")))
+            .with_failures(external_weather.planner(SimRng::derive(seed, "db-external")))
             .with_mutation(config.mutation.book());
         let ledger = MemoryBook::new(Side::Credit, LedgerMemoryScreening::new(rules.clone()))
-            .with_planner(ledger_weather.book_planner(SimRng::derive(seed, "db-ledger")));
+            .with_failures(ledger_weather.planner(SimRng::derive(seed, "db-ledger")));
         open_accounts(&users, &external, &ledger);
         World {
             log: SharedLog::new(config.recent_events),

@@ -3,10 +3,9 @@
 //! Every write is a single statement guarded by the state it expects (a compare-and-set),
 //! so the gateway and any number of reconciler replicas can race on one transfer and
 //! still agree: the first decision recorded wins and everyone reads it back. The SQL lives
-//! in [`sql`] alone; [`memory`] is the same log in memory, with the same guards, for the
-//! deterministic simulation.
+//! in [`sql`] alone; `testkit::memory_transfer_store` is the same log in memory, with the
+//! same guards, for the deterministic simulation.
 
-pub mod memory;
 mod sql;
 
 use std::future::Future;
@@ -15,7 +14,6 @@ use banktransfer_protocol::money::Money;
 use banktransfer_protocol::transfer::{Decision, RecordedState};
 use service_kit::db::Migrations;
 
-pub use memory::MemoryTransferStore;
 pub use sql::SqlTransferStore;
 
 /// The transfer log's schema, one migration list per back end.

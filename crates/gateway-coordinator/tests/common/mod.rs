@@ -12,11 +12,11 @@ use banktransfer_api::money::v1 as money_pb;
 use banktransfer_protocol::fingerprint::request_fingerprint;
 use banktransfer_protocol::money::Money;
 use coordinator::store::{MIGRATIONS, NewTransfer, SqlTransferStore};
-use coordinator::testing::FakeParticipants;
 use gateway_coordinator::Settings;
 use service_kit::clock::{Clock, SystemClock};
 use service_kit::db::{self, PoolSettings};
-use service_kit::testing::TestDatabase;
+use testkit::db::TestDatabase;
+use testkit::participants::FakeParticipants;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 

@@ -17,7 +17,7 @@ use internal_balance_store::rules::Rules;
 use participant::config::SeedAccount;
 use service_kit::clock::ManualClock;
 use service_kit::db::Backend;
-use service_kit::testing::TestDatabase;
+use testkit::db::TestDatabase;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Status;

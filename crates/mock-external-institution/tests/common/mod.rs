@@ -15,7 +15,7 @@ use banktransfer_api::reservation::v1::reservation_service_client::ReservationSe
 use mock_external_institution::Settings;
 use participant::config::SeedAccount;
 use service_kit::db::Backend;
-use service_kit::testing::TestDatabase;
+use testkit::db::TestDatabase;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Status;

@@ -11,12 +11,12 @@ mod sql;
 use banktransfer_protocol::reservation::{
     self, AccountView, Balance, Reservation, ReserveOutcome, SettleOutcome, Side, Terms,
 };
-use service_kit::db::{Backend, Db, is_unique_violation};
+use service_kit::db::{Backend, Db};
 use tracing::Instrument;
 
 use crate::book::{NewAccount, OpenOutcome, ReservationBook, StoreError};
 use crate::screening::{NoScreening, Screening};
-use sql::Lock;
+use sql::{Lock, SqlError};
 
 /// A concurrent first call for the same transfer id fails our insert with a unique
 /// violation; one re-read then finds its row and replays it. A second violation in a row
@@ -64,7 +64,7 @@ impl<S: Screening> ReservationStore<S> {
         transfer_id: &str,
         terms: &Terms,
         now_ms: i64,
-    ) -> Result<ReserveOutcome, StoreError> {
+    ) -> Result<ReserveOutcome, SqlError> {
         let mut tx = self.db.pool.begin().await?;
         let existing = sql::select_reservation(&mut tx, transfer_id, self.lock()).await?;
         // Locked before screening, so the screening's counts cannot change under it for
@@ -102,7 +102,7 @@ impl<S: Screening> ReservationStore<S> {
         transfer_id: &str,
         now_ms: i64,
         decide: SettleDecision,
-    ) -> Result<SettleOutcome, StoreError> {
+    ) -> Result<SettleOutcome, SqlError> {
         let mut tx = self.db.pool.begin().await?;
         let existing = sql::select_reservation(&mut tx, transfer_id, self.lock()).await?;
         let balance = match existing.as_ref().and_then(|r| r.terms.as_ref()) {
@@ -170,13 +170,11 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
             let mut retries = 0;
             loop {
                 match store.try_reserve(&transfer_id, &terms, now_ms).await {
-                    Err(StoreError::Db(err))
-                        if retries < DUPLICATE_RETRIES_MAX && is_unique_violation(&err) =>
-                    {
+                    Err(SqlError::UniqueViolation(_)) if retries < DUPLICATE_RETRIES_MAX => {
                         retries += 1;
                         tracing::info!("concurrent reserve recorded first: replaying it");
                     }
-                    result => return result,
+                    result => return result.map_err(StoreError::from),
                 }
             }
         })
@@ -190,6 +188,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
             store
                 .try_settle(&transfer_id, now_ms, reservation::confirm)
                 .await
+                .map_err(StoreError::from)
         })
         .await
     }
@@ -204,13 +203,11 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
                     .await
                 {
                     // A reserve (or another cancel) recorded this transfer id first.
-                    Err(StoreError::Db(err))
-                        if retries < DUPLICATE_RETRIES_MAX && is_unique_violation(&err) =>
-                    {
+                    Err(SqlError::UniqueViolation(_)) if retries < DUPLICATE_RETRIES_MAX => {
                         retries += 1;
                         tracing::info!("concurrent call recorded the transfer first: re-reading");
                     }
-                    result => return result,
+                    result => return result.map_err(StoreError::from),
                 }
             }
         })
@@ -218,8 +215,8 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
     }
 
     async fn get_reservation(&self, transfer_id: &str) -> Result<Option<Reservation>, StoreError> {
-        let mut conn = self.db.pool.acquire().await?;
-        sql::select_reservation(&mut conn, transfer_id, Lock::None).await
+        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
+        Ok(sql::select_reservation(&mut conn, transfer_id, Lock::None).await?)
     }
 
     async fn open_account(
@@ -227,7 +224,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         account: NewAccount,
         now_ms: i64,
     ) -> Result<OpenOutcome, StoreError> {
-        let mut conn = self.db.pool.acquire().await?;
+        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
         let created = sql::insert_account_if_absent(&mut conn, &account, now_ms).await?;
         let stored = sql::select_account(&mut conn, &account.account_id, Lock::None)
             .await?
@@ -252,7 +249,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
     }
 
     async fn get_account(&self, account_id: &str) -> Result<Option<AccountView>, StoreError> {
-        let mut conn = self.db.pool.acquire().await?;
-        sql::select_account(&mut conn, account_id, Lock::None).await
+        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
+        Ok(sql::select_account(&mut conn, account_id, Lock::None).await?)
     }
 }

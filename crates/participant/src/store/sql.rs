@@ -4,14 +4,62 @@
 //!
 //! The statements are the same on SQLite and PostgreSQL, except for the row locks
 //! ([`Lock`]), which only PostgreSQL has (SQLite serializes whole transactions).
+//!
+//! It is also the one place sqlx's errors become storage-neutral [`StoreError`]s
+//! ([`store_error`], through [`SqlError`]).
 
 use banktransfer_protocol::money::{Currency, Money};
 use banktransfer_protocol::reservation::{
     AccountView, Balance, Refusal, RefusalReason, Reservation, ReservationStatus, Terms,
 };
+use service_kit::db;
 use sqlx::AnyConnection;
 
 use crate::book::{NewAccount, StoreError};
+
+/// A failed statement before it leaves the SQL store: a unique violation is kept apart,
+/// since it means a concurrent call recorded the same transfer id first and the caller
+/// re-reads once; anything else is already what the store reports.
+#[derive(Debug)]
+pub enum SqlError {
+    UniqueViolation(StoreError),
+    Other(StoreError),
+}
+
+impl From<sqlx::Error> for SqlError {
+    fn from(err: sqlx::Error) -> SqlError {
+        if db::is_unique_violation(&err) {
+            SqlError::UniqueViolation(store_error(err))
+        } else {
+            SqlError::Other(store_error(err))
+        }
+    }
+}
+
+impl From<StoreError> for SqlError {
+    fn from(err: StoreError) -> SqlError {
+        SqlError::Other(err)
+    }
+}
+
+impl From<SqlError> for StoreError {
+    fn from(err: SqlError) -> StoreError {
+        match err {
+            SqlError::UniqueViolation(err) | SqlError::Other(err) => err,
+        }
+    }
+}
+
+/// sqlx's error as the book reports it: a database that could not be reached or timed
+/// out is [`StoreError::Unavailable`] (the handlers answer UNAVAILABLE), anything else
+/// [`StoreError::Failed`].
+pub fn store_error(err: sqlx::Error) -> StoreError {
+    if db::is_unavailable(&err) {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Failed(err.to_string())
+    }
+}
 
 /// Whether a read locks the rows it returns until the transaction ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +125,7 @@ pub async fn select_reservation(
     conn: &mut AnyConnection,
     transfer_id: &str,
     lock: Lock,
-) -> Result<Option<Reservation>, StoreError> {
+) -> Result<Option<Reservation>, SqlError> {
     let sql = match lock {
         Lock::None => SELECT_RESERVATION,
         Lock::ForUpdate => SELECT_RESERVATION_FOR_UPDATE,
@@ -86,14 +134,14 @@ pub async fn select_reservation(
         .bind(transfer_id)
         .fetch_optional(&mut *conn)
         .await?;
-    row.map(reservation_from_row).transpose()
+    Ok(row.map(reservation_from_row).transpose()?)
 }
 
 pub async fn select_account(
     conn: &mut AnyConnection,
     account_id: &str,
     lock: Lock,
-) -> Result<Option<AccountView>, StoreError> {
+) -> Result<Option<AccountView>, SqlError> {
     let sql = match lock {
         Lock::None => SELECT_ACCOUNT,
         Lock::ForUpdate => SELECT_ACCOUNT_FOR_UPDATE,
@@ -102,7 +150,7 @@ pub async fn select_account(
         .bind(account_id)
         .fetch_optional(&mut *conn)
         .await?;
-    row.map(account_from_row).transpose()
+    Ok(row.map(account_from_row).transpose()?)
 }
 
 /// Inserts a new reservation. A unique violation means a concurrent call recorded the
@@ -111,7 +159,7 @@ pub async fn insert_reservation(
     conn: &mut AnyConnection,
     reservation: &Reservation,
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), SqlError> {
     let terms = reservation.terms.as_ref();
     let (reason, message) = refusal_columns(&reservation.status);
     sqlx::query(INSERT_RESERVATION)
@@ -136,7 +184,7 @@ pub async fn update_reservation_status(
     conn: &mut AnyConnection,
     reservation: &Reservation,
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), SqlError> {
     let (reason, message) = refusal_columns(&reservation.status);
     let result = sqlx::query(UPDATE_RESERVATION_STATUS)
         .bind(reservation.transfer_id.as_str())
@@ -161,7 +209,7 @@ pub async fn update_balance(
     conn: &mut AnyConnection,
     account_id: &str,
     balance: Balance,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), SqlError> {
     let result = sqlx::query(UPDATE_BALANCE)
         .bind(account_id)
         .bind(balance.available_minor)
@@ -182,7 +230,7 @@ pub async fn insert_account_if_absent(
     conn: &mut AnyConnection,
     account: &NewAccount,
     now_ms: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, SqlError> {
     let result = sqlx::query(INSERT_ACCOUNT_IF_ABSENT)
         .bind(account.account_id.as_str())
         .bind(account.user_id.as_str())
@@ -352,5 +400,23 @@ mod tests {
         assert!(account_from_row(bad_currency).is_err());
         let negative = ("acc".into(), "alice".into(), "USD".into(), -1, 0, 0);
         assert!(account_from_row(negative).is_err());
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_a_refusal_failed() {
+        for unreachable in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            assert!(matches!(
+                store_error(unreachable),
+                StoreError::Unavailable(_)
+            ));
+        }
+        assert!(matches!(
+            store_error(sqlx::Error::RowNotFound),
+            StoreError::Failed(_)
+        ));
+        assert!(matches!(
+            StoreError::from(SqlError::from(sqlx::Error::PoolTimedOut)),
+            StoreError::Unavailable(_)
+        ));
     }
 }

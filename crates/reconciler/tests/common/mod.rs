@@ -9,12 +9,12 @@ use banktransfer_protocol::fingerprint::request_fingerprint;
 use banktransfer_protocol::money::Money;
 use banktransfer_protocol::reconcile::RetryPolicy;
 use coordinator::store::{MIGRATIONS, NewTransfer, SqlTransferStore};
-use coordinator::testing::FakeParticipants;
 use reconciler::jitter::Jitter;
 use reconciler::pass::{PassOptions, Reconciler};
 use service_kit::clock::{Clock, ManualClock, SystemClock};
 use service_kit::db::{self, PoolSettings};
-use service_kit::testing::TestDatabase;
+use testkit::db::TestDatabase;
+use testkit::participants::FakeParticipants;
 
 pub type TestReconciler = Reconciler<SqlTransferStore, FakeParticipants>;
 

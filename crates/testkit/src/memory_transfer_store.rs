@@ -1,55 +1,29 @@
-//! [`MemoryTransferStore`]: the transfer log in memory, for the deterministic simulation
-//! (sqlx's SQLite runs on OS threads, which a simulated clock and network cannot order).
+//! [`MemoryTransferStore`]: the coordinator's transfer log in memory, for the
+//! deterministic simulation (sqlx's SQLite runs on OS threads, which a simulated clock and
+//! network cannot order).
 //!
-//! Each method does what its SQL statement does, with the same guards: the decision is a
-//! compare-and-set from `started`, the outcome is guarded by the decision, a lease is taken
-//! only on a due, unfinished transfer whose lease has expired, and only the lease's owner
-//! reschedules or releases. One lock held from the guard to the write stands for the
-//! single guarded statement. What it adds is what a simulation needs from a database it
-//! owns:
-//! - [`CallPlan`]s: before each call, a planner (the simulation's seeded fault schedule)
-//!   may delay it (a caller that stops waiting then never sends it), keep it in flight (a
-//!   statement the database has received completes even after its caller stops waiting,
-//!   as on a real server), fail it as an unreachable database does
-//!   ([`StoreError::Unavailable`]), or apply it and then fail (a reply lost after the
-//!   commit);
-//! - [`MemoryTransferStore::snapshot`]: every record, read without faults, for invariant
+//! Each method does what its SQL statement in `coordinator::store` does, with the same
+//! guards: the decision is a compare-and-set from `started`, the outcome is guarded by
+//! the decision, a lease is taken only on a due, unfinished transfer whose lease has
+//! expired, and only the lease's owner reschedules or releases. One lock held from the
+//! guard to the write stands for the single guarded statement. What it adds is what a
+//! simulation needs from a database it owns:
+//! - planned store failures ([`crate::sim_db`]): delays, statements in flight, an
+//!   unreachable database ([`StoreError::Unavailable`]), replies lost after the commit;
+//! - [`MemoryTransferStore::snapshot`]: every record, read without failures, for invariant
 //!   checks;
 //! - [`StoreMutation`]: TEST-ONLY removal of one safety mechanism, so that the simulation
 //!   can show it notices.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use banktransfer_protocol::transfer::{Decision, RecordedState};
+use coordinator::store::{Intent, NewTransfer, StoreError, TransferRecord, TransferStore};
 
-use super::{Intent, NewTransfer, StoreError, TransferRecord, TransferStore};
+use crate::sim_db::{self, FailurePlanner, SimDatabase, StoreFailures};
 
-/// What the simulated database does to one call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CallPlan {
-    /// Waited before the statement is sent (a connection from the pool): a caller that
-    /// stops waiting meanwhile never sends it.
-    pub delay: Duration,
-    /// Then the statement runs this long (a lock wait, a slow disk) and is applied even
-    /// if its caller stopped waiting.
-    pub in_flight: Duration,
-    pub failure: CallFailure,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum CallFailure {
-    #[default]
-    None,
-    /// The database is unreachable: nothing is applied.
-    Unreachable,
-    /// The statement is committed, then the connection drops before the answer.
-    LostReply,
-}
-
-/// Which store call a plan is for.
+/// Which store call a failure plan is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreCall {
     InsertIntent,
@@ -64,9 +38,6 @@ pub enum StoreCall {
     ReleaseAll,
     Recent,
 }
-
-/// Plans every call; the simulation's seeded fault schedule.
-pub type CallPlanner = Arc<dyn Fn(StoreCall) -> CallPlan + Send + Sync>;
 
 /// TEST-ONLY: a safety mechanism the store leaves out, to show the simulation catches it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,34 +57,24 @@ struct Tables {
     keys: BTreeMap<(String, String), String>,
 }
 
-/// The database itself, shared by every handle.
-#[derive(Default)]
-struct Database {
-    tables: Mutex<Tables>,
-    /// Changes applied so far; moves whenever the tables do.
-    version: AtomicU64,
-    mutation: StoreMutation,
-}
-
-impl Database {
-    fn lock(&self) -> MutexGuard<'_, Tables> {
-        // Every change is made under the lock after all its checks: a panic cannot leave
-        // it half-applied, so a poisoned lock still guards consistent tables.
-        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn changed(&self) {
-        self.version.fetch_add(1, Ordering::SeqCst);
-    }
-}
+type Database = SimDatabase<Tables, StoreMutation>;
 
 /// A handle on one in-memory transfer log: clones share it, as the gateway and the
 /// reconciler share their database, and a simulated process that restarts finds it as
 /// it was.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryTransferStore {
     db: Arc<Database>,
-    planner: Option<CallPlanner>,
+    failures: StoreFailures<StoreCall>,
+}
+
+impl Default for MemoryTransferStore {
+    fn default() -> Self {
+        MemoryTransferStore {
+            db: Arc::new(SimDatabase::new(Tables::default(), StoreMutation::None)),
+            failures: StoreFailures::default(),
+        }
+    }
 }
 
 impl MemoryTransferStore {
@@ -121,17 +82,15 @@ impl MemoryTransferStore {
         MemoryTransferStore::default()
     }
 
-    /// Every call is planned by `planner` (delays and failures).
-    pub fn with_planner(mut self, planner: CallPlanner) -> MemoryTransferStore {
-        self.planner = Some(planner);
+    /// Every call's delays and failures are planned by `planner`.
+    pub fn with_failures(mut self, planner: FailurePlanner<StoreCall>) -> MemoryTransferStore {
+        self.failures = StoreFailures::planned(planner);
         self
     }
 
     /// TEST-ONLY: see [`StoreMutation`]. Before any clone.
     pub fn with_mutation(mut self, mutation: StoreMutation) -> MemoryTransferStore {
-        Arc::get_mut(&mut self.db)
-            .expect("configure a store before sharing it")
-            .mutation = mutation;
+        sim_db::before_sharing(&mut self.db).set_mutation(mutation);
         self
     }
 
@@ -147,7 +106,7 @@ impl MemoryTransferStore {
 
     /// How many changes were applied so far: equal versions, equal states.
     pub fn version(&self) -> u64 {
-        self.db.version.load(Ordering::SeqCst)
+        self.db.version()
     }
 
     /// Runs `statement` as `call` is planned: delayed, in flight, failed, or its reply
@@ -157,43 +116,8 @@ impl MemoryTransferStore {
         call: StoreCall,
         statement: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let plan = self
-            .planner
-            .as_ref()
-            .map(|plan| plan(call))
-            .unwrap_or_default();
-        if !plan.delay.is_zero() {
-            tokio::time::sleep(plan.delay).await;
-        }
-        if plan.failure == CallFailure::Unreachable {
-            return Err(unreachable());
-        }
-        let result = if plan.in_flight.is_zero() {
-            statement(&self.db)
-        } else {
-            // On a task of its own: the database finishes what it received, whether or
-            // not the caller still waits (unless the whole process dies).
-            let db = Arc::clone(&self.db);
-            let in_flight = plan.in_flight;
-            match tokio::spawn(async move {
-                tokio::time::sleep(in_flight).await;
-                statement(&db)
-            })
-            .await
-            {
-                Ok(result) => result,
-                // A panic in the statement is a bug: surface it.
-                Err(join_error) if join_error.is_panic() => {
-                    std::panic::resume_unwind(join_error.into_panic())
-                }
-                // The process is going away: as if the database were unreachable.
-                Err(_) => Err(unreachable()),
-            }
-        };
-        match result {
-            Ok(_) if plan.failure == CallFailure::LostReply => Err(unreachable()),
-            other => other,
-        }
+        let plan = self.failures.plan(call);
+        sim_db::run_planned(Arc::clone(&self.db), plan, statement, unreachable).await
     }
 }
 
@@ -265,7 +189,7 @@ impl TransferStore for MemoryTransferStore {
         let transfer_id = transfer_id.to_owned();
         let failure_reason = failure_reason.map(str::to_owned);
         self.execute(StoreCall::RecordDecision, move |db| {
-            let guard_ignored = db.mutation == StoreMutation::IgnoreDecisionGuard;
+            let guard_ignored = db.mutation() == StoreMutation::IgnoreDecisionGuard;
             let mut tables = db.lock();
             let Some(record) = tables.transfers.get_mut(&transfer_id) else {
                 return Err(StoreError::Corrupt(format!(
@@ -486,9 +410,13 @@ fn unreachable() -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
     use banktransfer_protocol::money::Money;
 
     use super::*;
+    use crate::sim_db::{Failure, FailurePlan};
 
     fn intent(transfer_id: &str, key: &str) -> NewTransfer {
         NewTransfer {
@@ -561,10 +489,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_statement_in_flight_lands_even_when_its_caller_gives_up() {
-        let plan = Arc::new(Mutex::new(CallPlan::default()));
+        let plan = Arc::new(Mutex::new(FailurePlan::default()));
         let planned = Arc::clone(&plan);
         let store =
-            MemoryTransferStore::new().with_planner(Arc::new(move |_| *planned.lock().unwrap()));
+            MemoryTransferStore::new().with_failures(Arc::new(move |_| *planned.lock().unwrap()));
         plan.lock().unwrap().in_flight = Duration::from_millis(50);
         let gave_up = tokio::time::timeout(
             Duration::from_millis(10),
@@ -583,9 +511,9 @@ mod tests {
         assert_eq!(store.snapshot()["t1"].state, RecordedState::Started);
 
         // Waiting for a connection is different: a caller that gives up sends nothing.
-        *plan.lock().unwrap() = CallPlan {
+        *plan.lock().unwrap() = FailurePlan {
             delay: Duration::from_millis(50),
-            ..CallPlan::default()
+            ..FailurePlan::default()
         };
         let gave_up = tokio::time::timeout(
             Duration::from_millis(10),
@@ -599,15 +527,15 @@ mod tests {
 
     #[tokio::test]
     async fn planned_failures_fail_before_or_after_applying() {
-        let plan = Arc::new(Mutex::new(CallPlan::default()));
+        let plan = Arc::new(Mutex::new(FailurePlan::default()));
         let planned = Arc::clone(&plan);
         let store =
-            MemoryTransferStore::new().with_planner(Arc::new(move |_| *planned.lock().unwrap()));
-        plan.lock().unwrap().failure = CallFailure::Unreachable;
+            MemoryTransferStore::new().with_failures(Arc::new(move |_| *planned.lock().unwrap()));
+        plan.lock().unwrap().failure = Failure::Unreachable;
         let err = store.insert_intent(&intent("t1", "k1")).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)));
         assert!(store.snapshot().is_empty());
-        plan.lock().unwrap().failure = CallFailure::LostReply;
+        plan.lock().unwrap().failure = Failure::LostReply;
         let err = store.insert_intent(&intent("t1", "k1")).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)));
         assert_eq!(store.snapshot()["t1"].state, RecordedState::Started);

@@ -8,9 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use banktransfer_protocol::transfer::{Leg, ReserveReply};
+use coordinator::participants::{CallError, Participants, ReservationView, ReserveTerms};
 use tokio::sync::watch;
-
-use crate::participants::{CallError, Participants, ReservationView, ReserveTerms};
 
 /// What a leg answers to a reserve it has never seen.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,34 +1,32 @@
-//! [`MemoryBook`]: the reservation book in memory, for the deterministic simulation
-//! (sqlx's SQLite runs on OS threads, which a simulated clock and network cannot order).
+//! [`MemoryBook`]: a participant's reservation book in memory, for the deterministic
+//! simulation (sqlx's SQLite runs on OS threads, which a simulated clock and network
+//! cannot order).
 //!
 //! It asks the same pure book (`banktransfer_protocol::reservation`) the same questions
-//! the SQL store asks, with the same inputs, and applies each answer atomically: one lock
-//! held from the read to the write stands for the SQL store's transaction. What it adds
-//! is what a simulation needs from a database it owns:
-//! - [`CallPlan`]s: before each call, a planner (the simulation's seeded fault schedule)
-//!   may delay it, keep it in flight (a transaction the database has received completes
-//!   even after its caller stops waiting), fail it as an unreachable database does
-//!   (`sqlx::Error::PoolTimedOut`, which the handlers answer UNAVAILABLE), or apply it and
-//!   then fail (a reply lost after the commit). Reserve, confirm and cancel run detached
-//!   from their caller, as the SQL store runs them;
-//! - [`MemoryBook::snapshot`]: the state, read without faults, for invariant checks;
+//! the SQL store (`participant::store`) asks, with the same inputs, and applies each
+//! answer atomically: one lock held from the read to the write stands for the SQL
+//! store's transaction. What it adds is what a simulation needs from a database it owns:
+//! - planned store failures ([`crate::sim_db`]): delays, transactions in flight, an
+//!   unreachable database (the error the SQL store reports when its pool cannot reach
+//!   the database, which the handlers answer UNAVAILABLE), replies lost after the commit.
+//!   Reserve, confirm and cancel run detached from their caller, as the SQL store runs
+//!   them;
+//! - [`MemoryBook::snapshot`]: the state, read without failures, for invariant checks;
 //! - [`BookMutation`]: TEST-ONLY removal of one safety mechanism, so that the simulation
 //!   can show it notices.
 //!
 //! Screening runs on the recorded reservations through [`MemoryScreening`], the in-memory
-//! counterpart of [`crate::Screening`].
+//! counterpart of `participant::Screening`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use banktransfer_protocol::reservation::{
     self, AccountView, Balance, Refusal, Reservation, ReserveOutcome, SettleOutcome, Side, Terms,
 };
+use participant::{NewAccount, NoScreening, OpenOutcome, ReservationBook, StoreError};
 
-use crate::book::{NewAccount, OpenOutcome, ReservationBook, StoreError};
-use crate::screening::NoScreening;
+use crate::sim_db::{self, FailurePlanner, SimDatabase, StoreFailures};
 
 /// A reservation as the book records it, with its row times.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +36,7 @@ pub struct StoredReservation {
     pub updated_at_ms: i64,
 }
 
-/// The in-memory counterpart of [`crate::Screening`]: a participant's own rules for a new
+/// The in-memory counterpart of `participant::Screening`: a participant's own rules for a new
 /// reserve, over every reservation recorded so far (what the SQL screening counts).
 pub trait MemoryScreening: Send + Sync + 'static {
     /// Screens a reserve that has no reservation recorded yet; runs under the book's
@@ -63,30 +61,7 @@ impl MemoryScreening for NoScreening {
     }
 }
 
-/// What the simulated database does to one call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CallPlan {
-    /// Waited before the transaction starts (a connection from the pool). A read whose
-    /// caller stops waiting meanwhile never runs; reserve, confirm and cancel run
-    /// detached, whatever their caller does.
-    pub delay: Duration,
-    /// Then the transaction runs this long (lock waits, a slow disk) and commits even if
-    /// its caller stopped waiting.
-    pub in_flight: Duration,
-    pub failure: CallFailure,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum CallFailure {
-    #[default]
-    None,
-    /// The database is unreachable: nothing is applied.
-    Unreachable,
-    /// The change is committed, then the connection drops before the answer.
-    LostReply,
-}
-
-/// Which book call a plan is for.
+/// Which book call a failure plan is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BookCall {
     Reserve,
@@ -96,9 +71,6 @@ pub enum BookCall {
     OpenAccount,
     GetAccount,
 }
-
-/// Plans every call; the simulation's seeded fault schedule.
-pub type CallPlanner = Arc<dyn Fn(BookCall) -> CallPlan + Send + Sync>;
 
 /// TEST-ONLY: a safety mechanism the book leaves out, to show the simulation catches it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,47 +91,33 @@ pub struct BookSnapshot {
     pub reservations: BTreeMap<String, StoredReservation>,
 }
 
-/// The database itself, shared by every handle.
+/// The database itself, shared by every handle: the book's tables, and the side and the
+/// screening its decisions take.
 struct Database<S> {
     side: Side,
     screening: S,
-    tables: Mutex<BookSnapshot>,
-    /// Changes applied so far; moves whenever the tables do.
-    version: AtomicU64,
-    mutation: BookMutation,
+    tables: SimDatabase<BookSnapshot, BookMutation>,
 }
 
 /// A handle on one in-memory book: clones share it, as connections share a database, so
 /// a simulated process that restarts opens the same (durable) book again.
 pub struct MemoryBook<S = NoScreening> {
     db: Arc<Database<S>>,
-    planner: Option<CallPlanner>,
+    failures: StoreFailures<BookCall>,
 }
 
 impl<S> Clone for MemoryBook<S> {
     fn clone(&self) -> Self {
         MemoryBook {
             db: Arc::clone(&self.db),
-            planner: self.planner.clone(),
+            failures: self.failures.clone(),
         }
-    }
-}
-
-impl<S> Database<S> {
-    fn lock(&self) -> MutexGuard<'_, BookSnapshot> {
-        // Every change is made under the lock after all its checks: a panic cannot leave
-        // it half-applied, so a poisoned lock still guards consistent tables.
-        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn changed(&self) {
-        self.version.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 impl<S: MemoryScreening> Database<S> {
     fn reserve(&self, transfer_id: &str, terms: Terms, now_ms: i64) -> ReserveOutcome {
-        let mut tables = self.lock();
+        let mut tables = self.tables.lock();
         let existing = tables.reservations.get(transfer_id).cloned();
         let account = tables.accounts.get(&terms.account_id).cloned();
         let screening = match existing {
@@ -197,7 +155,7 @@ impl<S: MemoryScreening> Database<S> {
                     updated_at_ms: now_ms,
                 },
             );
-            self.changed();
+            self.tables.changed();
         }
         outcome
     }
@@ -209,7 +167,7 @@ impl<S: MemoryScreening> Database<S> {
         decide: fn(Side, &str, Option<&Reservation>, Option<Balance>) -> SettleOutcome,
         is_cancel: bool,
     ) -> SettleOutcome {
-        let mut tables = self.lock();
+        let mut tables = self.tables.lock();
         let existing = tables.reservations.get(transfer_id).cloned();
         let balance = existing
             .as_ref()
@@ -242,10 +200,10 @@ impl<S: MemoryScreening> Database<S> {
                     .expect("the reservation was just read");
                 stored.reservation = reservation.clone();
                 stored.updated_at_ms = now_ms;
-                self.changed();
+                self.tables.changed();
             }
             SettleOutcome::Record(tombstone) => {
-                let forget = is_cancel && self.mutation == BookMutation::ForgetTombstones;
+                let forget = is_cancel && self.tables.mutation() == BookMutation::ForgetTombstones;
                 if !forget {
                     tables.reservations.insert(
                         transfer_id.to_owned(),
@@ -255,7 +213,7 @@ impl<S: MemoryScreening> Database<S> {
                             updated_at_ms: now_ms,
                         },
                     );
-                    self.changed();
+                    self.tables.changed();
                 }
             }
             SettleOutcome::Replay(_) | SettleOutcome::Reject(_) => {}
@@ -264,7 +222,7 @@ impl<S: MemoryScreening> Database<S> {
     }
 
     fn open_account(&self, account: &NewAccount) -> OpenOutcome {
-        let mut tables = self.lock();
+        let mut tables = self.tables.lock();
         let currency = account.opening_balance.currency();
         match tables.accounts.get(&account.account_id) {
             None => {
@@ -277,7 +235,7 @@ impl<S: MemoryScreening> Database<S> {
                 tables
                     .accounts
                     .insert(account.account_id.clone(), view.clone());
-                self.changed();
+                self.tables.changed();
                 OpenOutcome::Opened(view)
             }
             Some(stored) if stored.user_id == account.user_id && stored.currency == currency => {
@@ -297,25 +255,23 @@ impl<S: MemoryScreening> MemoryBook<S> {
             db: Arc::new(Database {
                 side,
                 screening,
-                tables: Mutex::new(BookSnapshot::default()),
-                version: AtomicU64::new(0),
-                mutation: BookMutation::None,
+                tables: SimDatabase::new(BookSnapshot::default(), BookMutation::None),
             }),
-            planner: None,
+            failures: StoreFailures::default(),
         }
     }
 
-    /// Every call is planned by `planner` (delays and failures).
-    pub fn with_planner(mut self, planner: CallPlanner) -> MemoryBook<S> {
-        self.planner = Some(planner);
+    /// Every call's delays and failures are planned by `planner`.
+    pub fn with_failures(mut self, planner: FailurePlanner<BookCall>) -> MemoryBook<S> {
+        self.failures = StoreFailures::planned(planner);
         self
     }
 
     /// TEST-ONLY: see [`BookMutation`]. Before any clone.
     pub fn with_mutation(mut self, mutation: BookMutation) -> MemoryBook<S> {
-        Arc::get_mut(&mut self.db)
-            .expect("configure a book before sharing it")
-            .mutation = mutation;
+        sim_db::before_sharing(&mut self.db)
+            .tables
+            .set_mutation(mutation);
         self
     }
 
@@ -325,17 +281,17 @@ impl<S: MemoryScreening> MemoryBook<S> {
 
     /// The whole state, as committed; never planned, never failed.
     pub fn snapshot(&self) -> BookSnapshot {
-        self.db.lock().clone()
+        self.db.tables.lock().clone()
     }
 
     /// Reads the state in place (invariant checks without a copy).
     pub fn inspect<T>(&self, read: impl FnOnce(&BookSnapshot) -> T) -> T {
-        read(&self.db.lock())
+        read(&self.db.tables.lock())
     }
 
     /// How many changes were applied so far: equal versions, equal states.
     pub fn version(&self) -> u64 {
-        self.db.version.load(Ordering::SeqCst)
+        self.db.tables.version()
     }
 
     /// Runs `transaction` as `call` is planned: delayed, in flight, failed, or its reply
@@ -346,64 +302,21 @@ impl<S: MemoryScreening> MemoryBook<S> {
         call: BookCall,
         transaction: impl FnOnce(&Database<S>) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
-        let plan = self
-            .planner
-            .as_ref()
-            .map(|plan| plan(call))
-            .unwrap_or_default();
-        let planned = planned(Arc::clone(&self.db), plan, transaction);
+        let plan = self.failures.plan(call);
+        let planned = sim_db::run_planned(
+            Arc::clone(&self.db),
+            plan,
+            move |db| Ok(transaction(db)),
+            unreachable,
+        );
         match call {
             BookCall::Reserve | BookCall::Confirm | BookCall::Cancel => {
-                joined(tokio::spawn(planned).await)?
+                sim_db::joined(tokio::spawn(planned).await, unreachable)?
             }
             BookCall::GetReservation | BookCall::OpenAccount | BookCall::GetAccount => {
                 planned.await
             }
         }
-    }
-}
-
-/// One call, as planned.
-async fn planned<S: MemoryScreening, T: Send + 'static>(
-    db: Arc<Database<S>>,
-    plan: CallPlan,
-    transaction: impl FnOnce(&Database<S>) -> T + Send + 'static,
-) -> Result<T, StoreError> {
-    if !plan.delay.is_zero() {
-        tokio::time::sleep(plan.delay).await;
-    }
-    if plan.failure == CallFailure::Unreachable {
-        return Err(unreachable());
-    }
-    let outcome = if plan.in_flight.is_zero() {
-        transaction(&db)
-    } else {
-        // On a task of its own: the database commits what it received, whether or not
-        // the caller still waits (unless the whole process dies).
-        let in_flight = plan.in_flight;
-        joined(
-            tokio::spawn(async move {
-                tokio::time::sleep(in_flight).await;
-                transaction(&db)
-            })
-            .await,
-        )?
-    };
-    if plan.failure == CallFailure::LostReply {
-        return Err(unreachable());
-    }
-    Ok(outcome)
-}
-
-/// A task's result: a panic in it (an assertion on money) is surfaced; a task cancelled
-/// because its process is going away answers as an unreachable database.
-fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, StoreError> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(join_error) if join_error.is_panic() => {
-            std::panic::resume_unwind(join_error.into_panic())
-        }
-        Err(_) => Err(unreachable()),
     }
 }
 
@@ -440,7 +353,8 @@ impl<S: MemoryScreening> ReservationBook for MemoryBook<S> {
     async fn get_reservation(&self, transfer_id: &str) -> Result<Option<Reservation>, StoreError> {
         let transfer_id = transfer_id.to_owned();
         self.execute(BookCall::GetReservation, move |db| {
-            db.lock()
+            db.tables
+                .lock()
                 .reservations
                 .get(&transfer_id)
                 .map(|stored| stored.reservation.clone())
@@ -460,23 +374,27 @@ impl<S: MemoryScreening> ReservationBook for MemoryBook<S> {
     async fn get_account(&self, account_id: &str) -> Result<Option<AccountView>, StoreError> {
         let account_id = account_id.to_owned();
         self.execute(BookCall::GetAccount, move |db| {
-            db.lock().accounts.get(&account_id).cloned()
+            db.tables.lock().accounts.get(&account_id).cloned()
         })
         .await
     }
 }
 
-/// What the SQL store returns when its pool cannot reach the database.
+/// What the SQL store reports when its pool cannot reach the database.
 fn unreachable() -> StoreError {
-    StoreError::Db(sqlx::Error::PoolTimedOut)
+    StoreError::Unavailable("pool timed out while waiting for an open connection".into())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
     use banktransfer_protocol::money::Money;
     use banktransfer_protocol::reservation::{RefusalReason, ReservationStatus};
 
     use super::*;
+    use crate::sim_db::{Failure, FailurePlan};
 
     fn usd(minor_units: i64) -> Money {
         Money::positive(minor_units, "USD").unwrap()
@@ -574,14 +492,14 @@ mod tests {
 
     #[tokio::test]
     async fn money_moves_even_when_the_caller_gives_up() {
-        let plan = Arc::new(Mutex::new(CallPlan {
+        let plan = Arc::new(Mutex::new(FailurePlan {
             delay: Duration::from_millis(30),
-            ..CallPlan::default()
+            ..FailurePlan::default()
         }));
         let planned = Arc::clone(&plan);
         let book = book(BookMutation::None)
             .await
-            .with_planner(Arc::new(move |_| *planned.lock().unwrap()));
+            .with_failures(Arc::new(move |_| *planned.lock().unwrap()));
         let gave_up =
             tokio::time::timeout(Duration::from_millis(5), book.reserve("t1", terms(10), 1)).await;
         assert!(gave_up.is_err());
@@ -601,19 +519,19 @@ mod tests {
 
     #[tokio::test]
     async fn planned_failures_fail_before_or_after_applying() {
-        let plan = Arc::new(Mutex::new(CallPlan::default()));
+        let plan = Arc::new(Mutex::new(FailurePlan::default()));
         let planned = Arc::clone(&plan);
         let book = book(BookMutation::None)
             .await
-            .with_planner(Arc::new(move |_| *planned.lock().unwrap()));
-        plan.lock().unwrap().failure = CallFailure::Unreachable;
+            .with_failures(Arc::new(move |_| *planned.lock().unwrap()));
+        plan.lock().unwrap().failure = Failure::Unreachable;
         let err = book.reserve("t1", terms(10), 1).await.unwrap_err();
-        assert!(err.is_unavailable(), "{err}");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         assert!(book.snapshot().reservations.is_empty());
 
-        plan.lock().unwrap().failure = CallFailure::LostReply;
+        plan.lock().unwrap().failure = Failure::LostReply;
         let err = book.reserve("t1", terms(10), 1).await.unwrap_err();
-        assert!(err.is_unavailable(), "{err}");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         assert_eq!(
             book.snapshot().reservations["t1"].reservation.status,
             ReservationStatus::Held

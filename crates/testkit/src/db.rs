@@ -8,9 +8,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use service_kit::clock::{Clock, SystemClock};
+use service_kit::db::Backend;
 use sqlx::{Connection, Executor};
-
-use crate::db::Backend;
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -80,7 +80,7 @@ pub async fn postgres(name: &str) -> Option<TestDatabase> {
             .to_lowercase(),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst),
-        crate::clock::Clock::now_ms(&crate::clock::SystemClock) % 1_000_000
+        SystemClock.now_ms() % 1_000_000
     );
     conn.execute(sqlx::AssertSqlSafe(format!(
         "CREATE DATABASE \"{db_name}\""
