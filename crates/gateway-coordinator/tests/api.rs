@@ -28,8 +28,8 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// loaded machine: tests that are not about the budget use it.
 fn roomy_settings() -> Settings {
     let mut settings = Settings::default();
-    settings.budget.total_ms = 5_000;
-    settings.budget.after_reserve_ms = 2_000;
+    settings.common.budget.total_ms = 5_000;
+    settings.common.budget.after_reserve_ms = 2_000;
     settings
 }
 

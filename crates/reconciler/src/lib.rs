@@ -70,6 +70,7 @@ pub fn pass_options(settings: &Settings) -> PassOptions {
         call_timeout_ms: settings.call_timeout_ms,
         attempts_alert: settings.attempts_alert,
         retry: settings.retry.policy(),
+        budget: settings.common.budget.policy(),
     }
 }
 

@@ -10,7 +10,8 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 
-use banktransfer_protocol::reconcile::{self, RetryPolicy, Takeover};
+use banktransfer_protocol::budget::BudgetPolicy;
+use banktransfer_protocol::reconcile::{self, AbortedBy, Takeover};
 use banktransfer_protocol::reservation::{Balance, Reservation};
 use banktransfer_protocol::transfer::{
     Decision, Effect, Event, Leg, RecordedState, ReserveReply, TransferMachine,
@@ -224,22 +225,14 @@ pub enum Action {
 /// it turns stale (the worst case), through the production rule.
 const CREATED_AT_MS: u64 = 1_000;
 
-/// The reason `reconciler/src/pass.rs` records with a reconciler abort.
-fn reconciler_abort_reason(policy: &RetryPolicy) -> String {
-    format!(
-        "not decided within {} ms: aborted by the reconciler",
-        policy.abort_after_ms
-    )
-}
-
 /// What the reconciler's pass would do with this record now.
 pub fn reconciler_takeover(record: &Record) -> Takeover {
-    let policy = RetryPolicy::DEFAULT;
+    let budget = BudgetPolicy::DEFAULT;
     reconcile::takeover(
         record.state,
         CREATED_AT_MS,
-        CREATED_AT_MS + policy.abort_after_ms,
-        &policy,
+        reconcile::stale_at_ms(CREATED_AT_MS, &budget),
+        &budget,
     )
 }
 
@@ -361,7 +354,10 @@ impl World {
                 }
                 let record = self.record(*transfer).clone();
                 let abort_reason = match takeover {
-                    Takeover::Abort => Some(reconciler_abort_reason(&RetryPolicy::DEFAULT)),
+                    Takeover::Abort => Some(reconcile::stale_abort_reason(
+                        &BudgetPolicy::DEFAULT,
+                        AbortedBy::Reconciler,
+                    )),
                     Takeover::Finish => None,
                     Takeover::Wait | Takeover::Done => unreachable!("not a takeover"),
                 };
