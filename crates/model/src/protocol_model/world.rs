@@ -10,11 +10,11 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 
-use banktransfer_protocol::budget::BudgetPolicy;
+use banktransfer_protocol::budget::{Budget, BudgetPolicy};
 use banktransfer_protocol::reconcile::{self, AbortedBy, Takeover};
 use banktransfer_protocol::reservation::{Balance, Reservation};
 use banktransfer_protocol::transfer::{
-    Decision, Effect, Event, Leg, RecordedState, ReserveReply, TransferMachine,
+    Deadlines, Decision, Effect, Event, Leg, RecordedState, ReserveReply, TransferMachine,
 };
 
 use super::participant;
@@ -125,10 +125,9 @@ pub struct Call {
 /// One driver (the async shell of `driver.rs`) around one production [`TransferMachine`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Driver {
+    /// Owns its deadlines too: the model asks it whether one is pending and what
+    /// happens when it passes, as `driver.rs` does.
     pub machine: TransferMachine,
-    /// `driver.rs`'s `reserving`: until the decision is asked for, the reserve deadline
-    /// is the one that counts.
-    pub reserving: bool,
     /// A commit the [`Mutation::SendBeforePersist`] mutant has not written yet. The real
     /// driver runs each transfer-log write inline (nothing reaches the machine
     /// meanwhile), which the model does within the step that asked for it: a crash or
@@ -140,10 +139,9 @@ pub struct Driver {
 }
 
 impl Driver {
-    fn new(machine: TransferMachine, reserving: bool) -> Driver {
+    fn new(machine: TransferMachine) -> Driver {
         Driver {
             machine,
-            reserving,
             deferred_write: None,
             calls: BTreeSet::new(),
         }
@@ -209,7 +207,8 @@ pub enum Action {
         transfer: u8,
         call: Call,
     },
-    /// The gateway's reserve budget runs out (`Event::ReserveDeadlinePassed`).
+    /// The gateway's reserve deadline passes: its machine's `handle_timeout` at its
+    /// `poll_timeout`.
     ReserveDeadlinePassed { transfer: u8 },
     /// The mutant's deferred transfer-log write runs.
     WriteDeferred { role: Role, transfer: u8 },
@@ -224,6 +223,24 @@ pub enum Action {
 /// An undecided transfer's creation time; the reconciler always judges it at the moment
 /// it turns stale (the worst case), through the production rule.
 const CREATED_AT_MS: u64 = 1_000;
+
+/// The gateway's deadlines for a transfer created at [`CREATED_AT_MS`]: the default
+/// budget's. Abstract time never reaches them by itself: the model decides when the
+/// reserve deadline passes ([`Action::ReserveDeadlinePassed`]).
+fn gateway_deadlines() -> Deadlines {
+    Deadlines::from_budget(&Budget::new(BudgetPolicy::DEFAULT, CREATED_AT_MS, None))
+}
+
+/// The reconciler's deadlines: a call timeout from the moment it takes over. Its settle
+/// deadline, like the gateway's, is the deadline of each confirm or cancel it sends,
+/// which [`Action::TimeOut`] already models call by call.
+fn reconciler_deadlines() -> Deadlines {
+    let stale_at_ms = reconcile::stale_at_ms(CREATED_AT_MS, &BudgetPolicy::DEFAULT);
+    Deadlines::recovery(stale_at_ms, RECONCILER_CALL_TIMEOUT_MS)
+}
+
+/// The reconciler's default `call_timeout_ms`.
+const RECONCILER_CALL_TIMEOUT_MS: u64 = 1_000;
 
 /// What the reconciler's pass would do with this record now.
 pub fn reconciler_takeover(record: &Record) -> Takeover {
@@ -258,8 +275,8 @@ impl World {
             broken: None,
         };
         for t in 0..TRANSFERS as u8 {
-            let (machine, effects) = TransferMachine::begin();
-            world.drivers[Role::Gateway.ix()][usize::from(t)] = Some(Driver::new(machine, true));
+            let (machine, effects) = TransferMachine::begin(gateway_deadlines());
+            world.drivers[Role::Gateway.ix()][usize::from(t)] = Some(Driver::new(machine));
             world.carry_out(model, Role::Gateway, t, effects);
         }
         world
@@ -334,12 +351,7 @@ impl World {
                 self.feed(model, *role, *transfer, event);
             }
             Action::ReserveDeadlinePassed { transfer } => {
-                self.feed(
-                    model,
-                    Role::Gateway,
-                    *transfer,
-                    Event::ReserveDeadlinePassed,
-                );
+                self.pass_deadline(model, Role::Gateway, *transfer);
             }
             Action::WriteDeferred { role, transfer } => {
                 let write = self
@@ -362,12 +374,17 @@ impl World {
                     Takeover::Wait | Takeover::Done => unreachable!("not a takeover"),
                 };
                 let resumed = production::run(|| {
-                    TransferMachine::resume(record.state, record.failure_reason, abort_reason)
+                    TransferMachine::resume(
+                        record.state,
+                        record.failure_reason,
+                        abort_reason,
+                        reconciler_deadlines(),
+                    )
                 });
                 match resumed {
                     Ok((machine, effects)) => {
                         self.drivers[Role::Reconciler.ix()][usize::from(*transfer)] =
-                            Some(Driver::new(machine, false));
+                            Some(Driver::new(machine));
                         self.carry_out(model, Role::Reconciler, *transfer, effects);
                     }
                     Err(why) => self.broken = Some(format!("resume panicked: {why}")),
@@ -508,10 +525,29 @@ impl World {
 
     /// Hands an event to a driver's machine and carries out what it asks for.
     fn feed(&mut self, model: &ProtocolModel, role: Role, transfer: u8, event: Event) {
+        self.step_machine(model, role, transfer, |machine| machine.handle(event));
+    }
+
+    /// The machine's pending deadline passes: `driver.rs` wakes at `poll_timeout` and
+    /// calls `handle_timeout`.
+    fn pass_deadline(&mut self, model: &ProtocolModel, role: Role, transfer: u8) {
+        self.step_machine(model, role, transfer, |machine| {
+            let deadline_ms = machine.poll_timeout().expect("a deadline is pending");
+            machine.handle_timeout(deadline_ms)
+        });
+    }
+
+    fn step_machine(
+        &mut self,
+        model: &ProtocolModel,
+        role: Role,
+        transfer: u8,
+        step: impl FnOnce(&mut TransferMachine) -> Vec<Effect>,
+    ) {
         let driver = self
             .driver_mut(role, transfer)
             .expect("fed a driver that exists");
-        match production::run(|| driver.machine.handle(event)) {
+        match production::run(|| step(&mut driver.machine)) {
             Ok(effects) => self.carry_out(model, role, transfer, effects),
             Err(why) => {
                 self.broken = Some(format!(
@@ -537,7 +573,6 @@ impl World {
                 Effect::Cancel(_) => Op::Cancel,
                 Effect::RecordDecision { .. } | Effect::RecordOutcome(_) => {
                     if let Effect::RecordDecision { decision, .. } = &effect {
-                        driver.reserving = false;
                         if model.mutation == Mutation::SendBeforePersist
                             && *decision == Decision::Commit
                             && driver.deferred_write.is_none()
