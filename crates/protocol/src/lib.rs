@@ -14,10 +14,13 @@
 //! - [`budget`]: how the client's deadline budget is split between the protocol's phases,
 //!   and how long past it an undecided transfer turns stale.
 //! - [`fingerprint`]: the request fingerprint behind API idempotency.
+//! - [`audit`]: the money-audit rule: what each participant may hold for a transfer, given
+//!   its recorded state.
 //!
 //! Time is always a parameter (`now_ms`, milliseconds since the Unix epoch); randomness
 //! (backoff jitter) is always an argument.
 
+pub mod audit;
 pub mod budget;
 pub mod fingerprint;
 pub mod money;

@@ -8,7 +8,7 @@
 //! - [`config`]: `Settings` (every key has a default).
 //! - [`pass`]: one pass: claim under a lease, `reconcile::takeover`, drive, reschedule.
 //! - [`worker`]: the pass schedule and graceful stop.
-//! - [`audit`]: the money invariants checked against the participants' reservations.
+//! - [`audit`]: the protocol's money-audit rule applied to the participants' reservations.
 //! - [`service`]: the gRPC operator API (RunPass, Audit).
 //! - [`jitter`], [`replica`]: backoff jitter and this replica's lease name.
 
