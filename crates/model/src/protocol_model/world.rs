@@ -572,24 +572,23 @@ impl World {
                 Effect::Confirm(_) => Op::Confirm,
                 Effect::Cancel(_) => Op::Cancel,
                 Effect::RecordDecision { .. } | Effect::RecordOutcome(_) => {
-                    if let Effect::RecordDecision { decision, .. } = &effect {
-                        if model.mutation == Mutation::SendBeforePersist
-                            && *decision == Decision::Commit
-                            && driver.deferred_write.is_none()
-                        {
-                            // The mutant: confirm as soon as the commit is asked for,
-                            // and write it in a later step.
-                            for leg in Leg::BOTH {
-                                self.network.insert(Request {
-                                    from: role,
-                                    transfer,
-                                    leg,
-                                    op: Op::Confirm,
-                                });
-                            }
-                            driver.deferred_write = Some(effect);
-                            return;
+                    if let Effect::RecordDecision { decision, .. } = &effect
+                        && model.mutation == Mutation::SendBeforePersist
+                        && *decision == Decision::Commit
+                        && driver.deferred_write.is_none()
+                    {
+                        // The mutant: confirm as soon as the commit is asked for, and
+                        // write it in a later step.
+                        for leg in Leg::BOTH {
+                            self.network.insert(Request {
+                                from: role,
+                                transfer,
+                                leg,
+                                op: Op::Confirm,
+                            });
                         }
+                        driver.deferred_write = Some(effect);
+                        return;
                     }
                     let event = self.write_store(model, transfer, &effect);
                     let driver = self.drivers[role.ix()][usize::from(transfer)]
