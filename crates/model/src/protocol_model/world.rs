@@ -2,10 +2,11 @@
 //!
 //! Everything that decides is production code: the drivers feed
 //! [`TransferMachine`] and carry out its [`Effect`]s the way
-//! `gateway-coordinator/src/driver.rs` does, the participants run
+//! `coordinator/src/driver.rs` does, the participants run
 //! [`crate::protocol_model::participant::handle`] (the pure reservation book), and the
-//! reconciler asks [`reconcile::takeover`]. What is modelled here is only the plumbing:
-//! the network, the transfer log's compare-and-set, timeouts and crashes.
+//! reconciler asks [`reconcile::takeover`]; what a passing deadline does is the machine's
+//! own `handle_timeout`. What is modelled here is only the plumbing: the network, the
+//! transfer log's compare-and-set, when time passes, and crashes.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
@@ -73,7 +74,7 @@ pub enum Op {
 }
 
 /// A participant's answer on the wire. Reserve answers are what
-/// `gateway-coordinator/src/participants/grpc.rs` turns a reply into ([`ReserveReply`]);
+/// `coordinator/src/participants/grpc.rs` turns a reply into ([`ReserveReply`]);
 /// a confirm or cancel counts only when the reservation ends as asked.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Answer {
@@ -482,7 +483,7 @@ impl World {
         self.feed(model, from, transfer, event);
     }
 
-    /// The transfer log, as `gateway-coordinator/src/store/sql.rs` writes it: the
+    /// The transfer log, as `coordinator/src/store/sql.rs` writes it: the
     /// decision is a compare-and-set `started -> decision`, after which the driver is told
     /// what the row holds (maybe someone else's decision); the outcome is guarded by the
     /// decision it follows.
