@@ -66,6 +66,16 @@ pub struct Budget {
     pub total_ms: u64,
     pub after_reserve_ms: u64,
     pub reply_margin_ms: u64,
+    /// An undecided transfer is aborted (by the reconciler or a replay) once it is
+    /// `total_ms + stale_margin_ms` old.
+    pub stale_margin_ms: u64,
+}
+
+impl Budget {
+    /// When an undecided transfer turns stale (`BudgetPolicy::stale_after_ms`).
+    pub fn stale_after_ms(&self) -> u64 {
+        self.total_ms + self.stale_margin_ms
+    }
 }
 
 impl Default for Budget {
@@ -74,6 +84,7 @@ impl Default for Budget {
             total_ms: 200,
             after_reserve_ms: 60,
             reply_margin_ms: 10,
+            stale_margin_ms: 800,
         }
     }
 }
@@ -104,8 +115,6 @@ pub struct ReconcilerTuning {
     pub batch_size: u32,
     pub lease_ms: u64,
     pub call_timeout_ms: u64,
-    /// Must exceed the gateway's `total_ms`.
-    pub abort_after_ms: u64,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
 }
@@ -118,7 +127,6 @@ impl Default for ReconcilerTuning {
             batch_size: 100,
             lease_ms: 1_000,
             call_timeout_ms: 500,
-            abort_after_ms: 1_000,
             backoff_initial_ms: 50,
             backoff_max_ms: 500,
         }
@@ -172,15 +180,15 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// A gateway budget of 3 s instead of 200 ms (and a reconciler that waits longer
-    /// before it aborts), for bursts that must queue rather than time out.
+    /// A gateway budget of 3 s instead of 200 ms (so a transfer turns stale later too), for
+    /// bursts that must queue rather than time out.
     pub fn patient(mut self) -> ClusterConfig {
         self.budget = Budget {
             total_ms: 3_000,
             after_reserve_ms: 900,
             reply_margin_ms: 100,
+            stale_margin_ms: 1_000,
         };
-        self.reconciler.abort_after_ms = 4_000;
         self
     }
 }
@@ -302,16 +310,13 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
             render_accounts(&mut t, config, Side::Internal);
         }
         Service::Gateway => {
-            let b = &config.budget;
-            let _ = writeln!(t, "\n[budget]");
-            let _ = writeln!(t, "total_ms = {}", b.total_ms);
-            let _ = writeln!(t, "after_reserve_ms = {}", b.after_reserve_ms);
-            let _ = writeln!(t, "reply_margin_ms = {}", b.reply_margin_ms);
+            render_budget(&mut t, &config.budget);
         }
         Service::Reconciler => {
+            // The gateway's own budget: both judge staleness by it.
+            render_budget(&mut t, &config.budget);
             let r = &config.reconciler;
             let _ = writeln!(t, "\n[retry]");
-            let _ = writeln!(t, "abort_after_ms = {}", r.abort_after_ms);
             let _ = writeln!(t, "backoff_initial_ms = {}", r.backoff_initial_ms);
             let _ = writeln!(t, "backoff_max_ms = {}", r.backoff_max_ms);
         }
@@ -336,6 +341,14 @@ pub fn environment(service: Service, config: &ClusterConfig) -> Vec<(String, Str
             g.pause_ms.to_string(),
         ),
     ]
+}
+
+fn render_budget(t: &mut String, b: &Budget) {
+    let _ = writeln!(t, "\n[budget]");
+    let _ = writeln!(t, "total_ms = {}", b.total_ms);
+    let _ = writeln!(t, "after_reserve_ms = {}", b.after_reserve_ms);
+    let _ = writeln!(t, "reply_margin_ms = {}", b.reply_margin_ms);
+    let _ = writeln!(t, "stale_margin_ms = {}", b.stale_margin_ms);
 }
 
 fn render_accounts(t: &mut String, config: &ClusterConfig, side: Side) {
@@ -404,7 +417,14 @@ mod tests {
     fn reconciler_shares_the_coordinator_database() {
         let text = render(Service::Reconciler, &ClusterConfig::default(), &endpoints());
         assert!(text.contains("database_url = \"sqlite:///tmp/x/coordinator.db\"\n"));
-        assert!(text.contains("[retry]\nabort_after_ms = 1000\n"), "{text}");
+        assert!(
+            text.contains("[budget]\ntotal_ms = 200\nafter_reserve_ms = 60\nreply_margin_ms = 10\nstale_margin_ms = 800\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[retry]\nbackoff_initial_ms = 50\n"),
+            "{text}"
+        );
         assert!(text.contains("pass_interval_ms = 100\n"), "{text}");
     }
 

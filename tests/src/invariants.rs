@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use banktransfer_api::gateway::v1::{Transfer, TransferStatus};
 use banktransfer_api::reconciler::v1::{AuditRequest, AuditResponse};
 use banktransfer_api::reservation::v1::{Account, Reservation, ReservationStatus};
+use banktransfer_protocol::audit::{self, ReservationView};
+use banktransfer_protocol::transfer::{Leg, RecordedState};
 use tonic::{Code, Status};
 
 use crate::accounts::{AccountSpec, Side, format_minor};
@@ -422,7 +424,9 @@ fn describe(reservation: &Result<Reservation, Status>) -> String {
     }
 }
 
-/// Both legs confirmed, or neither.
+/// The protocol's money-audit rule on each leg (`banktransfer_protocol::audit`), at
+/// rest: a FAILED transfer is final here, so it is judged as `failed`. A SUCCEEDED one's
+/// reservations must also be for its account and amount.
 fn check_legs(
     t: &Transfer,
     amount: i64,
@@ -431,59 +435,81 @@ fn check_legs(
     violations: &mut Vec<String>,
 ) {
     let id = &t.transfer_id;
-    if !matches!(
-        t.status(),
-        TransferStatus::Succeeded | TransferStatus::Failed
-    ) {
-        violations.push(format!("{id}: status {:?} at rest", t.status()));
-        return;
-    }
-    for (leg, reservation, account) in [
-        ("external", ext, &t.external_account_id),
-        ("balance store", int, &t.internal_account_id),
-    ] {
-        match (t.status(), reservation) {
-            (_, Err(status)) if status.code() != Code::NotFound => {
-                violations.push(format!("{id}: GetReservation on the {leg}: {status}"));
-            }
-            (TransferStatus::Succeeded, Ok(r)) => {
-                if r.status() != ReservationStatus::Confirmed {
-                    violations.push(format!(
-                        "{id}: SUCCEEDED but the {leg} reservation is {:?}",
-                        r.status()
-                    ));
-                }
-                if &r.account_id != account {
-                    violations.push(format!(
-                        "{id}: the {leg} reservation is on {} instead of {account}",
-                        r.account_id
-                    ));
-                }
-                let reserved = r.amount.as_ref().map_or(0, |m| m.minor_units);
-                if reserved != amount {
-                    violations.push(format!(
-                        "{id}: the {leg} reservation is for {} instead of {}",
-                        format_minor(reserved),
-                        format_minor(amount)
-                    ));
-                }
-            }
-            (TransferStatus::Succeeded, Err(_)) => {
-                violations.push(format!("{id}: SUCCEEDED but the {leg} has no reservation"));
-            }
-            (_, Ok(r)) => {
-                if matches!(
-                    r.status(),
-                    ReservationStatus::Confirmed | ReservationStatus::Held
-                ) {
-                    violations.push(format!(
-                        "{id}: FAILED but the {leg} reservation is {:?}",
-                        r.status()
-                    ));
-                }
-            }
-            (_, Err(_)) => {}
+    let recorded = match t.status() {
+        TransferStatus::Succeeded => RecordedState::Succeeded,
+        TransferStatus::Failed => RecordedState::Failed,
+        other => {
+            violations.push(format!("{id}: status {other:?} at rest"));
+            return;
         }
+    };
+    for (leg, reservation, account) in [
+        (Leg::External, ext, &t.external_account_id),
+        (Leg::Internal, int, &t.internal_account_id),
+    ] {
+        let view = match reservation {
+            Ok(r) => match view_of(r.status()) {
+                Some(view) => view,
+                None => {
+                    violations.push(format!(
+                        "{id}: the {} reservation has no status",
+                        leg.name()
+                    ));
+                    continue;
+                }
+            },
+            Err(status) if status.code() == Code::NotFound => ReservationView::NotFound,
+            Err(status) => {
+                violations.push(format!(
+                    "{id}: GetReservation on the {}: {status}",
+                    leg.name()
+                ));
+                continue;
+            }
+        };
+        if let Some(mismatch) = audit::leg_mismatch(recorded, leg, view) {
+            violations.push(format!("{id}: {mismatch}"));
+        }
+        if let (RecordedState::Succeeded, Ok(r)) = (recorded, reservation) {
+            check_terms(id, leg, r, account, amount, violations);
+        }
+    }
+}
+
+fn view_of(status: ReservationStatus) -> Option<ReservationView> {
+    match status {
+        ReservationStatus::Unspecified => None,
+        ReservationStatus::Held => Some(ReservationView::Held),
+        ReservationStatus::Confirmed => Some(ReservationView::Confirmed),
+        ReservationStatus::Cancelled => Some(ReservationView::Cancelled),
+        ReservationStatus::Refused => Some(ReservationView::Refused),
+    }
+}
+
+/// A confirmed reservation moved money: on the transfer's account, for its amount.
+fn check_terms(
+    id: &str,
+    leg: Leg,
+    r: &Reservation,
+    account: &str,
+    amount: i64,
+    violations: &mut Vec<String>,
+) {
+    if r.account_id != account {
+        violations.push(format!(
+            "{id}: the {} reservation is on {} instead of {account}",
+            leg.name(),
+            r.account_id
+        ));
+    }
+    let reserved = r.amount.as_ref().map_or(0, |m| m.minor_units);
+    if reserved != amount {
+        violations.push(format!(
+            "{id}: the {} reservation is for {} instead of {}",
+            leg.name(),
+            format_minor(reserved),
+            format_minor(amount)
+        ));
     }
 }
 
@@ -656,7 +682,8 @@ mod tests {
             ReservationStatus::Cancelled,
         ));
         assert!(
-            violations(&snap).contains("t1: SUCCEEDED but the external reservation is Cancelled")
+            violations(&snap)
+                .contains("t1: succeeded but the external institution reservation is CANCELLED")
         );
 
         let mut snap = consistent();
@@ -667,7 +694,7 @@ mod tests {
             ReservationStatus::Confirmed,
         ));
         assert!(
-            violations(&snap).contains("t2: FAILED but the balance store reservation is Confirmed")
+            violations(&snap).contains("t2: failed but the balance store reservation is CONFIRMED")
         );
     }
 

@@ -102,7 +102,7 @@ async fn run_pass_aborts_a_stale_undecided_transfer() {
     // Undecided, and not stale yet.
     let t = transfers.get_by_key(&req.key()).await.expect("GetTransfer");
     assert_eq!(t.status(), TransferStatus::Processing, "{t:?}");
-    let abort_after = Duration::from_millis(cluster.config().reconciler.abort_after_ms);
+    let abort_after = Duration::from_millis(cluster.config().budget.stale_after_ms());
     tokio::time::sleep(abort_after + Duration::from_millis(200)).await;
 
     let pass = run_pass(&cluster).await;

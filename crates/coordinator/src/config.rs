@@ -2,6 +2,10 @@
 //! and call the same participants. Each service flattens [`CommonSettings`] into its own
 //! `Settings`, so the keys stay top-level in its TOML file (`database_url`,
 //! `external_url`, ...) and in the environment (`BANKTRANSFER__DATABASE_URL`).
+//!
+//! `[budget]` is shared too: the gateway answers within it, and both services judge an
+//! undecided transfer stale by it (`banktransfer_protocol::reconcile::takeover`), so the
+//! two can never disagree about when a live request is over.
 
 use std::time::Duration;
 
@@ -20,6 +24,7 @@ pub struct CommonSettings {
     pub external_url: String,
     pub ledger_url: String,
     pub connect_timeout_ms: u64,
+    pub budget: BudgetSection,
     pub server: ServerSection,
     pub database: DatabaseSection,
 }
@@ -32,6 +37,7 @@ impl Default for CommonSettings {
             external_url: "http://127.0.0.1:50052".into(),
             ledger_url: "http://127.0.0.1:50053".into(),
             connect_timeout_ms: 1_000,
+            budget: BudgetSection::default(),
             server: ServerSection::default(),
             database: DatabaseSection::default(),
         }
@@ -76,6 +82,7 @@ impl CommonSettings {
                 return Err(format!("{key} must be positive"));
             }
         }
+        self.budget.policy().validate()?;
         Ok(())
     }
 
@@ -93,13 +100,15 @@ pub fn validate_listen_addr(listen_addr: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The deadline budget promised to clients (see `banktransfer_protocol::budget`).
+/// The deadline budget promised to clients, and the staleness threshold derived from it
+/// (see `banktransfer_protocol::budget`).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct BudgetSection {
     pub total_ms: u64,
     pub after_reserve_ms: u64,
     pub reply_margin_ms: u64,
+    pub stale_margin_ms: u64,
 }
 
 impl Default for BudgetSection {
@@ -108,11 +117,13 @@ impl Default for BudgetSection {
             total_ms,
             after_reserve_ms,
             reply_margin_ms,
+            stale_margin_ms,
         } = BudgetPolicy::DEFAULT;
         BudgetSection {
             total_ms,
             after_reserve_ms,
             reply_margin_ms,
+            stale_margin_ms,
         }
     }
 }
@@ -123,6 +134,7 @@ impl BudgetSection {
             total_ms: self.total_ms,
             after_reserve_ms: self.after_reserve_ms,
             reply_margin_ms: self.reply_margin_ms,
+            stale_margin_ms: self.stale_margin_ms,
         }
     }
 }
@@ -198,6 +210,8 @@ mod tests {
         assert!(bad(|s| s.external_url = String::new()).contains("external_url"));
         assert!(bad(|s| s.connect_timeout_ms = 0).contains("connect_timeout_ms"));
         assert!(bad(|s| s.database.max_connections = 0).contains("max_connections"));
+        assert!(bad(|s| s.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
+        assert!(bad(|s| s.budget.stale_margin_ms = 0).contains("stale_margin_ms"));
         assert!(
             validate_listen_addr("")
                 .unwrap_err()

@@ -1,7 +1,8 @@
 //! The async shell around [`TransferMachine`]: carries out its effects (remote calls
 //! concurrently, each with a deadline; store writes in order) and feeds it what came of
-//! them, until the machine is idle or the caller's deadline leaves the rest to the
-//! reconciler. Every decision is the machine's; this module only does I/O and keeps time.
+//! them, until the machine is idle. Every decision is the machine's, deadlines included:
+//! the shell sleeps until [`TransferMachine::poll_timeout`] and then calls
+//! [`TransferMachine::handle_timeout`]; this module only does I/O and keeps the timer.
 //!
 //! The gateway drives a fresh transfer with [`Driver::begin`] inside the client's budget;
 //! the reconciler (and a replayed request taking over) picks one up with
@@ -13,7 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banktransfer_protocol::budget::Budget;
-use banktransfer_protocol::transfer::{Effect, Event, Leg, RecordedState, TransferMachine};
+use banktransfer_protocol::transfer::ReserveReply;
+use banktransfer_protocol::transfer::{
+    Decision, Effect, Event, Leg, RecordedState, TransferMachine,
+};
 use service_kit::clock::SharedClock;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -22,33 +26,8 @@ use crate::fault::{FaultPoint, FaultPoints};
 use crate::participants::{Participants, ReserveTerms};
 use crate::store::{StoreError, TransferRecord, TransferStore, within_deadline};
 
-/// Absolute times (epoch ms) by which each phase must be over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Deadlines {
-    /// Both reserves answered, or the machine aborts.
-    pub reserve_deadline_ms: u64,
-    /// Confirmations or cancellations answered, or the driver stops waiting and leaves
-    /// them to the reconciler.
-    pub settle_deadline_ms: u64,
-}
-
-impl Deadlines {
-    /// A live request: the phases of the client's budget.
-    pub fn from_budget(budget: &Budget) -> Deadlines {
-        Deadlines {
-            reserve_deadline_ms: budget.reserve_deadline_ms(),
-            settle_deadline_ms: budget.settle_deadline_ms(),
-        }
-    }
-
-    /// Recovery: every call gets `call_timeout_ms` from now.
-    pub fn recovery(now_ms: u64, call_timeout_ms: u64) -> Deadlines {
-        Deadlines {
-            reserve_deadline_ms: now_ms + call_timeout_ms,
-            settle_deadline_ms: now_ms + call_timeout_ms,
-        }
-    }
-}
+/// The machine's deadlines; re-exported so callers need not name the protocol crate.
+pub use banktransfer_protocol::transfer::Deadlines;
 
 /// What one drive achieved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,8 +88,8 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             "begin needs a fresh intent"
         );
         tracing::info!(amount = %record.amount, "reserving on both legs");
-        let (machine, effects) = TransferMachine::begin();
-        self.run(machine, effects, record, deadlines, true).await
+        let (machine, effects) = TransferMachine::begin(deadlines);
+        self.run(Drive::new(machine, record), effects).await
     }
 
     /// Picks a transfer up from its record alone. `abort_reason` aborts it when it is
@@ -127,184 +106,178 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             abort_reason = abort_reason.as_deref().unwrap_or(""),
             "resuming"
         );
-        let (machine, effects) =
-            TransferMachine::resume(record.state, record.failure_reason.clone(), abort_reason);
-        self.run(machine, effects, record, deadlines, false).await
+        let (machine, effects) = TransferMachine::resume(
+            record.state,
+            record.failure_reason.clone(),
+            abort_reason,
+            deadlines,
+        );
+        self.run(Drive::new(machine, record), effects).await
     }
 
-    async fn run(
-        &self,
-        mut machine: TransferMachine,
-        effects: Vec<Effect>,
-        mut record: TransferRecord,
-        deadlines: Deadlines,
-        reserving_at_start: bool,
-    ) -> Driven {
-        let mut queue: VecDeque<Effect> = effects.into();
-        let mut calls = Calls::default();
-        // Until the decision is recorded, the reserve deadline is the one that counts.
-        let mut reserving = reserving_at_start;
-        let mut reserves_answered = 0;
-        let mut store_error = None;
-
+    /// Effects, then a wait for whatever comes first (an answer or the machine's next
+    /// deadline), until the machine is idle.
+    async fn run(&self, mut drive: Drive, mut effects: Vec<Effect>) -> Driven {
         loop {
-            while let Some(effect) = queue.pop_front() {
-                let events = match effect {
-                    Effect::Reserve(leg) => {
-                        self.spawn_reserve(&mut calls, &record, leg, deadlines);
-                        continue;
-                    }
-                    Effect::Confirm(leg) | Effect::Cancel(leg) => {
-                        self.spawn_settle(&mut calls, &record, effect.clone(), leg, deadlines);
-                        continue;
-                    }
-                    Effect::RecordDecision {
-                        decision,
-                        failure_reason,
-                    } => {
-                        reserving = false;
-                        if reserves_answered == Leg::BOTH.len() {
-                            self.faults.reached(FaultPoint::AfterReserve).await;
-                        }
-                        let now_ms = self.clock.now_ms();
-                        let result = within_deadline(
-                            deadlines.settle_deadline_ms,
-                            now_ms,
-                            self.store.record_decision(
-                                &record.transfer_id,
-                                decision,
-                                failure_reason.as_deref(),
-                                now_ms,
-                            ),
-                        )
-                        .await;
-                        match result {
-                            Ok(now_record) => {
-                                record = now_record;
-                                tracing::info!(
-                                    proposed = decision.recorded_state().as_str(),
-                                    recorded = record.state.as_str(),
-                                    failure_reason = record.failure_reason.as_deref().unwrap_or(""),
-                                    "decision recorded"
-                                );
-                                let effects = machine.handle(Event::DecisionRecorded {
-                                    recorded: record.state,
-                                    failure_reason: record.failure_reason.clone(),
-                                });
-                                self.faults.reached(FaultPoint::AfterDecision).await;
-                                effects
-                            }
-                            Err(err) => {
-                                tracing::warn!(error = %err, "cannot record the decision: stopping");
-                                store_error = Some(err);
-                                machine.handle(Event::StoreUnavailable)
-                            }
-                        }
-                    }
-                    Effect::RecordOutcome(outcome) => {
-                        let now_ms = self.clock.now_ms();
-                        // Late is harmless here: an unrecorded outcome leaves the
-                        // decision, which the reconciler settles again (idempotently).
-                        match within_deadline(
-                            deadlines.settle_deadline_ms,
-                            now_ms,
-                            self.store
-                                .record_outcome(&record.transfer_id, outcome, now_ms),
-                        )
-                        .await
-                        {
-                            Ok(now_record) => {
-                                record = now_record;
-                                tracing::info!(
-                                    recorded = record.state.as_str(),
-                                    "outcome recorded"
-                                );
-                                machine.handle(Event::OutcomeRecorded {
-                                    recorded: record.state,
-                                })
-                            }
-                            Err(err) => {
-                                tracing::warn!(error = %err, "cannot record the outcome: stopping");
-                                store_error = Some(err);
-                                machine.handle(Event::StoreUnavailable)
-                            }
-                        }
-                    }
-                };
-                queue.extend(events);
-            }
-
-            if machine.is_idle() {
+            self.carry_out(&mut drive, effects).await;
+            if drive.machine.is_idle() {
                 break;
             }
-            if calls.is_empty() {
+            if drive.calls.is_empty() {
                 // The machine waits only on calls in flight; nothing left means a bug in
                 // this shell, and the reconciler is the safe place to leave it.
                 tracing::error!(
-                    recorded = record.state.as_str(),
+                    recorded = drive.record.state.as_str(),
                     "driver has nothing to wait for"
                 );
                 break;
             }
-            let deadline_ms = if reserving {
-                deadlines.reserve_deadline_ms
-            } else {
-                deadlines.settle_deadline_ms
-            };
-            let wait = remaining(deadline_ms, self.clock.now_ms());
-            tokio::select! {
-                // An answer already in hand beats a deadline passing at the same instant
-                // (and a fixed polling order keeps the simulation deterministic).
-                biased;
-                event = calls.next() => {
-                    if matches!(event, Event::ReserveAnswered { .. }) {
-                        reserves_answered += 1;
-                    }
-                    log_event(&event);
-                    queue.extend(machine.handle(event));
-                }
-                () = tokio::time::sleep(wait) => {
-                    if reserving {
-                        tracing::warn!("reserve deadline passed");
-                        queue.extend(machine.handle(Event::ReserveDeadlinePassed));
-                    } else {
-                        tracing::warn!(
-                            recorded = record.state.as_str(),
-                            "settle deadline passed: leaving the rest to the reconciler"
-                        );
-                        break;
-                    }
-                }
-            }
+            effects = self.wait(&mut drive).await;
         }
         assert_eq!(
-            record.state,
-            machine.recorded(),
+            drive.record.state,
+            drive.machine.recorded(),
             "the driver's record and its machine disagree"
         );
         Driven {
-            record,
-            store_error,
+            record: drive.record,
+            store_error: drive.store_error,
         }
     }
 
-    fn spawn_reserve(
+    /// Remote calls go out at once; transfer-log writes run inline, in order, and what
+    /// they report goes straight back into the machine.
+    async fn carry_out(&self, drive: &mut Drive, effects: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            let events = match effect {
+                Effect::Reserve(leg) => {
+                    self.spawn_reserve(drive, leg);
+                    continue;
+                }
+                Effect::Confirm(leg) | Effect::Cancel(leg) => {
+                    self.spawn_settle(drive, effect.clone(), leg);
+                    continue;
+                }
+                Effect::RecordDecision {
+                    decision,
+                    failure_reason,
+                } => self.record_decision(drive, decision, failure_reason).await,
+                Effect::RecordOutcome(outcome) => self.record_outcome(drive, outcome).await,
+            };
+            queue.extend(events);
+        }
+    }
+
+    async fn record_decision(
         &self,
-        calls: &mut Calls,
-        record: &TransferRecord,
-        leg: Leg,
-        deadlines: Deadlines,
-    ) {
+        drive: &mut Drive,
+        decision: Decision,
+        failure_reason: Option<String>,
+    ) -> Vec<Effect> {
+        if drive.machine.all_reserves_answered() {
+            self.faults.reached(FaultPoint::AfterReserve).await;
+        }
+        let now_ms = self.clock.now_ms();
+        let write = self.store.record_decision(
+            &drive.record.transfer_id,
+            decision,
+            failure_reason.as_deref(),
+            now_ms,
+        );
+        let deadline_ms = drive.machine.deadlines().settle_deadline_ms;
+        match within_deadline(deadline_ms, now_ms, write).await {
+            Ok(now_record) => {
+                drive.record = now_record;
+                let record = &drive.record;
+                tracing::info!(
+                    proposed = decision.recorded_state().as_str(),
+                    recorded = record.state.as_str(),
+                    failure_reason = record.failure_reason.as_deref().unwrap_or(""),
+                    "decision recorded"
+                );
+                let effects = drive.machine.handle(Event::DecisionRecorded {
+                    recorded: record.state,
+                    failure_reason: record.failure_reason.clone(),
+                });
+                self.faults.reached(FaultPoint::AfterDecision).await;
+                effects
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot record the decision: stopping");
+                drive.stop(err)
+            }
+        }
+    }
+
+    /// Late is harmless here: an unrecorded outcome leaves the decision, which the
+    /// reconciler settles again (idempotently).
+    async fn record_outcome(&self, drive: &mut Drive, outcome: RecordedState) -> Vec<Effect> {
+        let now_ms = self.clock.now_ms();
+        let write = self
+            .store
+            .record_outcome(&drive.record.transfer_id, outcome, now_ms);
+        let deadline_ms = drive.machine.deadlines().settle_deadline_ms;
+        match within_deadline(deadline_ms, now_ms, write).await {
+            Ok(now_record) => {
+                drive.record = now_record;
+                tracing::info!(recorded = drive.record.state.as_str(), "outcome recorded");
+                drive.machine.handle(Event::OutcomeRecorded {
+                    recorded: drive.record.state,
+                })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot record the outcome: stopping");
+                drive.stop(err)
+            }
+        }
+    }
+
+    /// The next answer, or the machine's next deadline, whichever comes first.
+    async fn wait(&self, drive: &mut Drive) -> Vec<Effect> {
+        let Some(wake_ms) = drive.machine.poll_timeout() else {
+            return Vec::new();
+        };
+        let sleep = remaining(wake_ms, self.clock.now_ms());
+        tokio::select! {
+            // An answer already in hand beats a deadline passing at the same instant
+            // (and a fixed polling order keeps the simulation deterministic).
+            biased;
+            event = drive.calls.next() => {
+                log_event(&event);
+                drive.machine.handle(event)
+            }
+            () = tokio::time::sleep(sleep) => self.timeout(drive, wake_ms),
+        }
+    }
+
+    fn timeout(&self, drive: &mut Drive, wake_ms: u64) -> Vec<Effect> {
+        if drive.machine.awaits_reserves() {
+            tracing::warn!("reserve deadline passed");
+        } else {
+            tracing::warn!(
+                recorded = drive.record.state.as_str(),
+                "settle deadline passed: leaving the rest to the reconciler"
+            );
+        }
+        // The timer fired for `wake_ms`, so at least that time has passed, whatever a
+        // test's hand-moved clock says.
+        let now_ms = self.clock.now_ms().max(wake_ms);
+        drive.machine.handle_timeout(now_ms)
+    }
+
+    fn spawn_reserve(&self, drive: &mut Drive, leg: Leg) {
         let participants = Arc::clone(&self.participants);
-        let terms = ReserveTerms::for_leg(record, leg);
-        let timeout = remaining(deadlines.reserve_deadline_ms, self.clock.now_ms());
-        calls.spawn(Effect::Reserve(leg), async move {
+        let terms = ReserveTerms::for_leg(&drive.record, leg);
+        let deadline_ms = drive.machine.deadlines().reserve_deadline_ms;
+        let timeout = remaining(deadline_ms, self.clock.now_ms());
+        drive.calls.spawn(Effect::Reserve(leg), async move {
             let reply =
                 match tokio::time::timeout(timeout, participants.reserve(leg, &terms, timeout))
                     .await
                 {
                     Ok(reply) => reply,
-                    Err(_) => banktransfer_protocol::transfer::ReserveReply::Unknown(format!(
+                    Err(_) => ReserveReply::Unknown(format!(
                         "no answer within {} ms",
                         timeout.as_millis()
                     )),
@@ -313,19 +286,13 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
         });
     }
 
-    fn spawn_settle(
-        &self,
-        calls: &mut Calls,
-        record: &TransferRecord,
-        effect: Effect,
-        leg: Leg,
-        deadlines: Deadlines,
-    ) {
+    fn spawn_settle(&self, drive: &mut Drive, effect: Effect, leg: Leg) {
         let participants = Arc::clone(&self.participants);
-        let transfer_id = record.transfer_id.clone();
-        let timeout = remaining(deadlines.settle_deadline_ms, self.clock.now_ms());
+        let transfer_id = drive.record.transfer_id.clone();
+        let deadline_ms = drive.machine.deadlines().settle_deadline_ms;
+        let timeout = remaining(deadline_ms, self.clock.now_ms());
         let confirm = matches!(effect, Effect::Confirm(_));
-        calls.spawn(effect, async move {
+        drive.calls.spawn(effect, async move {
             let call = async {
                 if confirm {
                     participants.confirm(leg, &transfer_id, timeout).await
@@ -348,6 +315,32 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
                 }
             }
         });
+    }
+}
+
+/// One drive in progress: the machine, the row as this driver last saw it, the calls in
+/// flight, and the store failure that stopped it, if one did.
+struct Drive {
+    machine: TransferMachine,
+    record: TransferRecord,
+    calls: Calls,
+    store_error: Option<StoreError>,
+}
+
+impl Drive {
+    fn new(machine: TransferMachine, record: TransferRecord) -> Drive {
+        Drive {
+            machine,
+            record,
+            calls: Calls::default(),
+            store_error: None,
+        }
+    }
+
+    /// The transfer log could not be written: the machine stops.
+    fn stop(&mut self, err: StoreError) -> Vec<Effect> {
+        self.store_error = Some(err);
+        self.machine.handle(Event::StoreUnavailable)
     }
 }
 
@@ -394,7 +387,7 @@ impl Calls {
                 match effect {
                     Effect::Reserve(leg) => Event::ReserveAnswered {
                         leg,
-                        reply: banktransfer_protocol::transfer::ReserveReply::Unknown(
+                        reply: ReserveReply::Unknown(
                             "the call failed inside the coordinator".into(),
                         ),
                     },

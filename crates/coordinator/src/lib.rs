@@ -12,7 +12,7 @@
 //! - [`participants`]: the external institution and the balance store
 //!   ([`participants::Participants`], over gRPC in [`participants::GrpcParticipants`]).
 //! - [`driver`]: runs `banktransfer_protocol::transfer::TransferMachine` against the store
-//!   and the participants, with deadlines.
+//!   and the participants, waking it at the deadlines it asks for.
 //! - [`fault`]: TEST-ONLY pause points for the crash tests.
 //! - [`connect`]: opens the transfer log and the participant clients from the settings.
 

@@ -2,13 +2,14 @@
 //! the idempotency key is already taken, answer for the transfer that holds it.
 //!
 //! A replay never moves money a second time: it only reads the existing record, waits a
-//! little for its live driver, or (when that driver is evidently gone) aborts it through
-//! the same compare-and-set as everyone else.
+//! little for its live driver, or (when the transfer is stale by the reconciler's own
+//! rule) aborts it through the same compare-and-set as everyone else.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use banktransfer_protocol::budget::{Budget, BudgetPolicy};
+use banktransfer_protocol::reconcile::{self, AbortedBy, Takeover};
 use banktransfer_protocol::transfer::{ClientStatus, RecordedState};
 use service_kit::clock::SharedClock;
 
@@ -147,7 +148,8 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
     }
 
     /// Answers a replay from the existing record: polls while its own request may still
-    /// be driving it, takes it over when that request's budget is long gone.
+    /// be driving it, takes it over once it is stale (the reconciler's rule,
+    /// `reconcile::takeover`).
     async fn replay(
         &self,
         mut record: TransferRecord,
@@ -159,12 +161,10 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
         );
         loop {
             let now_ms = self.clock.now_ms();
-            let driver_gone = now_ms.saturating_sub(record.created_at_ms) >= self.policy.total_ms;
-            if record.state == RecordedState::Started && driver_gone {
-                let reason = format!(
-                    "not decided within {} ms: aborted by a retry of the request",
-                    self.policy.total_ms
-                );
+            let takeover =
+                reconcile::takeover(record.state, record.created_at_ms, now_ms, &self.policy);
+            if takeover == Takeover::Abort {
+                let reason = reconcile::stale_abort_reason(&self.policy, AbortedBy::Replay);
                 let driven = self
                     .driver
                     .resume(record, Some(reason), Deadlines::from_budget(&budget))
@@ -174,7 +174,7 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             let settled = record.state.client_status() != ClientStatus::Processing;
             let out_of_budget =
                 now_ms + POLL_INTERVAL.as_millis() as u64 >= budget.settle_deadline_ms();
-            if settled || driver_gone || out_of_budget {
+            if settled || out_of_budget {
                 return Ok(record);
             }
             tokio::time::sleep(POLL_INTERVAL).await;

@@ -1,8 +1,8 @@
 //! The gateway's settings (every field has a default). The keys it shares with the
-//! reconciler (the transfer log, the participants, `[server]`, `[database]`) are
+//! reconciler (the transfer log, the participants, `[budget]`, `[server]`, `[database]`) are
 //! `coordinator::config::CommonSettings`, flattened here so they stay top-level.
 
-use coordinator::config::{BudgetSection, CommonSettings, validate_listen_addr};
+use coordinator::config::{CommonSettings, validate_listen_addr};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -13,7 +13,6 @@ pub struct Settings {
     pub common: CommonSettings,
     /// Requests in flight at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
-    pub budget: BudgetSection,
 }
 
 impl Default for Settings {
@@ -22,7 +21,6 @@ impl Default for Settings {
             listen_addr: "127.0.0.1:50051".into(),
             common: CommonSettings::default(),
             max_in_flight: 1_024,
-            budget: BudgetSection::default(),
         }
     }
 }
@@ -35,7 +33,6 @@ impl Settings {
         if self.max_in_flight == 0 {
             return Err("max_in_flight must be at least 1".into());
         }
-        self.budget.policy().validate()?;
         Ok(())
     }
 }
@@ -58,7 +55,7 @@ mod tests {
         let s: Settings = load("", &[]);
         assert_eq!(s, Settings::default());
         assert_eq!(s.listen_addr, "127.0.0.1:50051");
-        assert_eq!(s.budget.policy(), BudgetPolicy::DEFAULT);
+        assert_eq!(s.common.budget.policy(), BudgetPolicy::DEFAULT);
         assert_eq!(s.max_in_flight, 1_024);
         s.validate().unwrap();
     }
@@ -81,9 +78,10 @@ mod tests {
         );
         assert_eq!(s.listen_addr, "127.0.0.1:1");
         assert_eq!(s.max_in_flight, 7);
-        assert_eq!(s.budget.total_ms, 300);
-        assert_eq!(s.budget.after_reserve_ms, 80);
-        assert_eq!(s.budget.reply_margin_ms, 10);
+        assert_eq!(s.common.budget.total_ms, 300);
+        assert_eq!(s.common.budget.after_reserve_ms, 80);
+        assert_eq!(s.common.budget.reply_margin_ms, 10);
+        assert_eq!(s.common.budget.stale_margin_ms, 1_800);
         assert_eq!(s.common.database.max_connections, 3);
         assert_eq!(s.common.server.shutdown_grace_ms, 9);
         assert_eq!(s.common.server.request_timeout_ms, 30_000);
@@ -97,7 +95,7 @@ mod tests {
             edit(&mut s);
             s.validate().unwrap_err()
         };
-        assert!(bad(|s| s.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
+        assert!(bad(|s| s.common.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
         assert!(bad(|s| s.max_in_flight = 0).contains("max_in_flight"));
         assert!(bad(|s| s.common.database_url = "mysql://x".into()).contains("database_url"));
         assert!(bad(|s| s.common.log_format = "xml".into()).contains("log_format"));

@@ -93,7 +93,7 @@ pub fn routes<S: TransferStore, P: Participants>(
     if !faults.is_off() {
         tracing::warn!(?faults, "TEST-ONLY pause points are enabled");
     }
-    let policy = settings.budget.policy();
+    let policy = settings.common.budget.policy();
     let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), faults);
     let approver =
         Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy).with_ids(ids);

@@ -27,8 +27,8 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// loaded machine: tests that are not about the budget use it.
 fn roomy_settings() -> Settings {
     let mut settings = Settings::default();
-    settings.budget.total_ms = 5_000;
-    settings.budget.after_reserve_ms = 2_000;
+    settings.common.budget.total_ms = 5_000;
+    settings.common.budget.after_reserve_ms = 2_000;
     settings
 }
 
@@ -166,8 +166,19 @@ async fn a_refusal_fails_the_transfer_and_cancels_both_legs() {
         for leg in Leg::BOTH {
             assert_eq!(fake.count(leg, Op::Cancel, id), 1, "{leg:?}");
             assert_eq!(fake.count(leg, Op::Confirm, id), 0, "{leg:?}");
-            assert_eq!(fake.reservation(leg, id), ReservationView::Cancelled);
         }
+        // The hold is released; the refusal stays a refusal (a cancel changes nothing
+        // there, as at the real participants).
+        assert_eq!(
+            fake.reservation(Leg::External, id),
+            ReservationView::Cancelled
+        );
+        assert_eq!(
+            fake.reservation(Leg::Internal, id),
+            ReservationView::Refused
+        );
+        assert_eq!(fake.balance(Leg::External, "ext-1").reserved_minor, 0);
+        assert_eq!(fake.balance(Leg::Internal, "int-1").reserved_minor, 0);
         assert_eq!(
             store.get(id).await.unwrap().unwrap().state,
             RecordedState::Failed

@@ -7,11 +7,11 @@
 //!   `banktransfer-protocol`, called as the services call it:
 //!   - the coordinator: [`TransferMachine`](banktransfer_protocol::transfer::TransferMachine)
 //!     `begin` (gateway), `resume` (reconciler) and `handle`, driven the way
-//!     `gateway-coordinator/src/driver.rs` drives it ([`protocol_model::world`]);
+//!     `coordinator/src/driver.rs` drives it ([`protocol_model::world`]);
 //!   - the participants: `reservation::{reserve, confirm, cancel}` over `Reservation` and
 //!     `Balance`, handled the way `participant/src/store` and `participant/src/grpc` do
 //!     ([`protocol_model::participant`]); the answers on the wire as
-//!     `gateway-coordinator/src/participants/grpc.rs` reads them;
+//!     `coordinator/src/participants/grpc.rs` reads them;
 //!   - the reconciler's choice: `reconcile::takeover`, with abstract time (an undecided
 //!     transfer is always stale when looked at: the worst case).
 //!

@@ -5,6 +5,11 @@
 //! the reserve deadline without both holds, the coordinator aborts (always safe before a
 //! commit); past the total with a commit recorded, it answers PROCESSING and the
 //! reconciler finishes.
+//!
+//! The same policy says when an undecided transfer is abandoned
+//! ([`BudgetPolicy::stale_after_ms`]): `stale_margin_ms` past the whole budget, so no
+//! live request can still be deciding it. The gateway's replay path and the reconciler
+//! both read it (`crate::reconcile::takeover`), from the one `[budget]` setting.
 
 /// Budget policy; validated once at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +20,10 @@ pub struct BudgetPolicy {
     pub after_reserve_ms: u64,
     /// Kept back at the very end for writing the answer.
     pub reply_margin_ms: u64,
+    /// Waited past `total_ms` before an undecided transfer counts as abandoned: room for
+    /// a slow decision write that outlived its request to land first (the
+    /// compare-and-set makes a race harmless either way).
+    pub stale_margin_ms: u64,
 }
 
 impl BudgetPolicy {
@@ -22,6 +31,7 @@ impl BudgetPolicy {
         total_ms: 200,
         after_reserve_ms: 60,
         reply_margin_ms: 10,
+        stale_margin_ms: 1_800,
     };
 
     pub fn validate(&self) -> Result<(), String> {
@@ -31,7 +41,16 @@ impl BudgetPolicy {
                 self.after_reserve_ms, self.reply_margin_ms, self.total_ms
             ));
         }
+        if self.stale_margin_ms == 0 {
+            return Err("deadline budget: stale_margin_ms must be positive".into());
+        }
         Ok(())
+    }
+
+    /// Age (since the intent was recorded) at which an undecided transfer is abandoned:
+    /// past every request's budget, whatever its client asked for.
+    pub fn stale_after_ms(&self) -> u64 {
+        self.total_ms.saturating_add(self.stale_margin_ms)
     }
 }
 
@@ -52,6 +71,7 @@ impl Budget {
                 total_ms,
                 after_reserve_ms: scale(policy.after_reserve_ms),
                 reply_margin_ms: scale(policy.reply_margin_ms),
+                stale_margin_ms: policy.stale_margin_ms,
             },
             started_at_ms,
         }
@@ -102,7 +122,28 @@ mod tests {
             total_ms: 50,
             after_reserve_ms: 45,
             reply_margin_ms: 10,
+            stale_margin_ms: 1_000,
         };
         assert!(bad.validate().is_err());
+        let never_stale = BudgetPolicy {
+            stale_margin_ms: 0,
+            ..BudgetPolicy::DEFAULT
+        };
+        assert!(
+            never_stale
+                .validate()
+                .unwrap_err()
+                .contains("stale_margin_ms")
+        );
+    }
+
+    #[test]
+    fn a_transfer_turns_stale_past_the_whole_budget() {
+        assert_eq!(BudgetPolicy::DEFAULT.stale_after_ms(), 2_000);
+        let longer = BudgetPolicy {
+            total_ms: 3_000,
+            ..BudgetPolicy::DEFAULT
+        };
+        assert!(longer.stale_after_ms() > longer.total_ms);
     }
 }

@@ -9,13 +9,18 @@
 //!   reported durable: persist-before-send is a property of this code, not of its drivers.
 //! - [`reservation`]: each participant's reservation book: reserve / confirm / cancel, with
 //!   tombstones for cancel-before-reserve and replay of every earlier answer.
-//! - [`reconcile`]: when the reconciler takes over a transfer and how it backs off.
-//! - [`budget`]: how the client's deadline budget is split between the protocol's phases.
+//! - [`reconcile`]: the staleness rule (when an undecided transfer is taken over, by the
+//!   reconciler or a replayed request), the reason its abort records, and the backoff.
+//! - [`budget`]: how the client's deadline budget is split between the protocol's phases,
+//!   and how long past it an undecided transfer turns stale.
 //! - [`fingerprint`]: the request fingerprint behind API idempotency.
+//! - [`audit`]: the money-audit rule: what each participant may hold for a transfer, given
+//!   its recorded state.
 //!
 //! Time is always a parameter (`now_ms`, milliseconds since the Unix epoch); randomness
 //! (backoff jitter) is always an argument.
 
+pub mod audit;
 pub mod budget;
 pub mod fingerprint;
 pub mod money;

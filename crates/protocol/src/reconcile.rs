@@ -1,32 +1,24 @@
-//! The reconciler's decisions: which transfers it takes over and when it tries again.
+//! Taking over a transfer its own request no longer drives: when an undecided transfer is
+//! stale (one rule, for the reconciler and for a replayed request alike), the reason an
+//! abort of it records, and when the reconciler tries an unfinished transfer again.
 
+use crate::budget::BudgetPolicy;
 use crate::transfer::RecordedState;
 
 /// Validated once at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// An undecided transfer older than this is aborted by the reconciler. Longer than
-    /// the gateway's whole budget, so a live request decides first in the normal case;
-    /// the compare-and-set makes a race harmless either way.
-    pub abort_after_ms: u64,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
 }
 
 impl RetryPolicy {
     pub const DEFAULT: RetryPolicy = RetryPolicy {
-        abort_after_ms: 2_000,
         backoff_initial_ms: 200,
         backoff_max_ms: 30_000,
     };
 
-    pub fn validate(&self, gateway_budget_ms: u64) -> Result<(), String> {
-        if self.abort_after_ms <= gateway_budget_ms {
-            return Err(format!(
-                "abort_after_ms ({}) must exceed the gateway's budget ({gateway_budget_ms} ms)",
-                self.abort_after_ms
-            ));
-        }
+    pub fn validate(&self) -> Result<(), String> {
         if self.backoff_initial_ms == 0 || self.backoff_initial_ms > self.backoff_max_ms {
             return Err(format!(
                 "backoff: need 0 < backoff_initial_ms ({}) <= backoff_max_ms ({})",
@@ -50,20 +42,46 @@ pub enum Takeover {
     Done,
 }
 
+/// The staleness rule: an undecided transfer is aborted once it is older than
+/// [`BudgetPolicy::stale_after_ms`]; before that its own request may still decide it.
 pub fn takeover(
     recorded: RecordedState,
     created_at_ms: u64,
     now_ms: u64,
-    policy: &RetryPolicy,
+    budget: &BudgetPolicy,
 ) -> Takeover {
     match recorded {
-        RecordedState::Started if now_ms.saturating_sub(created_at_ms) >= policy.abort_after_ms => {
-            Takeover::Abort
-        }
+        RecordedState::Started if now_ms >= stale_at_ms(created_at_ms, budget) => Takeover::Abort,
         RecordedState::Started => Takeover::Wait,
         RecordedState::Committed | RecordedState::Aborted => Takeover::Finish,
         RecordedState::Succeeded | RecordedState::Failed => Takeover::Done,
     }
+}
+
+/// When a transfer created at `created_at_ms` turns stale if still undecided: the time to
+/// look at it again after [`Takeover::Wait`].
+pub fn stale_at_ms(created_at_ms: u64, budget: &BudgetPolicy) -> u64 {
+    created_at_ms.saturating_add(budget.stale_after_ms())
+}
+
+/// Who aborts a stale transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortedBy {
+    Reconciler,
+    /// A replay of the original request (same idempotency key) found it stale.
+    Replay,
+}
+
+/// The failure reason recorded with the abort of a stale transfer.
+pub fn stale_abort_reason(budget: &BudgetPolicy, by: AbortedBy) -> String {
+    let who = match by {
+        AbortedBy::Reconciler => "the reconciler",
+        AbortedBy::Replay => "a retry of the request",
+    };
+    format!(
+        "not decided within {} ms: aborted by {who}",
+        budget.stale_after_ms()
+    )
 }
 
 /// When to try an unfinished transfer again after `attempts` failed attempts: exponential
@@ -92,7 +110,7 @@ mod tests {
 
     #[test]
     fn only_stale_undecided_transfers_are_aborted() {
-        let p = RetryPolicy::DEFAULT;
+        let p = BudgetPolicy::DEFAULT;
         assert_eq!(
             takeover(RecordedState::Started, 1_000, 2_999, &p),
             Takeover::Wait
@@ -131,13 +149,49 @@ mod tests {
     }
 
     #[test]
-    fn policy_must_outlast_the_gateway_budget() {
-        assert!(RetryPolicy::DEFAULT.validate(200).is_ok());
-        assert!(RetryPolicy::DEFAULT.validate(2_000).is_err());
+    fn staleness_follows_the_budget_so_no_live_request_is_aborted() {
+        let p = BudgetPolicy {
+            total_ms: 3_000,
+            stale_margin_ms: 1_000,
+            ..BudgetPolicy::DEFAULT
+        };
+        // Still within reach of a request that arrived with the transfer.
+        assert_eq!(
+            takeover(RecordedState::Started, 1_000, 1_000 + 3_000, &p),
+            Takeover::Wait
+        );
+        assert_eq!(stale_at_ms(1_000, &p), 5_000);
+        assert_eq!(
+            takeover(RecordedState::Started, 1_000, 5_000, &p),
+            Takeover::Abort
+        );
+    }
+
+    #[test]
+    fn both_takeovers_record_the_threshold_and_who_aborted() {
+        let p = BudgetPolicy::DEFAULT;
+        assert_eq!(
+            stale_abort_reason(&p, AbortedBy::Reconciler),
+            "not decided within 2000 ms: aborted by the reconciler"
+        );
+        assert_eq!(
+            stale_abort_reason(&p, AbortedBy::Replay),
+            "not decided within 2000 ms: aborted by a retry of the request"
+        );
+    }
+
+    #[test]
+    fn backoff_policy_is_validated() {
+        assert!(RetryPolicy::DEFAULT.validate().is_ok());
         let bad = RetryPolicy {
             backoff_initial_ms: 0,
             ..RetryPolicy::DEFAULT
         };
-        assert!(bad.validate(200).is_err());
+        assert!(bad.validate().is_err());
+        let inverted = RetryPolicy {
+            backoff_initial_ms: 2_000,
+            backoff_max_ms: 1_000,
+        };
+        assert!(inverted.validate().is_err());
     }
 }

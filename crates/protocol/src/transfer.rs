@@ -6,7 +6,7 @@
 //! 1. The intent is already durable (`Started`) when [`TransferMachine::begin`] is called.
 //! 2. Reserve on both legs.
 //! 3. Decide: commit when both legs hold; abort on any refusal, any unknown answer, or the
-//!    reserve deadline. The decision is an [`Effect::RecordDecision`], a compare-and-set
+//!    reserve deadline ([`TransferMachine::handle_timeout`]). The decision is an [`Effect::RecordDecision`], a compare-and-set
 //!    `Started -> Committed | Aborted`; the driver reports what the record holds afterwards
 //!    (which may be a decision someone else recorded first) with [`Event::DecisionRecorded`].
 //! 4. Only then confirm (after `Committed`) or cancel (after `Aborted`) both legs.
@@ -14,6 +14,14 @@
 //!
 //! Whatever is not finished (a crash, a participant that does not answer) is picked up by
 //! the reconciler through [`TransferMachine::resume`], from the recorded state alone.
+//!
+//! The machine owns its deadlines (given as [`Deadlines`] when it starts), in the shape of
+//! quinn-proto's connection: [`TransferMachine::poll_timeout`] tells the driver when it
+//! must next be woken, and [`TransferMachine::handle_timeout`] says what happens then
+//! (abort if a reserve is unanswered; stop waiting for confirmations and leave them to
+//! the reconciler). The driver only keeps the timer.
+
+use crate::budget::Budget;
 
 /// The two participants of every transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -141,8 +149,6 @@ pub enum Event {
         leg: Leg,
         reply: ReserveReply,
     },
-    /// The budget for reserving ran out before both legs answered.
-    ReserveDeadlinePassed,
     /// The compare-and-set ran; this is what the record holds now, with its reason.
     DecisionRecorded {
         recorded: RecordedState,
@@ -188,10 +194,39 @@ enum Phase {
     Idle,
 }
 
+/// Absolute times (epoch ms) by which each phase must be over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Deadlines {
+    /// Both reserves answered, or the machine aborts.
+    pub reserve_deadline_ms: u64,
+    /// Confirmations or cancellations answered (and transfer-log writes done), or the
+    /// driver stops waiting and leaves them to the reconciler.
+    pub settle_deadline_ms: u64,
+}
+
+impl Deadlines {
+    /// A live request: the phases of the client's budget.
+    pub fn from_budget(budget: &Budget) -> Deadlines {
+        Deadlines {
+            reserve_deadline_ms: budget.reserve_deadline_ms(),
+            settle_deadline_ms: budget.settle_deadline_ms(),
+        }
+    }
+
+    /// Recovery: every call gets `call_timeout_ms` from now.
+    pub fn recovery(now_ms: u64, call_timeout_ms: u64) -> Deadlines {
+        Deadlines {
+            reserve_deadline_ms: now_ms + call_timeout_ms,
+            settle_deadline_ms: now_ms + call_timeout_ms,
+        }
+    }
+}
+
 /// One driver's view of one transfer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TransferMachine {
     phase: Phase,
+    deadlines: Deadlines,
     /// The last state this machine knows to be durable.
     recorded: RecordedState,
     failure_reason: Option<String>,
@@ -203,9 +238,10 @@ pub struct TransferMachine {
 
 impl TransferMachine {
     /// Start a fresh transfer whose intent is already durable.
-    pub fn begin() -> (TransferMachine, Vec<Effect>) {
+    pub fn begin(deadlines: Deadlines) -> (TransferMachine, Vec<Effect>) {
         let machine = TransferMachine {
             phase: Phase::Reserving,
+            deadlines,
             recorded: RecordedState::Started,
             failure_reason: None,
             replies: [None, None],
@@ -223,9 +259,11 @@ impl TransferMachine {
         recorded: RecordedState,
         failure_reason: Option<String>,
         abort_reason: Option<String>,
+        deadlines: Deadlines,
     ) -> (TransferMachine, Vec<Effect>) {
         let mut machine = TransferMachine {
             phase: Phase::Idle,
+            deadlines,
             recorded,
             failure_reason,
             replies: [None, None],
@@ -260,6 +298,59 @@ impl TransferMachine {
         self.phase == Phase::Idle
     }
 
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    /// Still waiting for reserves: the reserve deadline is the one that counts.
+    pub fn awaits_reserves(&self) -> bool {
+        self.phase == Phase::Reserving
+    }
+
+    /// Both legs answered their reserve (whatever they said).
+    pub fn all_reserves_answered(&self) -> bool {
+        self.replies.iter().all(Option::is_some)
+    }
+
+    /// When the driver must next call [`TransferMachine::handle_timeout`], if ever: the
+    /// reserve deadline until the decision is asked for, then the settle deadline.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Reserving => Some(self.deadlines.reserve_deadline_ms),
+            Phase::RecordingDecision | Phase::Settling | Phase::RecordingOutcome => {
+                Some(self.deadlines.settle_deadline_ms)
+            }
+            Phase::Idle => None,
+        }
+    }
+
+    /// Time has reached `now_ms`. Past the reserve deadline without both answers: abort
+    /// (always safe before a commit), naming the silent legs. Past the settle deadline:
+    /// stop waiting; the decision is durable and the reconciler finishes it. Before the
+    /// deadline (an early wake-up), nothing happens.
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Vec<Effect> {
+        match self.poll_timeout() {
+            Some(deadline_ms) if now_ms >= deadline_ms => {}
+            _ => return Vec::new(),
+        }
+        if self.phase != Phase::Reserving {
+            self.phase = Phase::Idle;
+            return Vec::new();
+        }
+        let missing: Vec<&str> = Leg::BOTH
+            .iter()
+            .filter(|leg| self.replies[leg.index()].is_none())
+            .map(|leg| leg.name())
+            .collect();
+        self.record_decision(
+            Decision::Abort,
+            Some(format!(
+                "deadline budget exhausted waiting for the {} to reserve",
+                missing.join(" and the ")
+            )),
+        )
+    }
+
     pub fn handle(&mut self, event: Event) -> Vec<Effect> {
         match event {
             Event::ReserveAnswered { leg, reply } => {
@@ -273,23 +364,6 @@ impl TransferMachine {
                     Some((decision, reason)) => self.record_decision(decision, reason),
                     None => Vec::new(),
                 }
-            }
-            Event::ReserveDeadlinePassed => {
-                if self.phase != Phase::Reserving {
-                    return Vec::new();
-                }
-                let missing: Vec<&str> = Leg::BOTH
-                    .iter()
-                    .filter(|leg| self.replies[leg.index()].is_none())
-                    .map(|leg| leg.name())
-                    .collect();
-                self.record_decision(
-                    Decision::Abort,
-                    Some(format!(
-                        "deadline budget exhausted waiting for the {} to reserve",
-                        missing.join(" and the ")
-                    )),
-                )
             }
             Event::DecisionRecorded {
                 recorded,
@@ -418,6 +492,23 @@ impl TransferMachine {
 mod tests {
     use super::*;
 
+    /// Reserves due by 140, confirmations by 190.
+    const DEADLINES: Deadlines = Deadlines {
+        reserve_deadline_ms: 140,
+        settle_deadline_ms: 190,
+    };
+
+    fn begin() -> (TransferMachine, Vec<Effect>) {
+        TransferMachine::begin(DEADLINES)
+    }
+
+    fn resume(
+        recorded: RecordedState,
+        abort_reason: Option<String>,
+    ) -> (TransferMachine, Vec<Effect>) {
+        TransferMachine::resume(recorded, None, abort_reason, DEADLINES)
+    }
+
     fn decided(recorded: RecordedState) -> Event {
         Event::DecisionRecorded {
             recorded,
@@ -427,7 +518,7 @@ mod tests {
 
     #[test]
     fn happy_path_confirms_only_after_the_commit_is_recorded() {
-        let (mut m, effects) = TransferMachine::begin();
+        let (mut m, effects) = begin();
         assert_eq!(
             effects,
             vec![
@@ -476,7 +567,7 @@ mod tests {
 
     #[test]
     fn a_refusal_aborts_and_cancels_both_legs() {
-        let (mut m, _) = TransferMachine::begin();
+        let (mut m, _) = begin();
         let effects = m.handle(Event::ReserveAnswered {
             leg: Leg::Internal,
             reply: ReserveReply::Refused("antifraud".into()),
@@ -506,7 +597,7 @@ mod tests {
 
     #[test]
     fn an_unknown_answer_aborts() {
-        let (mut m, _) = TransferMachine::begin();
+        let (mut m, _) = begin();
         m.handle(Event::ReserveAnswered {
             leg: Leg::Internal,
             reply: ReserveReply::Held,
@@ -526,12 +617,17 @@ mod tests {
 
     #[test]
     fn the_deadline_aborts_and_names_the_silent_leg() {
-        let (mut m, _) = TransferMachine::begin();
+        let (mut m, _) = begin();
         m.handle(Event::ReserveAnswered {
             leg: Leg::Internal,
             reply: ReserveReply::Held,
         });
-        let effects = m.handle(Event::ReserveDeadlinePassed);
+        assert_eq!(m.poll_timeout(), Some(140));
+        assert!(
+            m.handle_timeout(139).is_empty(),
+            "woken early: nothing happens"
+        );
+        let effects = m.handle_timeout(140);
         assert_eq!(
             effects,
             vec![Effect::RecordDecision {
@@ -545,8 +641,52 @@ mod tests {
     }
 
     #[test]
+    fn after_the_decision_the_settle_deadline_counts_and_hands_over() {
+        let (mut m, _) = begin();
+        for leg in Leg::BOTH {
+            assert!(!m.all_reserves_answered());
+            m.handle(Event::ReserveAnswered {
+                leg,
+                reply: ReserveReply::Held,
+            });
+        }
+        assert!(m.all_reserves_answered());
+        assert!(!m.awaits_reserves());
+        assert_eq!(m.poll_timeout(), Some(190));
+        // The reserve deadline no longer matters once the decision is asked for.
+        assert!(m.handle_timeout(150).is_empty());
+        m.handle(decided(RecordedState::Committed));
+        m.handle(Event::Settled { leg: Leg::External });
+        assert_eq!(m.poll_timeout(), Some(190));
+        assert!(m.handle_timeout(190).is_empty(), "no new effect: just stop");
+        assert!(m.is_idle());
+        assert_eq!(m.poll_timeout(), None);
+        // Left to the reconciler: the commit is durable, the outcome is not recorded.
+        assert_eq!(m.recorded(), RecordedState::Committed);
+    }
+
+    #[test]
+    fn a_resumed_machine_waits_only_for_its_settle_deadline() {
+        let (m, _) = resume(RecordedState::Started, None);
+        assert!(m.is_idle());
+        assert_eq!(m.poll_timeout(), None);
+        let (mut m, _) = resume(RecordedState::Aborted, None);
+        assert!(!m.awaits_reserves());
+        assert_eq!(m.poll_timeout(), Some(190));
+        assert!(m.handle_timeout(10_000).is_empty());
+        assert!(m.is_idle());
+        assert!(
+            Deadlines::recovery(1_000, 500)
+                == Deadlines {
+                    reserve_deadline_ms: 1_500,
+                    settle_deadline_ms: 1_500
+                }
+        );
+    }
+
+    #[test]
     fn losing_the_race_follows_the_recorded_decision() {
-        let (mut m, _) = TransferMachine::begin();
+        let (mut m, _) = begin();
         m.handle(Event::ReserveAnswered {
             leg: Leg::External,
             reply: ReserveReply::Held,
@@ -569,7 +709,7 @@ mod tests {
 
     #[test]
     fn a_failed_settle_hands_over_without_recording_an_outcome() {
-        let (mut m, _) = TransferMachine::resume(RecordedState::Committed, None, None);
+        let (mut m, _) = resume(RecordedState::Committed, None);
         assert!(m.handle(Event::Settled { leg: Leg::Internal }).is_empty());
         assert!(
             m.handle(Event::SettleFailed { leg: Leg::External })
@@ -582,12 +722,12 @@ mod tests {
 
     #[test]
     fn resume_derives_everything_from_the_record() {
-        let (_, e) = TransferMachine::resume(RecordedState::Started, None, None);
+        let (_, e) = resume(RecordedState::Started, None);
         assert!(
             e.is_empty(),
             "a live undecided transfer belongs to its driver"
         );
-        let (_, e) = TransferMachine::resume(RecordedState::Started, None, Some("stale".into()));
+        let (_, e) = resume(RecordedState::Started, Some("stale".into()));
         assert_eq!(
             e,
             vec![Effect::RecordDecision {
@@ -595,12 +735,12 @@ mod tests {
                 failure_reason: Some("stale".into())
             }]
         );
-        let (_, e) = TransferMachine::resume(RecordedState::Aborted, None, None);
+        let (_, e) = resume(RecordedState::Aborted, None);
         assert_eq!(
             e,
             vec![Effect::Cancel(Leg::External), Effect::Cancel(Leg::Internal)]
         );
-        let (_, e) = TransferMachine::resume(RecordedState::Succeeded, None, Some("x".into()));
+        let (_, e) = resume(RecordedState::Succeeded, Some("x".into()));
         assert!(e.is_empty());
     }
 

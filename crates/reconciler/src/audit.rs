@@ -1,10 +1,12 @@
 //! The audit: compare the coordinator's record of recent transfers with what both
-//! participants hold. [`check`] is the rule book (pure); [`audit`] gathers the
-//! reservations, a bounded number of reads at a time.
+//! participants hold. [`check`] applies the protocol's rule book
+//! (`banktransfer_protocol::audit`); [`audit`] gathers the reservations, a bounded number
+//! of reads at a time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use banktransfer_protocol::audit;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use coordinator::participants::{CallError, Participants, ReservationView};
 use coordinator::store::{StoreError, TransferRecord, TransferStore};
@@ -21,34 +23,15 @@ pub struct Verdict {
     pub mismatches: Vec<String>,
 }
 
-/// The money invariants, leg by leg:
-/// - succeeded: both CONFIRMED;
-/// - failed: nothing CONFIRMED and nothing HELD (NOT_FOUND, CANCELLED, REFUSED are fine);
-/// - aborted (cancels under way): nothing CONFIRMED;
-/// - committed (confirms under way): nothing that can never be confirmed;
-/// - started (undecided): nothing CONFIRMED, since no confirm precedes a commit.
+/// The protocol's money-audit rule (`banktransfer_protocol::audit`), with whether the
+/// transfer is still under way.
 pub fn check(state: RecordedState, legs: [(Leg, ReservationView); 2]) -> Verdict {
-    let mut mismatches = Vec::new();
-    for (leg, view) in legs {
-        use ReservationView::*;
-        let wrong = match state {
-            RecordedState::Succeeded => view != Confirmed,
-            RecordedState::Failed => matches!(view, Confirmed | Held),
-            RecordedState::Aborted | RecordedState::Started => view == Confirmed,
-            RecordedState::Committed => matches!(view, Cancelled | Refused | NotFound),
-        };
-        if wrong {
-            mismatches.push(format!(
-                "{} but the {} reservation is {}",
-                state.as_str(),
-                leg.name(),
-                view.as_str()
-            ));
-        }
-    }
     Verdict {
         unfinished: !state.is_final(),
-        mismatches,
+        mismatches: audit::mismatches(state, legs)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     }
 }
 

@@ -1,10 +1,11 @@
 //! The reconciler's settings (every field has a default). The keys it shares with the
-//! gateway (the transfer log, the participants, `[server]`, `[database]`) are
+//! gateway (the transfer log, the participants, `[budget]`, `[server]`, `[database]`) are
 //! `coordinator::config::CommonSettings`, flattened here so they stay top-level.
+//! `[budget]` must be the gateway's: an undecided transfer is aborted once it is
+//! `budget.total_ms + budget.stale_margin_ms` old.
 
 use std::time::Duration;
 
-use banktransfer_protocol::budget::BudgetPolicy;
 use banktransfer_protocol::reconcile::RetryPolicy;
 use coordinator::config::{CommonSettings, validate_listen_addr};
 use serde::Deserialize;
@@ -14,11 +15,6 @@ pub const AUDIT_LIMIT_MAX: u32 = 10_000;
 
 /// Largest batch a pass may claim.
 pub const BATCH_SIZE_MAX: u32 = 10_000;
-
-/// The gateway's budget the abort delay must outlast. The reconciler does not read the
-/// gateway's configuration; a gateway configured with a longer budget needs
-/// `retry.abort_after_ms` raised to match.
-pub const GATEWAY_BUDGET_MS: u64 = BudgetPolicy::DEFAULT.total_ms;
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -63,7 +59,6 @@ impl Default for Settings {
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct RetrySection {
-    pub abort_after_ms: u64,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
 }
@@ -71,12 +66,10 @@ pub struct RetrySection {
 impl Default for RetrySection {
     fn default() -> Self {
         let RetryPolicy {
-            abort_after_ms,
             backoff_initial_ms,
             backoff_max_ms,
         } = RetryPolicy::DEFAULT;
         RetrySection {
-            abort_after_ms,
             backoff_initial_ms,
             backoff_max_ms,
         }
@@ -86,7 +79,6 @@ impl Default for RetrySection {
 impl RetrySection {
     pub fn policy(&self) -> RetryPolicy {
         RetryPolicy {
-            abort_after_ms: self.abort_after_ms,
             backoff_initial_ms: self.backoff_initial_ms,
             backoff_max_ms: self.backoff_max_ms,
         }
@@ -100,7 +92,7 @@ impl Settings {
         self.common.validate()?;
         self.retry
             .policy()
-            .validate(GATEWAY_BUDGET_MS)
+            .validate()
             .map_err(|e| format!("retry: {e}"))?;
         let positive = [
             ("pass_interval_ms", self.pass_interval_ms),
@@ -139,6 +131,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use banktransfer_protocol::budget::BudgetPolicy;
 
     #[test]
     fn defaults_are_the_documented_ones_and_valid() {
@@ -147,6 +140,7 @@ mod tests {
         assert_eq!(s.listen_addr, "127.0.0.1:50054");
         assert_eq!(s.common.database_url, "sqlite://data/coordinator.db");
         assert_eq!(s.retry.policy(), RetryPolicy::DEFAULT);
+        assert_eq!(s.common.budget.policy(), BudgetPolicy::DEFAULT);
         assert_eq!(
             (
                 s.pass_interval_ms,
@@ -173,7 +167,7 @@ mod tests {
     fn environment_sets_nested_keys() {
         let env = vec![
             (
-                "BANKTRANSFER__RETRY__ABORT_AFTER_MS".to_string(),
+                "BANKTRANSFER__BUDGET__STALE_MARGIN_MS".to_string(),
                 "5000".to_string(),
             ),
             ("BANKTRANSFER__REPLICA_ID".to_string(), "r-7".to_string()),
@@ -183,7 +177,8 @@ mod tests {
             ),
         ];
         let s: Settings = service_kit::config::load_with_env(None, env).unwrap();
-        assert_eq!(s.retry.abort_after_ms, 5_000);
+        assert_eq!(s.common.budget.stale_margin_ms, 5_000);
+        assert_eq!(s.common.budget.policy().stale_after_ms(), 5_200);
         assert_eq!(s.replica_id, "r-7");
         assert_eq!(s.common.database.max_connections, 4);
         s.validate().unwrap();
@@ -196,7 +191,7 @@ mod tests {
             edit(&mut s);
             s.validate().unwrap_err()
         };
-        assert!(bad(|s| s.retry.abort_after_ms = 100).contains("abort_after_ms"));
+        assert!(bad(|s| s.common.budget.stale_margin_ms = 0).contains("stale_margin_ms"));
         assert!(bad(|s| s.retry.backoff_initial_ms = 0).contains("backoff_initial_ms"));
         assert!(bad(|s| s.batch_size = 0).contains("batch_size"));
         assert!(bad(|s| s.audit_limit_default = 20_000).contains("audit_limit_default"));

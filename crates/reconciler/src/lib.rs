@@ -8,7 +8,7 @@
 //! - [`config`]: `Settings` (every key has a default).
 //! - [`pass`]: one pass: claim under a lease, `reconcile::takeover`, drive, reschedule.
 //! - [`worker`]: the pass schedule and graceful stop.
-//! - [`audit`]: the money invariants checked against the participants' reservations.
+//! - [`audit`]: the protocol's money-audit rule applied to the participants' reservations.
 //! - [`service`]: the gRPC operator API (RunPass, Audit).
 //! - [`jitter`], [`replica`]: backoff jitter and this replica's lease name.
 
@@ -70,6 +70,7 @@ pub fn pass_options(settings: &Settings) -> PassOptions {
         call_timeout_ms: settings.call_timeout_ms,
         attempts_alert: settings.attempts_alert,
         retry: settings.retry.policy(),
+        budget: settings.common.budget.policy(),
     }
 }
 

@@ -9,7 +9,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use banktransfer_protocol::reconcile::{self, RetryPolicy, Takeover};
+use banktransfer_protocol::budget::BudgetPolicy;
+use banktransfer_protocol::reconcile::{self, AbortedBy, RetryPolicy, Takeover};
 use banktransfer_protocol::transfer::RecordedState;
 use coordinator::driver::{Deadlines, Driver};
 use coordinator::fault::FaultPoints;
@@ -30,6 +31,8 @@ pub struct PassOptions {
     pub call_timeout_ms: u64,
     pub attempts_alert: u32,
     pub retry: RetryPolicy,
+    /// The gateway's budget: when an undecided transfer is stale.
+    pub budget: BudgetPolicy,
 }
 
 /// What one pass did. A transfer aborted and then cancelled in the same pass counts as
@@ -153,11 +156,12 @@ impl<S: TransferStore, P: Participants> Reconciler<S, P> {
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("transfer {id} vanished")))?;
         let policy = &self.options.retry;
-        let takeover = reconcile::takeover(record.state, record.created_at_ms, now_ms, policy);
+        let budget = &self.options.budget;
+        let takeover = reconcile::takeover(record.state, record.created_at_ms, now_ms, budget);
         let abort_reason = match takeover {
             Takeover::Wait => {
                 // Its own request may still decide: look again once it would be stale.
-                let wake_at_ms = record.created_at_ms + policy.abort_after_ms;
+                let wake_at_ms = reconcile::stale_at_ms(record.created_at_ms, budget);
                 self.store.reschedule(id, me, wake_at_ms, false).await?;
                 return Ok(Some(Handled::Waiting));
             }
@@ -165,10 +169,7 @@ impl<S: TransferStore, P: Participants> Reconciler<S, P> {
                 self.store.release(id, me).await?;
                 return Ok(Some(Handled::AlreadyFinal));
             }
-            Takeover::Abort => Some(format!(
-                "not decided within {} ms: aborted by the reconciler",
-                policy.abort_after_ms
-            )),
+            Takeover::Abort => Some(reconcile::stale_abort_reason(budget, AbortedBy::Reconciler)),
             Takeover::Finish => None,
         };
         let attempts = record.attempts;

@@ -44,8 +44,8 @@ async fn listener() -> (tokio::net::TcpListener, String) {
 /// Roomy: long enough for a loaded machine, for the tests that are not about budgets.
 fn roomy_gateway() -> gateway_coordinator::Settings {
     let mut settings = gateway_coordinator::Settings::default();
-    settings.budget.total_ms = 5_000;
-    settings.budget.after_reserve_ms = 2_000;
+    settings.common.budget.total_ms = 5_000;
+    settings.common.budget.after_reserve_ms = 2_000;
     settings
 }
 

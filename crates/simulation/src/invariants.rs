@@ -6,7 +6,7 @@
 //! balances match its reservations; no transfer is confirmed at one participant and
 //! cancelled, refused or tombstoned at the other; nothing is confirmed unless the
 //! coordinator recorded the commit; nothing is held once the transfer is final; and the
-//! reconciler's own audit rule book agrees.
+//! protocol's money-audit rule (`banktransfer_protocol::audit`, the reconciler's too) agrees.
 //!
 //! Liveness ([`unsettled`], [`check_at_rest`]), once the faults are over: every transfer
 //! final, nothing held, both ledgers agree with the coordinator, and every answer a user
@@ -15,9 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use banktransfer_api::gateway::v1::TransferStatus;
+use banktransfer_protocol::audit::{self, ReservationView};
 use banktransfer_protocol::reservation::ReservationStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
-use coordinator::participants::ReservationView;
 use coordinator::store::TransferRecord;
 use testkit::memory_book::{BookSnapshot, StoredReservation};
 
@@ -52,13 +52,7 @@ impl Snapshot {
 }
 
 fn view(stored: Option<&StoredReservation>) -> ReservationView {
-    match stored.map(|s| &s.reservation.status) {
-        None => ReservationView::NotFound,
-        Some(ReservationStatus::Held) => ReservationView::Held,
-        Some(ReservationStatus::Confirmed) => ReservationView::Confirmed,
-        Some(ReservationStatus::Cancelled) => ReservationView::Cancelled,
-        Some(ReservationStatus::Refused(_)) => ReservationView::Refused,
-    }
+    ReservationView::of_status(stored.map(|s| &s.reservation.status))
 }
 
 /// Sums of the reservations per account: (held, confirmed).
@@ -224,8 +218,7 @@ fn check_transfer(
             ),
         );
     }
-    let verdict = reconciler::audit::check(record.state, views);
-    if let Some(mismatch) = verdict.mismatches.first() {
+    if let Some(mismatch) = audit::mismatches(record.state, views).first() {
         return broken("reconciler_audit", format!("transfer {id}: {mismatch}"));
     }
     Ok(())

@@ -1,12 +1,22 @@
-//! Scripted participants for tests (this crate's and the reconciler's): each leg holds,
-//! refuses, fails or dawdles as told, keeps a reservation book with the real
-//! participants' rules (replays, tombstones, no confirm after cancel), and records every
-//! call so a test can assert who was called, when, and how often.
+//! Scripted participants for the coordinator's tests (the gateway's and the reconciler's): each leg holds,
+//! refuses, fails or dawdles as told, keeps its reservation book with the real
+//! participants' own code (`banktransfer_protocol::reservation`: replays, tombstones, no
+//! confirm after cancel), and records every call so a test can assert who was called,
+//! when, and how often.
+//!
+//! Accounts open on demand, owned by whoever reserves on them, in the transfer's
+//! currency: the external leg's with more than any test moves, the balance store's
+//! empty. Only a script refuses.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use banktransfer_protocol::money::Money;
+use banktransfer_protocol::reservation::{
+    self, AccountView, Balance, Refusal, RefusalReason, Reservation, ReservationStatus,
+    ReserveOutcome, SettleOutcome, Side, Terms,
+};
 use banktransfer_protocol::transfer::{Leg, ReserveReply};
 use coordinator::participants::{CallError, Participants, ReservationView, ReserveTerms};
 use tokio::sync::watch;
@@ -57,11 +67,187 @@ pub struct Call {
     pub transfer_id: String,
 }
 
+/// What the external leg's accounts open with: more than any test moves.
+const EXTERNAL_OPENING_MINOR: i64 = 1_000_000_000_000;
+
+/// What a tampered reservation ([`FakeParticipants::set_reservation`]) with no reserve
+/// behind it is for: one minor unit, on an account of its own.
+const TAMPERED_AMOUNT_MINOR: i64 = 1;
+
 #[derive(Default)]
 struct Book {
     scripts: [LegScript; 2],
     calls: Vec<Call>,
-    reservations: HashMap<(Leg, String), ReservationView>,
+    reservations: HashMap<(Leg, String), Reservation>,
+    balances: HashMap<(Leg, String), Balance>,
+}
+
+impl Book {
+    fn reservation(&self, leg: Leg, transfer_id: &str) -> Option<&Reservation> {
+        self.reservations.get(&(leg, transfer_id.to_owned()))
+    }
+
+    fn balance(&self, leg: Leg, account_id: &str) -> Balance {
+        let opening_minor = match side(leg) {
+            Side::Debit => EXTERNAL_OPENING_MINOR,
+            Side::Credit => 0,
+        };
+        self.balances
+            .get(&(leg, account_id.to_owned()))
+            .copied()
+            .unwrap_or(Balance::opening(opening_minor))
+    }
+
+    /// The account a reserve asks for, opened on demand for its user and currency.
+    fn account(&self, leg: Leg, terms: &Terms) -> AccountView {
+        AccountView {
+            account_id: terms.account_id.clone(),
+            user_id: terms.user_id.clone(),
+            currency: terms.amount.currency(),
+            balance: self.balance(leg, &terms.account_id),
+        }
+    }
+
+    /// Writes a reservation, and its account's new balance, as one step (the real
+    /// participants' one transaction).
+    fn record(&mut self, leg: Leg, reservation: Reservation, balance: Option<Balance>) {
+        if let (Some(balance), Some(terms)) = (balance, &reservation.terms) {
+            self.balances
+                .insert((leg, terms.account_id.clone()), balance);
+        }
+        self.reservations
+            .insert((leg, reservation.transfer_id.clone()), reservation);
+    }
+
+    fn reserve(
+        &mut self,
+        leg: Leg,
+        terms: Terms,
+        transfer_id: &str,
+        script: &LegScript,
+    ) -> ReserveReply {
+        let screening = match &script.reserve {
+            FakeReserve::Hold => Ok(()),
+            // The script stands for the participant's own screening.
+            FakeReserve::Refuse(why) => Err(Refusal::new(RefusalReason::Antifraud, why.clone())),
+            FakeReserve::Fail(why) if self.reservation(leg, transfer_id).is_none() => {
+                return ReserveReply::Unknown(why.clone());
+            }
+            FakeReserve::Fail(_) => Ok(()),
+        };
+        let account = self.account(leg, &terms);
+        let existing = self.reservation(leg, transfer_id);
+        match reservation::reserve(
+            side(leg),
+            transfer_id,
+            terms,
+            existing,
+            Some(&account),
+            screening,
+        ) {
+            ReserveOutcome::Record {
+                reservation,
+                balance,
+            } => {
+                let reply = reserve_reply(&reservation.status);
+                self.record(leg, reservation, balance);
+                reply
+            }
+            ReserveOutcome::Replay(reservation) => reserve_reply(&reservation.status),
+            // The real participant refuses the call itself: the hold is unknown.
+            ReserveOutcome::Conflict(why) => ReserveReply::Unknown(why),
+        }
+    }
+
+    fn settle(&mut self, leg: Leg, op: Op, transfer_id: &str) -> Result<(), CallError> {
+        let existing = self.reservation(leg, transfer_id);
+        let balance = existing
+            .and_then(|r| r.terms.as_ref())
+            .map(|terms| self.balance(leg, &terms.account_id));
+        let outcome = match op {
+            Op::Confirm => reservation::confirm(side(leg), transfer_id, existing, balance),
+            Op::Cancel => reservation::cancel(side(leg), transfer_id, existing, balance),
+            other => unreachable!("{other:?} is not a settlement"),
+        };
+        match outcome {
+            SettleOutcome::Apply {
+                reservation,
+                balance,
+            } => self.record(leg, reservation, Some(balance)),
+            // A cancel of an unknown transfer leaves a tombstone.
+            SettleOutcome::Record(reservation) => self.record(leg, reservation, None),
+            SettleOutcome::Replay(_) => {}
+            SettleOutcome::Reject(why) => return Err(CallError(why)),
+        }
+        Ok(())
+    }
+
+    /// Makes `leg` hold `view` for the transfer, keeping its book consistent: a hold or a
+    /// confirmation with no reserve behind it is for [`TAMPERED_AMOUNT_MINOR`] on an
+    /// account of its own.
+    fn tamper(&mut self, leg: Leg, transfer_id: &str, view: ReservationView) {
+        let key = (leg, transfer_id.to_owned());
+        let status = match view {
+            ReservationView::NotFound => {
+                self.reservations.remove(&key);
+                return;
+            }
+            ReservationView::Held => ReservationStatus::Held,
+            ReservationView::Confirmed => ReservationStatus::Confirmed,
+            ReservationView::Cancelled => ReservationStatus::Cancelled,
+            ReservationView::Refused => ReservationStatus::Refused(Refusal::new(
+                RefusalReason::Antifraud,
+                "refused (set by the test)",
+            )),
+        };
+        let terms = match self.reservations.remove(&key) {
+            Some(Reservation {
+                terms: Some(terms), ..
+            }) => terms,
+            _ => {
+                let terms = Terms {
+                    account_id: format!("tampered-{transfer_id}"),
+                    user_id: "tampered".into(),
+                    amount: Money::positive(TAMPERED_AMOUNT_MINOR, "EUR").expect("a valid amount"),
+                };
+                let mut balance = self.balance(leg, &terms.account_id);
+                match status {
+                    ReservationStatus::Held => balance.reserved_minor += TAMPERED_AMOUNT_MINOR,
+                    ReservationStatus::Confirmed => {
+                        balance.confirmed_minor += TAMPERED_AMOUNT_MINOR;
+                    }
+                    _ => {}
+                }
+                self.balances
+                    .insert((leg, terms.account_id.clone()), balance);
+                terms
+            }
+        };
+        let reservation = Reservation {
+            transfer_id: transfer_id.to_owned(),
+            terms: Some(terms),
+            status,
+        };
+        self.reservations.insert(key, reservation);
+    }
+}
+
+fn side(leg: Leg) -> Side {
+    match leg {
+        Leg::External => Side::Debit,
+        Leg::Internal => Side::Credit,
+    }
+}
+
+/// What the coordinator's gRPC client makes of the reservation a reserve answers with.
+fn reserve_reply(status: &ReservationStatus) -> ReserveReply {
+    match status {
+        ReservationStatus::Held | ReservationStatus::Confirmed => ReserveReply::Held,
+        ReservationStatus::Refused(refusal) => ReserveReply::Refused(refusal.to_string()),
+        ReservationStatus::Cancelled => {
+            ReserveReply::Refused("cancelled before the reserve arrived".into())
+        }
+    }
 }
 
 pub struct FakeParticipants {
@@ -141,18 +327,20 @@ impl FakeParticipants {
     }
 
     pub fn reservation(&self, leg: Leg, transfer_id: &str) -> ReservationView {
-        self.lock()
-            .reservations
-            .get(&(leg, transfer_id.to_owned()))
-            .copied()
-            .unwrap_or(ReservationView::NotFound)
+        let book = self.lock();
+        ReservationView::of_status(book.reservation(leg, transfer_id).map(|r| &r.status))
     }
 
-    /// Overwrites what a leg holds (an audit test's tampering).
+    /// The balance of the account `leg` opened for `account_id` (its opening balance if
+    /// no reserve reached it yet).
+    pub fn balance(&self, leg: Leg, account_id: &str) -> Balance {
+        self.lock().balance(leg, account_id)
+    }
+
+    /// Overwrites what a leg holds (an audit test's tampering, or a reserve a test
+    /// pretends reached the leg).
     pub fn set_reservation(&self, leg: Leg, transfer_id: &str, view: ReservationView) {
-        self.lock()
-            .reservations
-            .insert((leg, transfer_id.to_owned()), view);
+        self.lock().tamper(leg, transfer_id, view);
     }
 
     /// Waits (at most `within`) until `op` reached `leg` for `transfer_id`.
@@ -195,32 +383,7 @@ impl FakeParticipants {
         if script.settle_fails {
             return Err(CallError(format!("{} is failing on purpose", leg.name())));
         }
-        let mut book = self.lock();
-        let key = (leg, transfer_id.to_owned());
-        let current = book
-            .reservations
-            .get(&key)
-            .copied()
-            .unwrap_or(ReservationView::NotFound);
-        let next = match (op, current) {
-            (Op::Confirm, ReservationView::Held | ReservationView::Confirmed) => {
-                ReservationView::Confirmed
-            }
-            (Op::Confirm, other) => {
-                return Err(CallError(format!(
-                    "cannot confirm a reservation that is {}",
-                    other.as_str()
-                )));
-            }
-            (Op::Cancel, ReservationView::Confirmed) => {
-                return Err(CallError("cannot cancel a confirmed reservation".into()));
-            }
-            // A cancel of an unknown transfer leaves a tombstone.
-            (Op::Cancel, _) => ReservationView::Cancelled,
-            (other, _) => unreachable!("{other:?} is not a settlement"),
-        };
-        book.reservations.insert(key, next);
-        Ok(())
+        self.lock().settle(leg, op, transfer_id)
     }
 }
 
@@ -229,27 +392,13 @@ impl Participants for FakeParticipants {
         let script = self.arrive(leg, Op::Reserve, &terms.transfer_id);
         pass(&self.reserve_gates[index(leg)]).await;
         tokio::time::sleep(script.reserve_delay).await;
-        let mut book = self.lock();
-        let key = (leg, terms.transfer_id.clone());
-        match book.reservations.get(&key) {
-            Some(ReservationView::Held | ReservationView::Confirmed) => return ReserveReply::Held,
-            Some(ReservationView::Cancelled) => {
-                return ReserveReply::Refused("cancelled before the reserve arrived".into());
-            }
-            Some(ReservationView::Refused) => return ReserveReply::Refused("refused".into()),
-            Some(ReservationView::NotFound) | None => {}
-        }
-        match script.reserve {
-            FakeReserve::Hold => {
-                book.reservations.insert(key, ReservationView::Held);
-                ReserveReply::Held
-            }
-            FakeReserve::Refuse(why) => {
-                book.reservations.insert(key, ReservationView::Refused);
-                ReserveReply::Refused(why)
-            }
-            FakeReserve::Fail(why) => ReserveReply::Unknown(why),
-        }
+        let book_terms = Terms {
+            account_id: terms.account_id.clone(),
+            user_id: terms.user_id.clone(),
+            amount: terms.amount,
+        };
+        self.lock()
+            .reserve(leg, book_terms, &terms.transfer_id, &script)
     }
 
     async fn confirm(
@@ -278,5 +427,73 @@ impl Participants for FakeParticipants {
     ) -> Result<ReservationView, CallError> {
         self.arrive(leg, Op::GetReservation, transfer_id);
         Ok(self.reservation(leg, transfer_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(transfer_id: &str, amount_minor: i64) -> ReserveTerms {
+        ReserveTerms {
+            transfer_id: transfer_id.into(),
+            user_id: "alice".into(),
+            account_id: "ext-1".into(),
+            amount: Money::positive(amount_minor, "USD").unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_book_follows_the_real_participants_rules() {
+        let fake = FakeParticipants::new();
+        let t = Duration::from_secs(1);
+        let leg = Leg::External;
+        assert_eq!(
+            fake.reserve(leg, &terms("t1", 250), t).await,
+            ReserveReply::Held
+        );
+        assert_eq!(fake.balance(leg, "ext-1").reserved_minor, 250);
+        // A replay answers the same and holds nothing more; other terms are a conflict.
+        assert_eq!(
+            fake.reserve(leg, &terms("t1", 250), t).await,
+            ReserveReply::Held
+        );
+        assert_eq!(fake.balance(leg, "ext-1").reserved_minor, 250);
+        assert!(matches!(
+            fake.reserve(leg, &terms("t1", 999), t).await,
+            ReserveReply::Unknown(_)
+        ));
+        fake.confirm(leg, "t1", t).await.unwrap();
+        assert_eq!(fake.balance(leg, "ext-1").confirmed_minor, 250);
+        assert!(
+            fake.cancel(leg, "t1", t).await.is_err(),
+            "confirmed is final"
+        );
+        // A cancel before the reserve leaves a tombstone the late reserve meets.
+        fake.cancel(leg, "t2", t).await.unwrap();
+        assert_eq!(
+            fake.reserve(leg, &terms("t2", 250), t).await,
+            ReserveReply::Refused("cancelled before the reserve arrived".into())
+        );
+        assert!(fake.confirm(leg, "t2", t).await.is_err());
+        assert_eq!(fake.reservation(leg, "t2"), ReservationView::Cancelled);
+        assert_eq!(fake.balance(leg, "ext-1").reserved_minor, 0);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_hold_can_be_settled() {
+        let fake = FakeParticipants::new();
+        let t = Duration::from_secs(1);
+        fake.set_reservation(Leg::Internal, "t1", ReservationView::Held);
+        fake.cancel(Leg::Internal, "t1", t).await.unwrap();
+        assert_eq!(
+            fake.reservation(Leg::Internal, "t1"),
+            ReservationView::Cancelled
+        );
+        fake.set_reservation(Leg::Internal, "t1", ReservationView::NotFound);
+        assert_eq!(
+            fake.reservation(Leg::Internal, "t1"),
+            ReservationView::NotFound
+        );
     }
 }

@@ -43,27 +43,7 @@ impl ReserveTerms {
 }
 
 /// What a participant holds for a transfer (the audit compares it with the log).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReservationView {
-    /// No reserve (nor cancel) ever reached it.
-    NotFound,
-    Held,
-    Confirmed,
-    Cancelled,
-    Refused,
-}
-
-impl ReservationView {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReservationView::NotFound => "NOT_FOUND",
-            ReservationView::Held => "HELD",
-            ReservationView::Confirmed => "CONFIRMED",
-            ReservationView::Cancelled => "CANCELLED",
-            ReservationView::Refused => "REFUSED",
-        }
-    }
-}
+pub use banktransfer_protocol::audit::ReservationView;
 
 /// A call that did not get the answer it needed (error status, wrong state, timeout).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

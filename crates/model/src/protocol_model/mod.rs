@@ -216,8 +216,10 @@ impl Model for ProtocolModel {
                         });
                     }
                 }
-                // The reserve budget runs out (when it matters: a reserve is unanswered).
-                if role == Role::Gateway && driver.reserving && silent {
+                // The machine's reserve deadline passes (when it matters: a reserve is
+                // unanswered). Its settle deadline is each confirm's or cancel's own
+                // deadline in `driver.rs`, which `TimeOut` models call by call.
+                if role == Role::Gateway && driver.machine.awaits_reserves() && silent {
                     actions.push(Action::ReserveDeadlinePassed { transfer });
                 }
             }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
+use banktransfer_protocol::audit::{self, Broken, Mismatch, ReservationView};
 use banktransfer_protocol::reconcile::Takeover;
 use banktransfer_protocol::reservation::ReservationStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
@@ -98,16 +99,22 @@ pub fn internal_matches_credits(_: &ProtocolModel, world: &World) -> bool {
         && b.reserved_minor == AMOUNT_MINOR * count(world, Leg::Internal, &ReservationStatus::Held)
 }
 
+/// The money-audit rule's first clause (`banktransfer_protocol::audit`): no leg is
+/// confirmed unless the record is committed or succeeded. Its other clauses hold only
+/// once confirms and cancels have landed, which the at-rest properties check.
 pub fn confirmed_only_after_commit(_: &ProtocolModel, world: &World) -> bool {
     (0..TRANSFERS).all(|t| {
-        let committed = matches!(
-            world.records[t].state,
-            RecordedState::Committed | RecordedState::Succeeded
-        );
-        committed
-            || Leg::BOTH
-                .iter()
-                .all(|&leg| status(world, leg, t) != Some(&ReservationStatus::Confirmed))
+        Leg::BOTH.iter().all(|&leg| {
+            let view = ReservationView::of_status(status(world, leg, t));
+            let mismatch = audit::leg_mismatch(world.records[t].state, leg, view);
+            !matches!(
+                mismatch,
+                Some(Mismatch {
+                    broken: Broken::ConfirmedWithoutCommit,
+                    ..
+                })
+            )
+        })
     })
 }
 

@@ -2,18 +2,20 @@
 //!
 //! Everything that decides is production code: the drivers feed
 //! [`TransferMachine`] and carry out its [`Effect`]s the way
-//! `gateway-coordinator/src/driver.rs` does, the participants run
+//! `coordinator/src/driver.rs` does, the participants run
 //! [`crate::protocol_model::participant::handle`] (the pure reservation book), and the
-//! reconciler asks [`reconcile::takeover`]. What is modelled here is only the plumbing:
-//! the network, the transfer log's compare-and-set, timeouts and crashes.
+//! reconciler asks [`reconcile::takeover`]; what a passing deadline does is the machine's
+//! own `handle_timeout`. What is modelled here is only the plumbing: the network, the
+//! transfer log's compare-and-set, when time passes, and crashes.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 
-use banktransfer_protocol::reconcile::{self, RetryPolicy, Takeover};
+use banktransfer_protocol::budget::{Budget, BudgetPolicy};
+use banktransfer_protocol::reconcile::{self, AbortedBy, Takeover};
 use banktransfer_protocol::reservation::{Balance, Reservation};
 use banktransfer_protocol::transfer::{
-    Decision, Effect, Event, Leg, RecordedState, ReserveReply, TransferMachine,
+    Deadlines, Decision, Effect, Event, Leg, RecordedState, ReserveReply, TransferMachine,
 };
 
 use super::participant;
@@ -72,7 +74,7 @@ pub enum Op {
 }
 
 /// A participant's answer on the wire. Reserve answers are what
-/// `gateway-coordinator/src/participants/grpc.rs` turns a reply into ([`ReserveReply`]);
+/// `coordinator/src/participants/grpc.rs` turns a reply into ([`ReserveReply`]);
 /// a confirm or cancel counts only when the reservation ends as asked.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Answer {
@@ -124,10 +126,9 @@ pub struct Call {
 /// One driver (the async shell of `driver.rs`) around one production [`TransferMachine`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Driver {
+    /// Owns its deadlines too: the model asks it whether one is pending and what
+    /// happens when it passes, as `driver.rs` does.
     pub machine: TransferMachine,
-    /// `driver.rs`'s `reserving`: until the decision is asked for, the reserve deadline
-    /// is the one that counts.
-    pub reserving: bool,
     /// A commit the [`Mutation::SendBeforePersist`] mutant has not written yet. The real
     /// driver runs each transfer-log write inline (nothing reaches the machine
     /// meanwhile), which the model does within the step that asked for it: a crash or
@@ -139,10 +140,9 @@ pub struct Driver {
 }
 
 impl Driver {
-    fn new(machine: TransferMachine, reserving: bool) -> Driver {
+    fn new(machine: TransferMachine) -> Driver {
         Driver {
             machine,
-            reserving,
             deferred_write: None,
             calls: BTreeSet::new(),
         }
@@ -208,7 +208,8 @@ pub enum Action {
         transfer: u8,
         call: Call,
     },
-    /// The gateway's reserve budget runs out (`Event::ReserveDeadlinePassed`).
+    /// The gateway's reserve deadline passes: its machine's `handle_timeout` at its
+    /// `poll_timeout`.
     ReserveDeadlinePassed { transfer: u8 },
     /// The mutant's deferred transfer-log write runs.
     WriteDeferred { role: Role, transfer: u8 },
@@ -224,22 +225,32 @@ pub enum Action {
 /// it turns stale (the worst case), through the production rule.
 const CREATED_AT_MS: u64 = 1_000;
 
-/// The reason `reconciler/src/pass.rs` records with a reconciler abort.
-fn reconciler_abort_reason(policy: &RetryPolicy) -> String {
-    format!(
-        "not decided within {} ms: aborted by the reconciler",
-        policy.abort_after_ms
-    )
+/// The gateway's deadlines for a transfer created at [`CREATED_AT_MS`]: the default
+/// budget's. Abstract time never reaches them by itself: the model decides when the
+/// reserve deadline passes ([`Action::ReserveDeadlinePassed`]).
+fn gateway_deadlines() -> Deadlines {
+    Deadlines::from_budget(&Budget::new(BudgetPolicy::DEFAULT, CREATED_AT_MS, None))
 }
+
+/// The reconciler's deadlines: a call timeout from the moment it takes over. Its settle
+/// deadline, like the gateway's, is the deadline of each confirm or cancel it sends,
+/// which [`Action::TimeOut`] already models call by call.
+fn reconciler_deadlines() -> Deadlines {
+    let stale_at_ms = reconcile::stale_at_ms(CREATED_AT_MS, &BudgetPolicy::DEFAULT);
+    Deadlines::recovery(stale_at_ms, RECONCILER_CALL_TIMEOUT_MS)
+}
+
+/// The reconciler's default `call_timeout_ms`.
+const RECONCILER_CALL_TIMEOUT_MS: u64 = 1_000;
 
 /// What the reconciler's pass would do with this record now.
 pub fn reconciler_takeover(record: &Record) -> Takeover {
-    let policy = RetryPolicy::DEFAULT;
+    let budget = BudgetPolicy::DEFAULT;
     reconcile::takeover(
         record.state,
         CREATED_AT_MS,
-        CREATED_AT_MS + policy.abort_after_ms,
-        &policy,
+        reconcile::stale_at_ms(CREATED_AT_MS, &budget),
+        &budget,
     )
 }
 
@@ -265,8 +276,8 @@ impl World {
             broken: None,
         };
         for t in 0..TRANSFERS as u8 {
-            let (machine, effects) = TransferMachine::begin();
-            world.drivers[Role::Gateway.ix()][usize::from(t)] = Some(Driver::new(machine, true));
+            let (machine, effects) = TransferMachine::begin(gateway_deadlines());
+            world.drivers[Role::Gateway.ix()][usize::from(t)] = Some(Driver::new(machine));
             world.carry_out(model, Role::Gateway, t, effects);
         }
         world
@@ -341,12 +352,7 @@ impl World {
                 self.feed(model, *role, *transfer, event);
             }
             Action::ReserveDeadlinePassed { transfer } => {
-                self.feed(
-                    model,
-                    Role::Gateway,
-                    *transfer,
-                    Event::ReserveDeadlinePassed,
-                );
+                self.pass_deadline(model, Role::Gateway, *transfer);
             }
             Action::WriteDeferred { role, transfer } => {
                 let write = self
@@ -361,17 +367,25 @@ impl World {
                 }
                 let record = self.record(*transfer).clone();
                 let abort_reason = match takeover {
-                    Takeover::Abort => Some(reconciler_abort_reason(&RetryPolicy::DEFAULT)),
+                    Takeover::Abort => Some(reconcile::stale_abort_reason(
+                        &BudgetPolicy::DEFAULT,
+                        AbortedBy::Reconciler,
+                    )),
                     Takeover::Finish => None,
                     Takeover::Wait | Takeover::Done => unreachable!("not a takeover"),
                 };
                 let resumed = production::run(|| {
-                    TransferMachine::resume(record.state, record.failure_reason, abort_reason)
+                    TransferMachine::resume(
+                        record.state,
+                        record.failure_reason,
+                        abort_reason,
+                        reconciler_deadlines(),
+                    )
                 });
                 match resumed {
                     Ok((machine, effects)) => {
                         self.drivers[Role::Reconciler.ix()][usize::from(*transfer)] =
-                            Some(Driver::new(machine, false));
+                            Some(Driver::new(machine));
                         self.carry_out(model, Role::Reconciler, *transfer, effects);
                     }
                     Err(why) => self.broken = Some(format!("resume panicked: {why}")),
@@ -469,7 +483,7 @@ impl World {
         self.feed(model, from, transfer, event);
     }
 
-    /// The transfer log, as `gateway-coordinator/src/store/sql.rs` writes it: the
+    /// The transfer log, as `coordinator/src/store/sql.rs` writes it: the
     /// decision is a compare-and-set `started -> decision`, after which the driver is told
     /// what the row holds (maybe someone else's decision); the outcome is guarded by the
     /// decision it follows.
@@ -512,10 +526,29 @@ impl World {
 
     /// Hands an event to a driver's machine and carries out what it asks for.
     fn feed(&mut self, model: &ProtocolModel, role: Role, transfer: u8, event: Event) {
+        self.step_machine(model, role, transfer, |machine| machine.handle(event));
+    }
+
+    /// The machine's pending deadline passes: `driver.rs` wakes at `poll_timeout` and
+    /// calls `handle_timeout`.
+    fn pass_deadline(&mut self, model: &ProtocolModel, role: Role, transfer: u8) {
+        self.step_machine(model, role, transfer, |machine| {
+            let deadline_ms = machine.poll_timeout().expect("a deadline is pending");
+            machine.handle_timeout(deadline_ms)
+        });
+    }
+
+    fn step_machine(
+        &mut self,
+        model: &ProtocolModel,
+        role: Role,
+        transfer: u8,
+        step: impl FnOnce(&mut TransferMachine) -> Vec<Effect>,
+    ) {
         let driver = self
             .driver_mut(role, transfer)
             .expect("fed a driver that exists");
-        match production::run(|| driver.machine.handle(event)) {
+        match production::run(|| step(&mut driver.machine)) {
             Ok(effects) => self.carry_out(model, role, transfer, effects),
             Err(why) => {
                 self.broken = Some(format!(
@@ -540,25 +573,23 @@ impl World {
                 Effect::Confirm(_) => Op::Confirm,
                 Effect::Cancel(_) => Op::Cancel,
                 Effect::RecordDecision { .. } | Effect::RecordOutcome(_) => {
-                    if let Effect::RecordDecision { decision, .. } = &effect {
-                        driver.reserving = false;
-                        if model.mutation == Mutation::SendBeforePersist
-                            && *decision == Decision::Commit
-                            && driver.deferred_write.is_none()
-                        {
-                            // The mutant: confirm as soon as the commit is asked for,
-                            // and write it in a later step.
-                            for leg in Leg::BOTH {
-                                self.network.insert(Request {
-                                    from: role,
-                                    transfer,
-                                    leg,
-                                    op: Op::Confirm,
-                                });
-                            }
-                            driver.deferred_write = Some(effect);
-                            return;
+                    if let Effect::RecordDecision { decision, .. } = &effect
+                        && model.mutation == Mutation::SendBeforePersist
+                        && *decision == Decision::Commit
+                        && driver.deferred_write.is_none()
+                    {
+                        // The mutant: confirm as soon as the commit is asked for, and
+                        // write it in a later step.
+                        for leg in Leg::BOTH {
+                            self.network.insert(Request {
+                                from: role,
+                                transfer,
+                                leg,
+                                op: Op::Confirm,
+                            });
                         }
+                        driver.deferred_write = Some(effect);
+                        return;
                     }
                     let event = self.write_store(model, transfer, &effect);
                     let driver = self.drivers[role.ix()][usize::from(transfer)]

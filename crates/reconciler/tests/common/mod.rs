@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use banktransfer_protocol::budget::BudgetPolicy;
 use banktransfer_protocol::fingerprint::request_fingerprint;
 use banktransfer_protocol::money::Money;
 use banktransfer_protocol::reconcile::RetryPolicy;
@@ -58,6 +59,7 @@ pub fn options(replica_id: &str) -> PassOptions {
         call_timeout_ms: 1_000,
         attempts_alert: 20,
         retry: RetryPolicy::DEFAULT,
+        budget: BudgetPolicy::DEFAULT,
     }
 }
 
