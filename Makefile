@@ -30,7 +30,7 @@ test: build ## Every test: unit, per-service API (SQLite + PostgreSQL), end-to-e
 	$(CARGO) test --workspace --no-fail-fast $(E2E_FEATURES) -- --test-threads=2
 
 test-e2e: build ## Only the end-to-end tests
-	$(CARGO) test -p banktransfer-e2e $(E2E_FEATURES) -- --test-threads=2
+	$(CARGO) test -p banktransfer-e2e -- --test-threads=2
 
 sim: ## Deterministic simulation over SEEDS seeds in release (default 200); SIM_SEED=s replays one
 	SIM_SEEDS=$${SEEDS:-200} $(CARGO) test --release -p banktransfer-simulation --test simulate random_seeds -- --nocapture
