@@ -13,13 +13,13 @@
 //!   ([`participants::Participants`], over gRPC in [`participants::GrpcParticipants`]).
 //! - [`driver`]: runs `banktransfer_protocol::transfer::TransferMachine` against the store
 //!   and the participants, waking it at the deadlines it asks for.
-//! - [`fault`]: TEST-ONLY pause points for the crash tests.
+//! - [`pause`]: TEST-ONLY pause points for the crash tests.
 //! - [`connect`]: opens the transfer log and the participant clients from the settings.
 
 pub mod config;
 pub mod driver;
-pub mod fault;
 pub mod participants;
+pub mod pause;
 pub mod store;
 
 use anyhow::Context;
@@ -38,7 +38,7 @@ pub async fn connect(
         .context("opening the transfer log (database_url)")?;
     let participants = GrpcParticipants::connect(
         &settings.external_url,
-        &settings.ledger_url,
+        &settings.balance_store_url,
         settings.connect_timeout(),
     )
     .context("participant URLs")?;

@@ -89,14 +89,14 @@ pub fn routes<S: TransferStore, P: Participants>(
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let faults = coordinator::fault::FaultPoints::from_env().map_err(anyhow::Error::msg)?;
-    if !faults.is_off() {
-        tracing::warn!(?faults, "TEST-ONLY pause points are enabled");
+    let pauses = coordinator::pause::PausePoints::from_env().map_err(anyhow::Error::msg)?;
+    if !pauses.is_off() {
+        tracing::warn!(?pauses, "TEST-ONLY pause points are enabled");
     }
     let policy = settings.common.budget.policy();
-    let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), faults);
+    let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), pauses);
     let approver =
         Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy).with_ids(ids);
-    let api = TransferApi::new(approver, store, clock, policy, settings.max_in_flight);
+    let api = TransferApi::new(approver, store, clock, policy, settings.in_flight_max);
     Ok(tonic::service::Routes::new(TransferServiceServer::new(api)))
 }

@@ -3,7 +3,7 @@
 //!
 //! On PostgreSQL the account row is locked before this runs, so concurrent reserves to
 //! the same account count each other; reserves by one user to different accounts may
-//! race past the rate limit by a few (the limit is a brake, not a ledger invariant).
+//! race past the rate limit by a few (the limit is a brake, not a balance store invariant).
 
 use std::sync::Arc;
 
@@ -25,20 +25,20 @@ const SUM_INBOUND_TO_ACCOUNT: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0)
      AND created_at_ms > $2";
 
 #[derive(Clone, Debug)]
-pub struct LedgerScreening {
+pub struct BalanceStoreScreening {
     rules: Arc<Rules>,
 }
 
-impl LedgerScreening {
+impl BalanceStoreScreening {
     /// `rules` must be validated.
-    pub fn new(rules: Rules) -> LedgerScreening {
-        LedgerScreening {
+    pub fn new(rules: Rules) -> BalanceStoreScreening {
+        BalanceStoreScreening {
             rules: Arc::new(rules),
         }
     }
 }
 
-impl Screening for LedgerScreening {
+impl Screening for BalanceStoreScreening {
     async fn screen(&self, conn: &mut AnyConnection, terms: &Terms, now_ms: i64) -> Verdict {
         let (reserves_in_window,): (i64,) = sqlx::query_as(COUNT_RESERVES_BY_USER)
             .bind(terms.user_id.as_str())

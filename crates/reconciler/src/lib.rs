@@ -85,7 +85,7 @@ pub async fn serve<S: TransferStore, P: Participants>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (trigger, stop) = service_kit::shutdown::channel();
-    let (routes, reconciler) = assemble(
+    let (routes, reconciler) = routes(
         settings,
         store,
         participants,
@@ -117,7 +117,7 @@ pub async fn serve<S: TransferStore, P: Participants>(
 /// operator API, ready to be served, and the [`Reconciler`] whose schedule
 /// ([`worker::run`]) the caller starts. Passes stop once `stop` is triggered. [`serve`]
 /// runs them on a TCP listener; the deterministic simulation on its own network.
-pub fn assemble<S: TransferStore, P: Participants>(
+pub fn routes<S: TransferStore, P: Participants>(
     settings: &Settings,
     store: Arc<S>,
     participants: Arc<P>,

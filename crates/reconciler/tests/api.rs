@@ -228,7 +228,11 @@ async fn the_audit_reports_what_does_not_add_up() {
         assert!(audit.mismatches.is_empty(), "{:?}", audit.mismatches);
 
         // Money where the log says there is none, and none where it says there is.
-        fake.set_reservation(Leg::Internal, &succeeded.transfer_id, ReservationView::Held);
+        fake.set_reservation(
+            Leg::BalanceStore,
+            &succeeded.transfer_id,
+            ReservationView::Held,
+        );
         fake.set_reservation(
             Leg::External,
             &failed.transfer_id,

@@ -7,18 +7,18 @@ use internal_balance_store::rules::{self, Counts, DAY_MS, Rules};
 use testkit::memory_book::{MemoryScreening, StoredReservation};
 
 #[derive(Clone, Debug)]
-pub struct LedgerMemoryScreening {
+pub struct BalanceStoreMemoryScreening {
     rules: Rules,
 }
 
-impl LedgerMemoryScreening {
+impl BalanceStoreMemoryScreening {
     /// `rules` must be validated.
-    pub fn new(rules: Rules) -> LedgerMemoryScreening {
-        LedgerMemoryScreening { rules }
+    pub fn new(rules: Rules) -> BalanceStoreMemoryScreening {
+        BalanceStoreMemoryScreening { rules }
     }
 }
 
-impl MemoryScreening for LedgerMemoryScreening {
+impl MemoryScreening for BalanceStoreMemoryScreening {
     fn screen<'a>(
         &self,
         recorded: impl Iterator<Item = &'a StoredReservation>,
