@@ -430,7 +430,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("[retry]\nbackoff_initial_ms = 50\n"),
+            text.contains("[retry]\nbackoff_ms_initial = 50\n"),
             "{text}"
         );
         assert!(text.contains("pass_interval_ms = 100\n"), "{text}");

@@ -72,8 +72,8 @@ mod tests {
     #[test]
     fn file_and_environment_set_the_exact_keys() {
         let s = load(
-            "listen_addr = \"127.0.0.1:1\"\nmax_in_flight = 7\n[budget]\ntotal_ms = 300\n\
-             [database]\nmax_connections = 3\n[server]\nshutdown_grace_ms = 9\n",
+            "listen_addr = \"127.0.0.1:1\"\nin_flight_max = 7\n[budget]\ntotal_ms = 300\n\
+             [database]\nconnections_max = 3\n[server]\nshutdown_grace_ms = 9\n",
             &[("BANKTRANSFER__BUDGET__AFTER_RESERVE_MS", "80")],
         );
         assert_eq!(s.listen_addr, "127.0.0.1:1");
