@@ -54,7 +54,7 @@ mod tests {
     fn rules_are_overridable_from_the_environment() {
         let env = vec![
             (
-                "BANKTRANSFER__RULES__MAX_TRANSFER_MINOR".to_string(),
+                "BANKTRANSFER__RULES__TRANSFER_MINOR_MAX".to_string(),
                 "500".to_string(),
             ),
             (

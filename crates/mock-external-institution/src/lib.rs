@@ -8,7 +8,7 @@
 //!   `ReservationService` (the `participant` library serves it, and this service's own
 //!   `ExternalInstitutionService`), applied to reserve, confirm and cancel.
 //! - [`faults`]: the bounded fault list and which fault a call meets (pure).
-//! - [`fault_injection`]: the FaultInjectionApi that edits that list.
+//! - [`fault_injection`]: the `FaultInjectionApi` (serving FaultInjectionService) that edits that list.
 //! - [`run`]: the shared participant wiring (`participant::serve`) with this service's
 //!   parts: the debit side, no screening, the fault gate, and the FaultInjectionService.
 
@@ -32,7 +32,7 @@ pub use config::Settings;
 pub const SERVICE_NAMES: &[&str] = &[
     "banktransfer.reservation.v1.ReservationService",
     "banktransfer.external.v1.ExternalInstitutionService",
-    "banktransfer.external.v1.FaultInjectionApi",
+    "banktransfer.external.v1.FaultInjectionService",
 ];
 
 /// Runs the institution on `listener` until `shutdown` resolves.
