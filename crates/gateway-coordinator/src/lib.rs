@@ -21,13 +21,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use banktransfer_api::gateway::v1::transfer_service_server::TransferServiceServer;
-use service_kit::clock::{SharedClock, SystemClock};
+use service_kit::clock::SharedClock;
 use tokio::net::TcpListener;
 
 pub use config::Settings;
 
 use crate::approve::{Approver, TransferIds, UuidV7Ids};
 use crate::service::TransferApi;
+use coordinator::Backends;
 use coordinator::driver::Driver;
 use coordinator::participants::Participants;
 use coordinator::store::TransferStore;
@@ -41,30 +42,22 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let (store, participants) = coordinator::connect(&settings.common).await?;
-    serve(
-        &settings,
-        Arc::new(store),
-        Arc::new(participants),
-        Arc::new(SystemClock),
-        listener,
-        shutdown,
-    )
-    .await
+    let backends = coordinator::connect(&settings.common).await?;
+    serve(&settings, backends, listener, shutdown).await
 }
 
 /// Runs the gateway over the given store, participants and clock (tests inject theirs).
 pub async fn serve<S: TransferStore, P: Participants>(
     settings: &Settings,
-    store: Arc<S>,
-    participants: Arc<P>,
-    clock: SharedClock,
+    backends: Backends<S, P>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Backends {
+        store,
+        participants,
+        clock,
+    } = backends;
     let routes = routes(settings, store, participants, clock, Arc::new(UuidV7Ids))?;
     service_kit::server::serve(
         listener,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use service_kit::config::ConfigError;
 
 /// The daily inbound limit's trailing window.
-pub const DAY_MS: i64 = 24 * 60 * 60 * 1_000;
+pub const DAY_MS: u64 = 24 * 60 * 60 * 1_000;
 
 /// `[rules]` in the settings.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -82,7 +82,7 @@ impl Rules {
         }
         // Bounded by a day, so that `now_ms - window` cannot overflow and the window
         // stays a rate (per-day volume is the daily limit's job).
-        if self.rate_limit_window_ms == 0 || self.rate_limit_window_ms > DAY_MS as u64 {
+        if self.rate_limit_window_ms == 0 || self.rate_limit_window_ms > DAY_MS {
             return Err(ConfigError::Invalid(format!(
                 "rules.rate_limit_window_ms must be between 1 and {DAY_MS}, got {}",
                 self.rate_limit_window_ms
@@ -94,10 +94,6 @@ impl Rules {
             ));
         }
         Ok(())
-    }
-
-    pub fn rate_limit_window_ms(&self) -> i64 {
-        i64::try_from(self.rate_limit_window_ms).expect("validated: at most a day")
     }
 }
 
@@ -317,7 +313,7 @@ mod tests {
                 ..Rules::default()
             },
             Rules {
-                rate_limit_window_ms: DAY_MS as u64 + 1,
+                rate_limit_window_ms: DAY_MS + 1,
                 ..Rules::default()
             },
             Rules {

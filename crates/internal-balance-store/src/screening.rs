@@ -12,6 +12,8 @@ use participant::Screening;
 use participant::screening::Verdict;
 use sqlx::AnyConnection;
 
+use participant::store::sql_ms;
+
 use crate::rules::{self, Counts, DAY_MS, Rules};
 
 /// Reservations by one user inside the window, whatever became of them.
@@ -39,15 +41,18 @@ impl BalanceStoreScreening {
 }
 
 impl Screening for BalanceStoreScreening {
-    async fn screen(&self, conn: &mut AnyConnection, terms: &Terms, now_ms: i64) -> Verdict {
+    async fn screen(&self, conn: &mut AnyConnection, terms: &Terms, now_ms: u64) -> Verdict {
+        // Window starts as the database stores times (BIGINT epoch ms); they may be
+        // negative on a clock near the epoch, which matches nothing.
+        let now = sql_ms(now_ms);
         let (reserves_in_window,): (i64,) = sqlx::query_as(COUNT_RESERVES_BY_USER)
             .bind(terms.user_id.as_str())
-            .bind(now_ms - self.rules.rate_limit_window_ms())
+            .bind(now - sql_ms(self.rules.rate_limit_window_ms))
             .fetch_one(&mut *conn)
             .await?;
         let (inbound_last_day_minor,): (i64,) = sqlx::query_as(SUM_INBOUND_TO_ACCOUNT)
             .bind(terms.account_id.as_str())
-            .bind(now_ms - DAY_MS)
+            .bind(now - sql_ms(DAY_MS))
             .fetch_one(&mut *conn)
             .await?;
         let counts = Counts {

@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use banktransfer_api::reconciler::v1::reconciler_service_server::ReconcilerServiceServer;
+use coordinator::Backends;
 use coordinator::participants::Participants;
 use coordinator::store::TransferStore;
-use service_kit::clock::{SharedClock, SystemClock};
+use service_kit::clock::SharedClock;
 use tokio::net::TcpListener;
 
 pub use config::Settings;
@@ -46,19 +47,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let (store, participants) = coordinator::connect(&settings.common).await?;
-    serve(
-        &settings,
-        Arc::new(store),
-        Arc::new(participants),
-        Arc::new(SystemClock),
-        listener,
-        shutdown,
-    )
-    .await
+    let backends = coordinator::connect(&settings.common).await?;
+    serve(&settings, backends, listener, shutdown).await
 }
 
 /// The pass options `settings` describe, with this replica's id resolved.
@@ -78,12 +68,15 @@ pub fn pass_options(settings: &Settings) -> PassOptions {
 /// theirs).
 pub async fn serve<S: TransferStore, P: Participants>(
     settings: &Settings,
-    store: Arc<S>,
-    participants: Arc<P>,
-    clock: SharedClock,
+    backends: Backends<S, P>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Backends {
+        store,
+        participants,
+        clock,
+    } = backends;
     let (trigger, stop) = service_kit::shutdown::channel();
     let (routes, reconciler) = routes(
         settings,

@@ -23,10 +23,10 @@ impl MemoryScreening for BalanceStoreMemoryScreening {
         &self,
         recorded: impl Iterator<Item = &'a StoredReservation>,
         terms: &Terms,
-        now_ms: i64,
+        now_ms: u64,
     ) -> Result<(), Refusal> {
-        let window_start_ms = now_ms - self.rules.rate_limit_window_ms();
-        let day_start_ms = now_ms - DAY_MS;
+        let window_start_ms = now_ms.saturating_sub(self.rules.rate_limit_window_ms);
+        let day_start_ms = now_ms.saturating_sub(DAY_MS);
         let mut counts = Counts::default();
         for stored in recorded {
             // A tombstone has no user and no account (NULL columns): never counted.

@@ -212,7 +212,7 @@ fn open_accounts(users: &[User], external: &ExternalBook, balance_store: &Balanc
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime for opening the accounts");
-    let now_ms = i64::try_from(EPOCH_MS).expect("the epoch fits in i64");
+    let now_ms = EPOCH_MS;
     runtime
         .block_on(async {
             participant::seed::open_accounts(external, &external_accounts, now_ms).await?;
