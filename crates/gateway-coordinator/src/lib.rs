@@ -21,7 +21,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use banktransfer_api::gateway::v1::transfer_service_server::TransferServiceServer;
-use service_kit::clock::SharedClock;
 use tokio::net::TcpListener;
 
 pub use config::Settings;
@@ -53,12 +52,7 @@ pub async fn serve<S: TransferStore, P: Participants>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Backends {
-        store,
-        participants,
-        clock,
-    } = backends;
-    let routes = routes(settings, store, participants, clock, Arc::new(UuidV7Ids))?;
+    let routes = routes(settings, backends, Arc::new(UuidV7Ids))?;
     service_kit::server::serve(
         listener,
         routes,
@@ -70,15 +64,18 @@ pub async fn serve<S: TransferStore, P: Participants>(
     Ok(())
 }
 
-/// The TransferService over the given store, participants, clock and transfer ids, ready
-/// to be served (by [`serve`], or by the deterministic simulation on its own network).
+/// The TransferService over the given backends and transfer ids, ready to be served (by
+/// [`serve`], or by the deterministic simulation on its own network).
 pub fn routes<S: TransferStore, P: Participants>(
     settings: &Settings,
-    store: Arc<S>,
-    participants: Arc<P>,
-    clock: SharedClock,
+    backends: Backends<S, P>,
     ids: Arc<dyn TransferIds>,
 ) -> anyhow::Result<tonic::service::Routes> {
+    let Backends {
+        store,
+        participants,
+        clock,
+    } = backends;
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;

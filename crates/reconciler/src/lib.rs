@@ -29,7 +29,6 @@ use banktransfer_api::reconciler::v1::reconciler_service_server::ReconcilerServi
 use coordinator::Backends;
 use coordinator::participants::Participants;
 use coordinator::store::TransferStore;
-use service_kit::clock::SharedClock;
 use tokio::net::TcpListener;
 
 pub use config::Settings;
@@ -72,20 +71,8 @@ pub async fn serve<S: TransferStore, P: Participants>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Backends {
-        store,
-        participants,
-        clock,
-    } = backends;
     let (trigger, stop) = service_kit::shutdown::channel();
-    let (routes, reconciler) = routes(
-        settings,
-        store,
-        participants,
-        clock,
-        Jitter::from_entropy(),
-        stop.clone(),
-    )?;
+    let (routes, reconciler) = routes(settings, backends, Jitter::from_entropy(), stop.clone())?;
     let worker = tokio::spawn(worker::run(reconciler, stop, settings.pass_interval()));
     // The trigger lives in the server's shutdown future: the signal stops the schedule
     // as the server starts draining, and a server that fails drops it, which stops the
@@ -106,18 +93,21 @@ pub async fn serve<S: TransferStore, P: Participants>(
     Ok(())
 }
 
-/// The reconciler's parts over the given store, participants, clock and jitter: its
+/// The reconciler's parts over the given backends and jitter: its
 /// operator API, ready to be served, and the [`Reconciler`] whose schedule
 /// ([`worker::run`]) the caller starts. Passes stop once `stop` is triggered. [`serve`]
 /// runs them on a TCP listener; the deterministic simulation on its own network.
 pub fn routes<S: TransferStore, P: Participants>(
     settings: &Settings,
-    store: Arc<S>,
-    participants: Arc<P>,
-    clock: SharedClock,
+    backends: Backends<S, P>,
     jitter: Jitter,
     stop: service_kit::shutdown::Shutdown,
 ) -> anyhow::Result<(tonic::service::Routes, Arc<Reconciler<S, P>>)> {
+    let Backends {
+        store,
+        participants,
+        clock,
+    } = backends;
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;

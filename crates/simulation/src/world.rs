@@ -3,6 +3,7 @@
 //! volatile work), the users and their accounts, and the four hosts serving the real
 //! services over turmoil.
 
+use coordinator::Backends;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -296,7 +297,12 @@ async fn serve_gateway(
     ids: Arc<dyn TransferIds>,
 ) -> turmoil::Result {
     let settings = gateway_settings();
-    let routes = gateway_coordinator::routes(&settings, store, participants(), clock(), ids)?;
+    let backends = Backends {
+        store,
+        participants: participants(),
+        clock: clock(),
+    };
+    let routes = gateway_coordinator::routes(&settings, backends, ids)?;
     serve(
         GATEWAY_PORT,
         routes,
@@ -330,14 +336,12 @@ pub fn reconciler_recovery_bound() -> Duration {
 async fn serve_reconciler(store: Arc<MemoryTransferStore>, jitter: Jitter) -> turmoil::Result {
     let settings = reconciler_settings();
     let (_stopping, stop) = service_kit::shutdown::channel();
-    let (routes, reconciler) = reconciler::routes(
-        &settings,
+    let backends = Backends {
         store,
-        participants(),
-        clock(),
-        jitter,
-        stop.clone(),
-    )?;
+        participants: participants(),
+        clock: clock(),
+    };
+    let (routes, reconciler) = reconciler::routes(&settings, backends, jitter, stop.clone())?;
     tokio::spawn(reconciler::worker::run(
         reconciler,
         stop,
