@@ -108,7 +108,7 @@ vars == << rec, gwVars, book, extVars, intVars, msgs, faultVars >>
 -----------------------------------------------------------------------------
 (* Constants of the model *)
 
-Legs == {"ext", "int"}      \* Leg::External, Leg::Internal
+Legs == {"ext", "int"}      \* Leg::External, Leg::BalanceStore
 
 \* "none": the client has not called yet (or its intent was never recorded).
 RecStates == {"none", "started", "committed", "aborted", "succeeded", "failed"}

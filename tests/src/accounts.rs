@@ -7,7 +7,7 @@ pub enum Side {
     /// At the external institution: the source of transfers.
     External,
     /// In our balance store: the destination.
-    Internal,
+    BalanceStore,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl AccountSpec {
     }
 
     pub fn internal(account_id: &str, user_id: &str, opening_minor: i64) -> AccountSpec {
-        AccountSpec::new(Side::Internal, account_id, user_id, opening_minor)
+        AccountSpec::new(Side::BalanceStore, account_id, user_id, opening_minor)
     }
 
     fn new(side: Side, account_id: &str, user_id: &str, opening_minor: i64) -> AccountSpec {

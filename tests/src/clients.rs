@@ -64,14 +64,14 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(gateway: u16, external: u16, ledger: u16, reconciler: u16) -> Clients {
+    pub fn new(gateway: u16, external: u16, balance_store: u16, reconciler: u16) -> Clients {
         Clients {
             gateway: TransferServiceClient::new(channel(gateway)),
             external_reservations: ReservationServiceClient::new(channel(external)),
             external_accounts: ExternalInstitutionServiceClient::new(channel(external)),
             faults: FaultInjectionServiceClient::new(channel(external)),
-            balance_store_reservations: ReservationServiceClient::new(channel(ledger)),
-            balance_store_accounts: BalanceStoreServiceClient::new(channel(ledger)),
+            balance_store_reservations: ReservationServiceClient::new(channel(balance_store)),
+            balance_store_accounts: BalanceStoreServiceClient::new(channel(balance_store)),
             reconciler: ReconcilerServiceClient::new(channel(reconciler)),
         }
     }

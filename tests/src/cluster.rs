@@ -85,11 +85,11 @@ impl Cluster {
         let endpoints = Endpoints {
             gateway_port: p[0],
             external_port: p[1],
-            ledger_port: p[2],
+            balance_store_port: p[2],
             reconciler_port: p[3],
             coordinator_db: databases.coordinator.clone(),
             external_db: databases.external.clone(),
-            ledger_db: databases.ledger.clone(),
+            balance_store_db: databases.balance_store.clone(),
         };
         eprintln!(
             "[e2e] cluster in {} ({} databases); gateway on 127.0.0.1:{}",
@@ -100,7 +100,7 @@ impl Cluster {
         let clients = Clients::new(
             endpoints.gateway_port,
             endpoints.external_port,
-            endpoints.ledger_port,
+            endpoints.balance_store_port,
             endpoints.reconciler_port,
         );
         let transfers = Transfers::new(clients.gateway.clone());
@@ -115,10 +115,10 @@ impl Cluster {
             dir: Some(dir),
             dir_path,
         };
-        for service in [Service::External, Service::Ledger, Service::Gateway] {
+        for service in [Service::External, Service::BalanceStore, Service::Gateway] {
             cluster.spawn(service);
         }
-        for service in [Service::External, Service::Ledger, Service::Gateway] {
+        for service in [Service::External, Service::BalanceStore, Service::Gateway] {
             cluster.wait_serving(service).await;
         }
         cluster.spawn(Service::Reconciler);

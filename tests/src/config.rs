@@ -38,23 +38,23 @@ impl PausePoint {
 /// The balance store's screening rules.
 #[derive(Clone, Debug)]
 pub struct Rules {
-    pub max_transfer_minor: i64,
+    pub transfer_minor_max: i64,
     pub daily_inbound_limit_minor: i64,
     /// Amounts at or above this are refused ANTIFRAUD.
     pub antifraud_review_threshold_minor: i64,
     pub blocked_users: Vec<String>,
-    pub rate_limit_max_reserves: u32,
+    pub rate_limit_reserves_max: u32,
     pub rate_limit_window_ms: u64,
 }
 
 impl Default for Rules {
     fn default() -> Self {
         Rules {
-            max_transfer_minor: 100_000_000,
+            transfer_minor_max: 100_000_000,
             daily_inbound_limit_minor: 1_000_000_000,
             antifraud_review_threshold_minor: 5_000_000,
             blocked_users: vec!["mallory".to_owned()],
-            rate_limit_max_reserves: 100_000,
+            rate_limit_reserves_max: 100_000,
             rate_limit_window_ms: 60_000,
         }
     }
@@ -92,7 +92,7 @@ impl Default for Budget {
 #[derive(Clone, Copy, Debug)]
 pub struct GatewayTuning {
     pub connect_timeout_ms: u64,
-    pub max_in_flight: u32,
+    pub in_flight_max: u32,
     pub pause_at: PausePoint,
     pub pause_ms: u64,
 }
@@ -101,7 +101,7 @@ impl Default for GatewayTuning {
     fn default() -> Self {
         GatewayTuning {
             connect_timeout_ms: 500,
-            max_in_flight: 256,
+            in_flight_max: 256,
             pause_at: PausePoint::None,
             pause_ms: 60_000,
         }
@@ -115,8 +115,8 @@ pub struct ReconcilerTuning {
     pub batch_size: u32,
     pub lease_ms: u64,
     pub call_timeout_ms: u64,
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
+    pub backoff_ms_initial: u64,
+    pub backoff_ms_max: u64,
 }
 
 impl Default for ReconcilerTuning {
@@ -127,8 +127,8 @@ impl Default for ReconcilerTuning {
             batch_size: 100,
             lease_ms: 1_000,
             call_timeout_ms: 500,
-            backoff_initial_ms: 50,
-            backoff_max_ms: 500,
+            backoff_ms_initial: 50,
+            backoff_ms_max: 500,
         }
     }
 }
@@ -198,12 +198,12 @@ impl ClusterConfig {
 pub struct Endpoints {
     pub gateway_port: u16,
     pub external_port: u16,
-    pub ledger_port: u16,
+    pub balance_store_port: u16,
     pub reconciler_port: u16,
     /// Shared by the gateway and the reconciler.
     pub coordinator_db: String,
     pub external_db: String,
-    pub ledger_db: String,
+    pub balance_store_db: String,
 }
 
 impl Endpoints {
@@ -211,7 +211,7 @@ impl Endpoints {
         match service {
             Service::Gateway => self.gateway_port,
             Service::External => self.external_port,
-            Service::Ledger => self.ledger_port,
+            Service::BalanceStore => self.balance_store_port,
             Service::Reconciler => self.reconciler_port,
         }
     }
@@ -250,22 +250,30 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
         Service::External => {
             let _ = writeln!(t, "database_url = {}", quote(&endpoints.external_db));
         }
-        Service::Ledger => {
-            let _ = writeln!(t, "database_url = {}", quote(&endpoints.ledger_db));
+        Service::BalanceStore => {
+            let _ = writeln!(t, "database_url = {}", quote(&endpoints.balance_store_db));
         }
         Service::Gateway => {
             let g = &config.gateway;
             let _ = writeln!(t, "database_url = {}", quote(&endpoints.coordinator_db));
             let _ = writeln!(t, "external_url = {}", url(endpoints.external_port));
-            let _ = writeln!(t, "ledger_url = {}", url(endpoints.ledger_port));
+            let _ = writeln!(
+                t,
+                "balance_store_url = {}",
+                url(endpoints.balance_store_port)
+            );
             let _ = writeln!(t, "connect_timeout_ms = {}", g.connect_timeout_ms);
-            let _ = writeln!(t, "max_in_flight = {}", g.max_in_flight);
+            let _ = writeln!(t, "in_flight_max = {}", g.in_flight_max);
         }
         Service::Reconciler => {
             let r = &config.reconciler;
             let _ = writeln!(t, "database_url = {}", quote(&endpoints.coordinator_db));
             let _ = writeln!(t, "external_url = {}", url(endpoints.external_port));
-            let _ = writeln!(t, "ledger_url = {}", url(endpoints.ledger_port));
+            let _ = writeln!(
+                t,
+                "balance_store_url = {}",
+                url(endpoints.balance_store_port)
+            );
             let _ = writeln!(
                 t,
                 "connect_timeout_ms = {}",
@@ -289,10 +297,10 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
 
     match service {
         Service::External => render_accounts(&mut t, config, Side::External),
-        Service::Ledger => {
+        Service::BalanceStore => {
             let r = &config.rules;
             let _ = writeln!(t, "\n[rules]");
-            let _ = writeln!(t, "max_transfer_minor = {}", r.max_transfer_minor);
+            let _ = writeln!(t, "transfer_minor_max = {}", r.transfer_minor_max);
             let _ = writeln!(
                 t,
                 "daily_inbound_limit_minor = {}",
@@ -305,9 +313,9 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
             );
             let blocked: Vec<String> = r.blocked_users.iter().map(|u| quote(u)).collect();
             let _ = writeln!(t, "blocked_users = [{}]", blocked.join(", "));
-            let _ = writeln!(t, "rate_limit_max_reserves = {}", r.rate_limit_max_reserves);
+            let _ = writeln!(t, "rate_limit_reserves_max = {}", r.rate_limit_reserves_max);
             let _ = writeln!(t, "rate_limit_window_ms = {}", r.rate_limit_window_ms);
-            render_accounts(&mut t, config, Side::Internal);
+            render_accounts(&mut t, config, Side::BalanceStore);
         }
         Service::Gateway => {
             render_budget(&mut t, &config.budget);
@@ -317,15 +325,15 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
             render_budget(&mut t, &config.budget);
             let r = &config.reconciler;
             let _ = writeln!(t, "\n[retry]");
-            let _ = writeln!(t, "backoff_initial_ms = {}", r.backoff_initial_ms);
-            let _ = writeln!(t, "backoff_max_ms = {}", r.backoff_max_ms);
+            let _ = writeln!(t, "backoff_ms_initial = {}", r.backoff_ms_initial);
+            let _ = writeln!(t, "backoff_ms_max = {}", r.backoff_ms_max);
         }
     }
     t
 }
 
 /// The environment `service` starts with besides its configuration file: the gateway's
-/// TEST-ONLY pause point (see `coordinator::fault`), which no configuration file can set.
+/// TEST-ONLY pause point (see `coordinator::pause`), which no configuration file can set.
 pub fn environment(service: Service, config: &ClusterConfig) -> Vec<(String, String)> {
     let g = &config.gateway;
     if service != Service::Gateway || g.pause_at == PausePoint::None {
@@ -369,11 +377,11 @@ mod tests {
         Endpoints {
             gateway_port: 1,
             external_port: 2,
-            ledger_port: 3,
+            balance_store_port: 3,
             reconciler_port: 4,
             coordinator_db: "sqlite:///tmp/x/coordinator.db".into(),
             external_db: "sqlite:///tmp/x/external.db".into(),
-            ledger_db: "sqlite:///tmp/x/ledger.db".into(),
+            balance_store_db: "sqlite:///tmp/x/balance store.db".into(),
         }
     }
 
@@ -388,7 +396,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("ledger_url = \"http://127.0.0.1:3\"\n"),
+            text.contains("balance_store_url = \"http://127.0.0.1:3\"\n"),
             "{text}"
         );
         assert!(text.contains("database_url = \"sqlite:///tmp/x/coordinator.db\"\n"));
@@ -422,7 +430,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("[retry]\nbackoff_initial_ms = 50\n"),
+            text.contains("[retry]\nbackoff_ms_initial = 50\n"),
             "{text}"
         );
         assert!(text.contains("pass_interval_ms = 100\n"), "{text}");
@@ -435,14 +443,14 @@ mod tests {
         assert!(ext.contains("account_id = \"ext-alice\""));
         assert!(!ext.contains("int-alice"));
         assert!(!ext.contains("[rules]"));
-        let ledger = render(Service::Ledger, &config, &endpoints());
-        assert!(ledger.contains("account_id = \"int-alice\""));
-        assert!(!ledger.contains("ext-alice"));
+        let balance_store = render(Service::BalanceStore, &config, &endpoints());
+        assert!(balance_store.contains("account_id = \"int-alice\""));
+        assert!(!balance_store.contains("ext-alice"));
         assert!(
-            ledger.contains("blocked_users = [\"mallory\"]\n"),
-            "{ledger}"
+            balance_store.contains("blocked_users = [\"mallory\"]\n"),
+            "{balance_store}"
         );
-        assert!(ledger.contains("antifraud_review_threshold_minor = 5000000\n"));
+        assert!(balance_store.contains("antifraud_review_threshold_minor = 5000000\n"));
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl DatabaseChoice {
 pub struct Databases {
     pub coordinator: String,
     pub external: String,
-    pub ledger: String,
+    pub balance_store: String,
     _guards: Vec<TestDatabase>,
 }
 
@@ -54,7 +54,7 @@ impl std::fmt::Debug for Databases {
         f.debug_struct("Databases")
             .field("coordinator", &self.coordinator)
             .field("external", &self.external)
-            .field("ledger", &self.ledger)
+            .field("balance_store", &self.balance_store)
             .finish()
     }
 }
@@ -65,7 +65,7 @@ pub fn sqlite(dir: &Path) -> Databases {
     Databases {
         coordinator: url("coordinator.db"),
         external: url("external-institution.db"),
-        ledger: url("balance-store.db"),
+        balance_store: url("balance-store.db"),
         _guards: Vec::new(),
     }
 }
@@ -76,12 +76,12 @@ pub fn sqlite(dir: &Path) -> Databases {
 pub async fn postgres() -> Option<Databases> {
     let coordinator = testkit::db::postgres("e2e_coordinator").await?;
     let external = testkit::db::postgres("e2e_external").await?;
-    let ledger = testkit::db::postgres("e2e_ledger").await?;
+    let balance_store = testkit::db::postgres("e2e_balance_store").await?;
     Some(Databases {
         coordinator: coordinator.url.clone(),
         external: external.url.clone(),
-        ledger: ledger.url.clone(),
-        _guards: vec![coordinator, external, ledger],
+        balance_store: balance_store.url.clone(),
+        _guards: vec![coordinator, external, balance_store],
     })
 }
 
@@ -112,6 +112,6 @@ mod tests {
             dbs.external,
             "sqlite:///tmp/cluster/external-institution.db"
         );
-        assert_eq!(dbs.ledger, "sqlite:///tmp/cluster/balance-store.db");
+        assert_eq!(dbs.balance_store, "sqlite:///tmp/cluster/balance-store.db");
     }
 }

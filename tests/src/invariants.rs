@@ -101,7 +101,7 @@ async fn snapshot(
     for spec in accounts {
         let account = match spec.side {
             Side::External => clients.external_account(&spec.account_id).await,
-            Side::Internal => clients.internal_account(&spec.account_id).await,
+            Side::BalanceStore => clients.internal_account(&spec.account_id).await,
         };
         read_accounts.push((spec.clone(), account));
     }
@@ -328,7 +328,7 @@ pub fn evaluate(snap: &Snapshot) -> Report {
                     ));
                 }
             }
-            Side::Internal => {
+            Side::BalanceStore => {
                 let into = moved_in.get(id).copied().unwrap_or(0);
                 if a.available_minor_units != spec.opening_minor + into {
                     violations.push(format!(
@@ -445,7 +445,7 @@ fn check_legs(
     };
     for (leg, reservation, account) in [
         (Leg::External, ext, &t.external_account_id),
-        (Leg::Internal, int, &t.internal_account_id),
+        (Leg::BalanceStore, int, &t.internal_account_id),
     ] {
         let view = match reservation {
             Ok(r) => match view_of(r.status()) {
@@ -708,14 +708,14 @@ mod tests {
             transfers_unfinished: 1,
             mismatches: vec![AuditMismatch {
                 transfer_id: "t1".into(),
-                description: "ledger says cancelled".into(),
+                description: "balance_store says cancelled".into(),
             }],
         });
         let v = violations(&snap);
         assert!(v.contains("t2: status Processing at rest"), "{v}");
         assert!(v.contains("int-alice: reserved is negative (-1)"), "{v}");
         assert!(
-            v.contains("Audit mismatch on t1: ledger says cancelled"),
+            v.contains("Audit mismatch on t1: balance_store says cancelled"),
             "{v}"
         );
         assert!(v.contains("Audit: 1 transfer(s) unfinished at rest"), "{v}");

@@ -146,7 +146,7 @@ pub async fn gateway_killed_at(cluster: &mut Cluster, point: PausePoint) {
     eprintln!("[e2e] settled by the reconciler: {t:?}");
 
     let report = cluster.assert_invariants().await;
-    let (ext_available, int_available) = match expected {
+    let (ext_available, balance_store_available) = match expected {
         TransferStatus::Failed => (100_000, 0),
         _ => (75_000, 25_000),
     };
@@ -156,7 +156,7 @@ pub async fn gateway_killed_at(cluster: &mut Cluster, point: PausePoint) {
     );
     assert_eq!(
         report.accounts["int-alice"].available_minor_units,
-        int_available
+        balance_store_available
     );
 }
 

@@ -9,7 +9,7 @@ pub enum Service {
     /// The mock external institution (the other bank), with fault injection.
     External,
     /// Our internal balance store.
-    Ledger,
+    BalanceStore,
     /// Recovery and audit.
     Reconciler,
 }
@@ -17,7 +17,7 @@ pub enum Service {
 impl Service {
     pub const ALL: [Service; 4] = [
         Service::External,
-        Service::Ledger,
+        Service::BalanceStore,
         Service::Gateway,
         Service::Reconciler,
     ];
@@ -27,7 +27,7 @@ impl Service {
         match self {
             Service::Gateway => "gateway-coordinator",
             Service::External => "mock-external-institution",
-            Service::Ledger => "internal-balance-store",
+            Service::BalanceStore => "internal-balance-store",
             Service::Reconciler => "reconciler",
         }
     }
@@ -37,7 +37,7 @@ impl Service {
         match self {
             Service::Gateway => "gateway",
             Service::External => "external",
-            Service::Ledger => "ledger",
+            Service::BalanceStore => "balance_store",
             Service::Reconciler => "reconciler",
         }
     }

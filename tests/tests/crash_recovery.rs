@@ -70,7 +70,7 @@ async fn reconciler_killed_mid_work_finishes_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balance_store_down_fails_transfers_and_releases_the_external_hold() {
     let mut cluster = Cluster::start(ClusterConfig::default()).await;
-    cluster.kill(Service::Ledger);
+    cluster.kill(Service::BalanceStore);
     let transfers = cluster.transfers();
     let (t, elapsed) = transfers
         .approve_ok(&TransferRequest::new("alice", 25_000))
@@ -98,7 +98,7 @@ async fn balance_store_down_fails_transfers_and_releases_the_external_hold() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    cluster.restart(Service::Ledger).await;
+    cluster.restart(Service::BalanceStore).await;
     let report = cluster.assert_invariants().await;
     assert_eq!(report.accounts["int-alice"].available_minor_units, 0);
     // Transfers work again.

@@ -62,7 +62,7 @@ async fn run_pass_finishes_a_committed_transfer_on_demand() {
 
     clients.clear_faults().await;
     // Past the retry's backoff.
-    let backoff = Duration::from_millis(cluster.config().reconciler.backoff_max_ms);
+    let backoff = Duration::from_millis(cluster.config().reconciler.backoff_ms_max);
     tokio::time::sleep(backoff + Duration::from_millis(100)).await;
     let pass = run_pass(&cluster).await;
     eprintln!("[e2e] pass after clearing the fault: {pass:?}");

@@ -79,12 +79,12 @@ async fn antifraud_refusal_releases_the_external_hold() {
         .approve_ok(&TransferRequest::new("carol", threshold))
         .await;
     assert_eq!(t.status(), TransferStatus::Failed, "{t:?}");
-    let ledger = cluster
+    let balance_store = cluster
         .clients()
         .internal_reservation(&t.transfer_id)
         .await
         .expect("the balance store saw the reserve");
-    assert_refused(&ledger, RefusalReason::Antifraud);
+    assert_refused(&balance_store, RefusalReason::Antifraud);
 
     let report = cluster.assert_invariants().await;
     assert_untouched(&report, "carol", 10_000_000);
@@ -105,7 +105,7 @@ async fn antifraud_refusal_releases_the_external_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_third_transfer_in_the_window_is_rate_limited() {
     let mut config = ClusterConfig::default();
-    config.rules.rate_limit_max_reserves = 2;
+    config.rules.rate_limit_reserves_max = 2;
     config.rules.rate_limit_window_ms = 600_000;
     let mut cluster = Cluster::start(config).await;
     let transfers = cluster.transfers();
@@ -128,12 +128,12 @@ async fn the_third_transfer_in_the_window_is_rate_limited() {
     assert_eq!(bob.status(), TransferStatus::Succeeded, "{bob:?}");
 
     let report = cluster.assert_invariants().await;
-    let ledger = cluster
+    let balance_store = cluster
         .clients()
         .internal_reservation(&third.transfer_id)
         .await
         .expect("reservation");
-    assert_refused(&ledger, RefusalReason::RateLimited);
+    assert_refused(&balance_store, RefusalReason::RateLimited);
     assert_eq!(report.accounts["ext-alice"].available_minor_units, 99_800);
     assert_eq!(report.accounts["int-alice"].available_minor_units, 200);
 }
@@ -160,7 +160,7 @@ async fn a_blocked_user_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_and_daily_limits_refuse_with_limit_exceeded() {
     let mut config = ClusterConfig::default();
-    config.rules.max_transfer_minor = 1_000_000;
+    config.rules.transfer_minor_max = 1_000_000;
     config.rules.daily_inbound_limit_minor = 1_500_000;
     let mut cluster = Cluster::start(config).await;
     let transfers = cluster.transfers();

@@ -20,7 +20,7 @@ async fn sigterm_stops_every_service_cleanly_and_state_survives_a_restart() {
     for service in [
         Service::Reconciler,
         Service::Gateway,
-        Service::Ledger,
+        Service::BalanceStore,
         Service::External,
     ] {
         let started = std::time::Instant::now();
@@ -39,7 +39,7 @@ async fn sigterm_stops_every_service_cleanly_and_state_survives_a_restart() {
 
     for service in [
         Service::External,
-        Service::Ledger,
+        Service::BalanceStore,
         Service::Gateway,
         Service::Reconciler,
     ] {

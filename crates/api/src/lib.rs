@@ -5,7 +5,7 @@
 //! - [`reservation::v1`]: `ReservationService` (Reserve, Confirm, Cancel, GetReservation),
 //!   served by both participants, and the `Reservation` and `Account` they answer with.
 //! - [`external::v1`]: the external institution's own `ExternalInstitutionService`
-//!   (accounts) and `FaultInjectionService`.
+//!   (accounts) and `FaultInjectionApi`.
 //! - [`balance_store::v1`]: the balance store's own `BalanceStoreService` (accounts).
 //! - [`gateway::v1`]: the public `TransferService`.
 //! - [`reconciler::v1`]: the operator's `ReconcilerService`.

@@ -22,7 +22,7 @@ pub struct CommonSettings {
     /// "pretty" or "json".
     pub log_format: String,
     pub external_url: String,
-    pub ledger_url: String,
+    pub balance_store_url: String,
     pub connect_timeout_ms: u64,
     pub budget: BudgetSection,
     pub server: ServerSection,
@@ -35,7 +35,7 @@ impl Default for CommonSettings {
             database_url: "sqlite://data/coordinator.db".into(),
             log_format: "pretty".into(),
             external_url: "http://127.0.0.1:50052".into(),
-            ledger_url: "http://127.0.0.1:50053".into(),
+            balance_store_url: "http://127.0.0.1:50053".into(),
             connect_timeout_ms: 1_000,
             budget: BudgetSection::default(),
             server: ServerSection::default(),
@@ -59,7 +59,7 @@ impl CommonSettings {
         }
         for (key, url) in [
             ("external_url", &self.external_url),
-            ("ledger_url", &self.ledger_url),
+            ("balance_store_url", &self.balance_store_url),
         ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!("{key} {url:?}: use http://HOST:PORT"));
@@ -73,8 +73,8 @@ impl CommonSettings {
                 self.database.acquire_timeout_ms,
             ),
             (
-                "database.max_connections",
-                u64::from(self.database.max_connections),
+                "database.connections_max",
+                u64::from(self.database.connections_max),
             ),
         ];
         for (key, value) in positive {
@@ -168,14 +168,14 @@ impl ServerSection {
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct DatabaseSection {
-    pub max_connections: u32,
+    pub connections_max: u32,
     pub acquire_timeout_ms: u64,
 }
 
 impl Default for DatabaseSection {
     fn default() -> Self {
         DatabaseSection {
-            max_connections: 10,
+            connections_max: 10,
             acquire_timeout_ms: 2_000,
         }
     }
@@ -184,7 +184,7 @@ impl Default for DatabaseSection {
 impl DatabaseSection {
     pub fn pool_settings(&self) -> PoolSettings {
         PoolSettings {
-            max_connections: self.max_connections,
+            connections_max: self.connections_max,
             acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
         }
     }
@@ -206,10 +206,10 @@ mod tests {
         assert!(secret.contains("database_url"));
         assert!(!secret.contains("hunter2"), "{secret}");
         assert!(bad(|s| s.log_format = "xml".into()).contains("log_format"));
-        assert!(bad(|s| s.ledger_url = "127.0.0.1:1".into()).contains("ledger_url"));
+        assert!(bad(|s| s.balance_store_url = "127.0.0.1:1".into()).contains("balance_store_url"));
         assert!(bad(|s| s.external_url = String::new()).contains("external_url"));
         assert!(bad(|s| s.connect_timeout_ms = 0).contains("connect_timeout_ms"));
-        assert!(bad(|s| s.database.max_connections = 0).contains("max_connections"));
+        assert!(bad(|s| s.database.connections_max = 0).contains("connections_max"));
         assert!(bad(|s| s.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
         assert!(bad(|s| s.budget.stale_margin_ms = 0).contains("stale_margin_ms"));
         assert!(

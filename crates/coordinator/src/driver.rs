@@ -22,8 +22,8 @@ use service_kit::clock::SharedClock;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::fault::{FaultPoint, FaultPoints};
 use crate::participants::{Participants, ReserveTerms};
+use crate::pause::{PausePoint, PausePoints};
 use crate::store::{StoreError, TransferRecord, TransferStore, within_deadline};
 
 /// The machine's deadlines; re-exported so callers need not name the protocol crate.
@@ -51,7 +51,7 @@ pub struct Driver<S, P> {
     store: Arc<S>,
     participants: Arc<P>,
     clock: SharedClock,
-    faults: FaultPoints,
+    pauses: PausePoints,
 }
 
 impl<S, P> Clone for Driver<S, P> {
@@ -60,7 +60,7 @@ impl<S, P> Clone for Driver<S, P> {
             store: Arc::clone(&self.store),
             participants: Arc::clone(&self.participants),
             clock: Arc::clone(&self.clock),
-            faults: self.faults,
+            pauses: self.pauses,
         }
     }
 }
@@ -70,13 +70,13 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
         store: Arc<S>,
         participants: Arc<P>,
         clock: SharedClock,
-        faults: FaultPoints,
+        pauses: PausePoints,
     ) -> Driver<S, P> {
         Driver {
             store,
             participants,
             clock,
-            faults,
+            pauses,
         }
     }
 
@@ -176,7 +176,7 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
         failure_reason: Option<String>,
     ) -> Vec<Effect> {
         if drive.machine.all_reserves_answered() {
-            self.faults.reached(FaultPoint::AfterReserve).await;
+            self.pauses.reached(PausePoint::AfterReserve).await;
         }
         let now_ms = self.clock.now_ms();
         let write = self.store.record_decision(
@@ -200,7 +200,7 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
                     recorded: record.state,
                     failure_reason: record.failure_reason.clone(),
                 });
-                self.faults.reached(FaultPoint::AfterDecision).await;
+                self.pauses.reached(PausePoint::AfterDecision).await;
                 effects
             }
             Err(err) => {

@@ -13,36 +13,57 @@
 //!   ([`participants::Participants`], over gRPC in [`participants::GrpcParticipants`]).
 //! - [`driver`]: runs `banktransfer_protocol::transfer::TransferMachine` against the store
 //!   and the participants, waking it at the deadlines it asks for.
-//! - [`fault`]: TEST-ONLY pause points for the crash tests.
-//! - [`connect`]: opens the transfer log and the participant clients from the settings.
+//! - [`pause`]: TEST-ONLY pause points for the crash tests.
+//! - [`connect`]: opens the transfer log and the participant clients from the settings,
+//!   as [`Backends`], what both services run over.
 
 pub mod config;
 pub mod driver;
-pub mod fault;
 pub mod participants;
+pub mod pause;
 pub mod store;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use service_kit::clock::{SharedClock, SystemClock};
 
 use crate::config::CommonSettings;
 use crate::participants::GrpcParticipants;
 use crate::store::{SqlTransferStore, StoreError};
 
-/// Opens the transfer log (migrating it) and the clients of both participants, as both
-/// services do at start-up. The database URL is not echoed: it may carry a password.
+/// What a coordinating service (the gateway, the reconciler) runs over: the transfer
+/// log, the participants and the clock. [`connect`] opens the real ones; tests and the
+/// simulation inject their own.
+pub struct Backends<S, P> {
+    pub store: Arc<S>,
+    pub participants: Arc<P>,
+    pub clock: SharedClock,
+}
+
+/// Checks the shared settings, then opens the transfer log (migrating it) and the clients
+/// of both participants, on the system clock: what both services do at start-up. The
+/// database URL is not echoed: it may carry a password.
 pub async fn connect(
     settings: &CommonSettings,
-) -> anyhow::Result<(SqlTransferStore, GrpcParticipants)> {
+) -> anyhow::Result<Backends<SqlTransferStore, GrpcParticipants>> {
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let store = SqlTransferStore::open(&settings.database_url, settings.database.pool_settings())
         .await
         .context("opening the transfer log (database_url)")?;
     let participants = GrpcParticipants::connect(
         &settings.external_url,
-        &settings.ledger_url,
+        &settings.balance_store_url,
         settings.connect_timeout(),
     )
     .context("participant URLs")?;
-    Ok((store, participants))
+    Ok(Backends {
+        store: Arc::new(store),
+        participants: Arc::new(participants),
+        clock: Arc::new(SystemClock),
+    })
 }
 
 /// A store failure as an API reports it: unreachable or busy is UNAVAILABLE (retry),

@@ -12,7 +12,7 @@ pub struct Settings {
     #[serde(flatten)]
     pub common: CommonSettings,
     /// Requests in flight at once; more are refused with RESOURCE_EXHAUSTED.
-    pub max_in_flight: usize,
+    pub in_flight_max: usize,
 }
 
 impl Default for Settings {
@@ -20,7 +20,7 @@ impl Default for Settings {
         Settings {
             listen_addr: "127.0.0.1:50051".into(),
             common: CommonSettings::default(),
-            max_in_flight: 1_024,
+            in_flight_max: 1_024,
         }
     }
 }
@@ -30,8 +30,8 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         validate_listen_addr(&self.listen_addr)?;
         self.common.validate()?;
-        if self.max_in_flight == 0 {
-            return Err("max_in_flight must be at least 1".into());
+        if self.in_flight_max == 0 {
+            return Err("in_flight_max must be at least 1".into());
         }
         Ok(())
     }
@@ -56,7 +56,7 @@ mod tests {
         assert_eq!(s, Settings::default());
         assert_eq!(s.listen_addr, "127.0.0.1:50051");
         assert_eq!(s.common.budget.policy(), BudgetPolicy::DEFAULT);
-        assert_eq!(s.max_in_flight, 1_024);
+        assert_eq!(s.in_flight_max, 1_024);
         s.validate().unwrap();
     }
 
@@ -72,17 +72,17 @@ mod tests {
     #[test]
     fn file_and_environment_set_the_exact_keys() {
         let s = load(
-            "listen_addr = \"127.0.0.1:1\"\nmax_in_flight = 7\n[budget]\ntotal_ms = 300\n\
-             [database]\nmax_connections = 3\n[server]\nshutdown_grace_ms = 9\n",
+            "listen_addr = \"127.0.0.1:1\"\nin_flight_max = 7\n[budget]\ntotal_ms = 300\n\
+             [database]\nconnections_max = 3\n[server]\nshutdown_grace_ms = 9\n",
             &[("BANKTRANSFER__BUDGET__AFTER_RESERVE_MS", "80")],
         );
         assert_eq!(s.listen_addr, "127.0.0.1:1");
-        assert_eq!(s.max_in_flight, 7);
+        assert_eq!(s.in_flight_max, 7);
         assert_eq!(s.common.budget.total_ms, 300);
         assert_eq!(s.common.budget.after_reserve_ms, 80);
         assert_eq!(s.common.budget.reply_margin_ms, 10);
         assert_eq!(s.common.budget.stale_margin_ms, 1_800);
-        assert_eq!(s.common.database.max_connections, 3);
+        assert_eq!(s.common.database.connections_max, 3);
         assert_eq!(s.common.server.shutdown_grace_ms, 9);
         assert_eq!(s.common.server.request_timeout_ms, 30_000);
         s.validate().unwrap();
@@ -96,11 +96,14 @@ mod tests {
             s.validate().unwrap_err()
         };
         assert!(bad(|s| s.common.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
-        assert!(bad(|s| s.max_in_flight = 0).contains("max_in_flight"));
+        assert!(bad(|s| s.in_flight_max = 0).contains("in_flight_max"));
         assert!(bad(|s| s.common.database_url = "mysql://x".into()).contains("database_url"));
         assert!(bad(|s| s.common.log_format = "xml".into()).contains("log_format"));
         assert!(bad(|s| s.listen_addr = String::new()).contains("listen_addr"));
-        assert!(bad(|s| s.common.ledger_url = "127.0.0.1:1".into()).contains("ledger_url"));
+        assert!(
+            bad(|s| s.common.balance_store_url = "127.0.0.1:1".into())
+                .contains("balance_store_url")
+        );
         assert!(bad(|s| s.common.connect_timeout_ms = 0).contains("connect_timeout_ms"));
     }
 }

@@ -21,13 +21,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use banktransfer_api::gateway::v1::transfer_service_server::TransferServiceServer;
-use service_kit::clock::{SharedClock, SystemClock};
 use tokio::net::TcpListener;
 
 pub use config::Settings;
 
 use crate::approve::{Approver, TransferIds, UuidV7Ids};
 use crate::service::TransferApi;
+use coordinator::Backends;
 use coordinator::driver::Driver;
 use coordinator::participants::Participants;
 use coordinator::store::TransferStore;
@@ -41,31 +41,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let (store, participants) = coordinator::connect(&settings.common).await?;
-    serve(
-        &settings,
-        Arc::new(store),
-        Arc::new(participants),
-        Arc::new(SystemClock),
-        listener,
-        shutdown,
-    )
-    .await
+    let backends = coordinator::connect(&settings.common).await?;
+    serve(&settings, backends, listener, shutdown).await
 }
 
 /// Runs the gateway over the given store, participants and clock (tests inject theirs).
 pub async fn serve<S: TransferStore, P: Participants>(
     settings: &Settings,
-    store: Arc<S>,
-    participants: Arc<P>,
-    clock: SharedClock,
+    backends: Backends<S, P>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let routes = routes(settings, store, participants, clock, Arc::new(UuidV7Ids))?;
+    let routes = routes(settings, backends, Arc::new(UuidV7Ids))?;
     service_kit::server::serve(
         listener,
         routes,
@@ -77,26 +64,29 @@ pub async fn serve<S: TransferStore, P: Participants>(
     Ok(())
 }
 
-/// The TransferService over the given store, participants, clock and transfer ids, ready
-/// to be served (by [`serve`], or by the deterministic simulation on its own network).
+/// The TransferService over the given backends and transfer ids, ready to be served (by
+/// [`serve`], or by the deterministic simulation on its own network).
 pub fn routes<S: TransferStore, P: Participants>(
     settings: &Settings,
-    store: Arc<S>,
-    participants: Arc<P>,
-    clock: SharedClock,
+    backends: Backends<S, P>,
     ids: Arc<dyn TransferIds>,
 ) -> anyhow::Result<tonic::service::Routes> {
+    let Backends {
+        store,
+        participants,
+        clock,
+    } = backends;
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let faults = coordinator::fault::FaultPoints::from_env().map_err(anyhow::Error::msg)?;
-    if !faults.is_off() {
-        tracing::warn!(?faults, "TEST-ONLY pause points are enabled");
+    let pauses = coordinator::pause::PausePoints::from_env().map_err(anyhow::Error::msg)?;
+    if !pauses.is_off() {
+        tracing::warn!(?pauses, "TEST-ONLY pause points are enabled");
     }
     let policy = settings.common.budget.policy();
-    let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), faults);
+    let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), pauses);
     let approver =
         Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy).with_ids(ids);
-    let api = TransferApi::new(approver, store, clock, policy, settings.max_in_flight);
+    let api = TransferApi::new(approver, store, clock, policy, settings.in_flight_max);
     Ok(tonic::service::Routes::new(TransferServiceServer::new(api)))
 }

@@ -24,7 +24,7 @@ pub struct TransferApi<S, P> {
     clock: SharedClock,
     policy: BudgetPolicy,
     in_flight: Semaphore,
-    max_in_flight: usize,
+    in_flight_max: usize,
 }
 
 impl<S: TransferStore, P: Participants> TransferApi<S, P> {
@@ -33,15 +33,15 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
         store: Arc<S>,
         clock: SharedClock,
         policy: BudgetPolicy,
-        max_in_flight: usize,
+        in_flight_max: usize,
     ) -> TransferApi<S, P> {
         TransferApi {
             approver,
             store,
             clock,
             policy,
-            in_flight: Semaphore::new(max_in_flight),
-            max_in_flight,
+            in_flight: Semaphore::new(in_flight_max),
+            in_flight_max,
         }
     }
 
@@ -50,8 +50,8 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
     fn admit(&self) -> Result<SemaphorePermit<'_>, Status> {
         self.in_flight.try_acquire().map_err(|_| {
             Status::resource_exhausted(format!(
-                "too many requests in flight (max_in_flight = {}): retry shortly",
-                self.max_in_flight
+                "too many requests in flight (in_flight_max = {}): retry shortly",
+                self.in_flight_max
             ))
         })
     }

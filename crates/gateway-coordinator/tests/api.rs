@@ -13,8 +13,8 @@ use banktransfer_protocol::transfer::ClientStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use common::{approve_request, intent, now_ms, open_store, spawn_gateway, status_of};
 use coordinator::driver::{Deadlines, Driver};
-use coordinator::fault::FaultPoints;
 use coordinator::participants::ReservationView;
+use coordinator::pause::PausePoints;
 use coordinator::store::{SqlTransferStore, TransferStore};
 use gateway_coordinator::Settings;
 use service_kit::clock::SystemClock;
@@ -41,7 +41,7 @@ fn recovery(
         store.clone(),
         fake.clone(),
         Arc::new(SystemClock),
-        FaultPoints::off(),
+        PausePoints::off(),
     )
 }
 
@@ -56,7 +56,7 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
         let fake = Arc::new(FakeParticipants::new());
         let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
         fake.close_settle_gate(Leg::External);
-        fake.close_settle_gate(Leg::Internal);
+        fake.close_settle_gate(Leg::BalanceStore);
 
         let mut client = gateway.client.clone();
         let call = tokio::spawn(async move {
@@ -76,13 +76,18 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         assert!(
-            fake.wait_for_call(Leg::Internal, Op::Confirm, &record.transfer_id, PATIENCE)
-                .await
+            fake.wait_for_call(
+                Leg::BalanceStore,
+                Op::Confirm,
+                &record.transfer_id,
+                PATIENCE
+            )
+            .await
         );
         let now = store.get(&record.transfer_id).await.unwrap().unwrap();
         assert_eq!(now.state, RecordedState::Committed, "{:?}", test_db.backend);
         fake.open_settle_gate(Leg::External);
-        fake.open_settle_gate(Leg::Internal);
+        fake.open_settle_gate(Leg::BalanceStore);
 
         let transfer = call.await.unwrap().unwrap().into_inner().transfer.unwrap();
         assert_eq!(status_of(&transfer), TransferStatus::Succeeded);
@@ -142,7 +147,7 @@ async fn a_refusal_fails_the_transfer_and_cancels_both_legs() {
     for test_db in testkit::db::all("refusal").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
-        fake.script(Leg::Internal, |s| {
+        fake.script(Leg::BalanceStore, |s| {
             s.reserve = FakeReserve::Refuse("antifraud: velocity".into())
         });
         let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
@@ -174,11 +179,11 @@ async fn a_refusal_fails_the_transfer_and_cancels_both_legs() {
             ReservationView::Cancelled
         );
         assert_eq!(
-            fake.reservation(Leg::Internal, id),
+            fake.reservation(Leg::BalanceStore, id),
             ReservationView::Refused
         );
         assert_eq!(fake.balance(Leg::External, "ext-1").reserved_minor, 0);
-        assert_eq!(fake.balance(Leg::Internal, "int-1").reserved_minor, 0);
+        assert_eq!(fake.balance(Leg::BalanceStore, "int-1").reserved_minor, 0);
         assert_eq!(
             store.get(id).await.unwrap().unwrap().state,
             RecordedState::Failed
@@ -275,7 +280,9 @@ async fn a_shorter_client_deadline_shrinks_the_budget() {
     let test_db = testkit::db::sqlite("clientdeadline");
     let store = open_store(&test_db).await;
     let fake = Arc::new(FakeParticipants::new());
-    fake.script(Leg::Internal, |s| s.reserve_delay = Duration::from_secs(30));
+    fake.script(Leg::BalanceStore, |s| {
+        s.reserve_delay = Duration::from_secs(30)
+    });
     // A budget far longer than the client waits: only the client's deadline can make
     // the gateway answer before the client gives up.
     let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
@@ -611,7 +618,7 @@ async fn requests_beyond_max_in_flight_are_refused() {
         s.reserve_delay = Duration::from_millis(500)
     });
     let mut settings = roomy_settings();
-    settings.max_in_flight = 1;
+    settings.in_flight_max = 1;
     let mut gateway = spawn_gateway(settings, store.clone(), fake.clone()).await;
     let mut client = gateway.client.clone();
     let first = tokio::spawn(async move {

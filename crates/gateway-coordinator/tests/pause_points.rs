@@ -10,8 +10,8 @@ use std::time::Duration;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use common::{intent, now_ms, open_store};
 use coordinator::driver::{Deadlines, Driver};
-use coordinator::fault::FaultPoints;
 use coordinator::participants::ReservationView;
+use coordinator::pause::PausePoints;
 use coordinator::store::{Intent, TransferStore};
 use service_kit::clock::SystemClock;
 use testkit::participants::{FakeParticipants, Op};
@@ -67,7 +67,7 @@ async fn paused_after_the_decision_nothing_is_confirmed_and_recovery_finishes_it
         store.clone(),
         fake.clone(),
         Arc::new(SystemClock),
-        FaultPoints::parse("after_decision", 60_000).unwrap(),
+        PausePoints::parse("after_decision", 60_000).unwrap(),
     );
     let task = tokio::spawn(async move { paused.begin(record, deadlines()).await });
     let committed = loop {
@@ -95,7 +95,7 @@ async fn paused_after_the_decision_nothing_is_confirmed_and_recovery_finishes_it
         store.clone(),
         fake.clone(),
         Arc::new(SystemClock),
-        FaultPoints::off(),
+        PausePoints::off(),
     );
     let driven = recovery.resume(committed, None, deadlines()).await;
     assert_eq!(driven.record.state, RecordedState::Succeeded);
@@ -129,7 +129,7 @@ async fn paused_after_both_reserves_the_transfer_stays_undecided() {
         store.clone(),
         fake.clone(),
         Arc::new(SystemClock),
-        FaultPoints::parse("after_reserve", 60_000).unwrap(),
+        PausePoints::parse("after_reserve", 60_000).unwrap(),
     );
     let task = tokio::spawn(async move { paused.begin(record, deadlines()).await });
     let give_up = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -46,7 +46,7 @@ mod tests {
             settings.common.database_url,
             "sqlite://data/balance-store.db"
         );
-        assert_eq!(settings.rules.rate_limit_max_reserves, 30);
+        assert_eq!(settings.rules.rate_limit_reserves_max, 30);
         settings.validate().unwrap();
     }
 
@@ -54,7 +54,7 @@ mod tests {
     fn rules_are_overridable_from_the_environment() {
         let env = vec![
             (
-                "BANKTRANSFER__RULES__MAX_TRANSFER_MINOR".to_string(),
+                "BANKTRANSFER__RULES__TRANSFER_MINOR_MAX".to_string(),
                 "500".to_string(),
             ),
             (
@@ -63,7 +63,7 @@ mod tests {
             ),
         ];
         let settings: Settings = service_kit::config::load_with_env(None, env).unwrap();
-        assert_eq!(settings.rules.max_transfer_minor, 500);
+        assert_eq!(settings.rules.transfer_minor_max, 500);
         let err = settings.validate().unwrap_err();
         assert!(err.to_string().contains("rate_limit_window_ms"), "{err}");
     }

@@ -1,4 +1,4 @@
-//! The internal balance store: our ledger, the source of truth for users' balances. On
+//! The internal balance store: our balance store, the source of truth for users' balances. On
 //! Reserve it screens the transfer (antifraud, limits, rate limit) and records a pending
 //! credit; Confirm makes the credit available; Cancel drops it (the credit side of the
 //! shared participant protocol).
@@ -38,11 +38,11 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    run_with_clock(settings, Arc::new(SystemClock), listener, shutdown).await
+    serve(settings, Arc::new(SystemClock), listener, shutdown).await
 }
 
 /// As [`run`], with the clock given (tests move it across rate limit and daily windows).
-pub async fn run_with_clock(
+pub async fn serve(
     settings: Settings,
     clock: SharedClock,
     listener: tokio::net::TcpListener,
@@ -51,7 +51,7 @@ pub async fn run_with_clock(
     settings.rules.validate()?;
     let parts = Parts {
         side: Side::Credit,
-        screening: screening::LedgerScreening::new(settings.rules),
+        screening: screening::BalanceStoreScreening::new(settings.rules),
         gate: NoGate,
         add_services: |routes| routes,
         service_names: SERVICE_NAMES,

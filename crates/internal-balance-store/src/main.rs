@@ -6,7 +6,9 @@ use clap::Parser;
 use internal_balance_store::Settings;
 
 #[derive(Debug, Parser)]
-#[command(about = "The internal balance store (our ledger), with antifraud, limits and rate limit")]
+#[command(
+    about = "The internal balance store (our balance_store), with antifraud, limits and rate limit"
+)]
 struct Args {
     /// TOML settings file; without one, defaults and BANKTRANSFER__* variables apply.
     #[arg(long, value_name = "PATH")]

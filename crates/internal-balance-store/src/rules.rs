@@ -13,14 +13,14 @@ use serde::Deserialize;
 use service_kit::config::ConfigError;
 
 /// The daily inbound limit's trailing window.
-pub const DAY_MS: i64 = 24 * 60 * 60 * 1_000;
+pub const DAY_MS: u64 = 24 * 60 * 60 * 1_000;
 
 /// `[rules]` in the settings.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct Rules {
     /// Largest single transfer; above it: LIMIT_EXCEEDED.
-    pub max_transfer_minor: i64,
+    pub transfer_minor_max: i64,
     /// Held plus confirmed credits to one account over the trailing 24 hours, including
     /// this one; above it: LIMIT_EXCEEDED.
     pub daily_inbound_limit_minor: i64,
@@ -30,18 +30,18 @@ pub struct Rules {
     pub blocked_users: Vec<String>,
     /// Reserves one user may make per window (any outcome counts); the next one:
     /// RATE_LIMITED.
-    pub rate_limit_max_reserves: u32,
+    pub rate_limit_reserves_max: u32,
     pub rate_limit_window_ms: u64,
 }
 
 impl Default for Rules {
     fn default() -> Self {
         Rules {
-            max_transfer_minor: 1_000_000,
+            transfer_minor_max: 1_000_000,
             daily_inbound_limit_minor: 5_000_000,
             antifraud_review_threshold_minor: 90_000,
             blocked_users: Vec::new(),
-            rate_limit_max_reserves: 30,
+            rate_limit_reserves_max: 30,
             rate_limit_window_ms: 60_000,
         }
     }
@@ -59,7 +59,7 @@ pub struct Counts {
 impl Rules {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
-            ("rules.max_transfer_minor", self.max_transfer_minor),
+            ("rules.transfer_minor_max", self.transfer_minor_max),
             (
                 "rules.daily_inbound_limit_minor",
                 self.daily_inbound_limit_minor,
@@ -69,8 +69,8 @@ impl Rules {
                 self.antifraud_review_threshold_minor,
             ),
             (
-                "rules.rate_limit_max_reserves",
-                i64::from(self.rate_limit_max_reserves),
+                "rules.rate_limit_reserves_max",
+                i64::from(self.rate_limit_reserves_max),
             ),
         ];
         for (key, value) in positive {
@@ -82,7 +82,7 @@ impl Rules {
         }
         // Bounded by a day, so that `now_ms - window` cannot overflow and the window
         // stays a rate (per-day volume is the daily limit's job).
-        if self.rate_limit_window_ms == 0 || self.rate_limit_window_ms > DAY_MS as u64 {
+        if self.rate_limit_window_ms == 0 || self.rate_limit_window_ms > DAY_MS {
             return Err(ConfigError::Invalid(format!(
                 "rules.rate_limit_window_ms must be between 1 and {DAY_MS}, got {}",
                 self.rate_limit_window_ms
@@ -95,10 +95,6 @@ impl Rules {
         }
         Ok(())
     }
-
-    pub fn rate_limit_window_ms(&self) -> i64 {
-        i64::try_from(self.rate_limit_window_ms).expect("validated: at most a day")
-    }
 }
 
 /// The verdict on a new reserve.
@@ -110,7 +106,7 @@ pub fn evaluate(rules: &Rules, terms: &Terms, counts: Counts) -> Result<(), Refu
             format!("user {} is blocked", terms.user_id),
         ));
     }
-    if counts.reserves_in_window >= i64::from(rules.rate_limit_max_reserves) {
+    if counts.reserves_in_window >= i64::from(rules.rate_limit_reserves_max) {
         return Err(Refusal::new(
             RefusalReason::RateLimited,
             format!(
@@ -119,12 +115,12 @@ pub fn evaluate(rules: &Rules, terms: &Terms, counts: Counts) -> Result<(), Refu
             ),
         ));
     }
-    if amount_minor > rules.max_transfer_minor {
+    if amount_minor > rules.transfer_minor_max {
         return Err(Refusal::new(
             RefusalReason::LimitExceeded,
             format!(
                 "amount {amount_minor} exceeds the {} minor units a single transfer may move",
-                rules.max_transfer_minor
+                rules.transfer_minor_max
             ),
         ));
     }
@@ -247,7 +243,7 @@ mod tests {
     #[test]
     fn the_reserve_after_the_allowed_number_is_rate_limited() {
         let rules = Rules {
-            rate_limit_max_reserves: 3,
+            rate_limit_reserves_max: 3,
             ..Rules::default()
         };
         let counts = |reserves_in_window| Counts {
@@ -265,7 +261,7 @@ mod tests {
     fn the_first_failing_rule_in_order_decides() {
         let rules = Rules {
             blocked_users: vec!["mallory".into()],
-            rate_limit_max_reserves: 1,
+            rate_limit_reserves_max: 1,
             ..Rules::default()
         };
         let busy = Counts {
@@ -297,7 +293,7 @@ mod tests {
         assert!(Rules::default().validate().is_ok());
         let invalid = [
             Rules {
-                max_transfer_minor: 0,
+                transfer_minor_max: 0,
                 ..Rules::default()
             },
             Rules {
@@ -309,7 +305,7 @@ mod tests {
                 ..Rules::default()
             },
             Rules {
-                rate_limit_max_reserves: 0,
+                rate_limit_reserves_max: 0,
                 ..Rules::default()
             },
             Rules {
@@ -317,7 +313,7 @@ mod tests {
                 ..Rules::default()
             },
             Rules {
-                rate_limit_window_ms: DAY_MS as u64 + 1,
+                rate_limit_window_ms: DAY_MS + 1,
                 ..Rules::default()
             },
             Rules {

@@ -3,7 +3,7 @@
 //!
 //! On PostgreSQL the account row is locked before this runs, so concurrent reserves to
 //! the same account count each other; reserves by one user to different accounts may
-//! race past the rate limit by a few (the limit is a brake, not a ledger invariant).
+//! race past the rate limit by a few (the limit is a brake, not a balance store invariant).
 
 use std::sync::Arc;
 
@@ -11,6 +11,8 @@ use banktransfer_protocol::reservation::Terms;
 use participant::Screening;
 use participant::screening::Verdict;
 use sqlx::AnyConnection;
+
+use participant::store::sql_ms;
 
 use crate::rules::{self, Counts, DAY_MS, Rules};
 
@@ -25,29 +27,32 @@ const SUM_INBOUND_TO_ACCOUNT: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0)
      AND created_at_ms > $2";
 
 #[derive(Clone, Debug)]
-pub struct LedgerScreening {
+pub struct BalanceStoreScreening {
     rules: Arc<Rules>,
 }
 
-impl LedgerScreening {
+impl BalanceStoreScreening {
     /// `rules` must be validated.
-    pub fn new(rules: Rules) -> LedgerScreening {
-        LedgerScreening {
+    pub fn new(rules: Rules) -> BalanceStoreScreening {
+        BalanceStoreScreening {
             rules: Arc::new(rules),
         }
     }
 }
 
-impl Screening for LedgerScreening {
-    async fn screen(&self, conn: &mut AnyConnection, terms: &Terms, now_ms: i64) -> Verdict {
+impl Screening for BalanceStoreScreening {
+    async fn screen(&self, conn: &mut AnyConnection, terms: &Terms, now_ms: u64) -> Verdict {
+        // Window starts as the database stores times (BIGINT epoch ms); they may be
+        // negative on a clock near the epoch, which matches nothing.
+        let now = sql_ms(now_ms);
         let (reserves_in_window,): (i64,) = sqlx::query_as(COUNT_RESERVES_BY_USER)
             .bind(terms.user_id.as_str())
-            .bind(now_ms - self.rules.rate_limit_window_ms())
+            .bind(now - sql_ms(self.rules.rate_limit_window_ms))
             .fetch_one(&mut *conn)
             .await?;
         let (inbound_last_day_minor,): (i64,) = sqlx::query_as(SUM_INBOUND_TO_ACCOUNT)
             .bind(terms.account_id.as_str())
-            .bind(now_ms - DAY_MS)
+            .bind(now - sql_ms(DAY_MS))
             .fetch_one(&mut *conn)
             .await?;
         let counts = Counts {

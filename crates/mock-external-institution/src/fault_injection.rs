@@ -1,4 +1,4 @@
-//! The FaultInjectionService: inject, list and clear the faults that
+//! The FaultInjectionApi: inject, list and clear the faults that
 //! [`crate::fault_gate`] applies to reserve, confirm and cancel. Requests are checked and
 //! converted here, once.
 
@@ -20,18 +20,18 @@ pub fn lock(faults: &SharedFaults) -> std::sync::MutexGuard<'_, FaultList> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub struct FaultInjectionService {
+pub struct FaultInjectionApi {
     faults: SharedFaults,
 }
 
-impl FaultInjectionService {
-    pub fn new(faults: SharedFaults) -> FaultInjectionService {
-        FaultInjectionService { faults }
+impl FaultInjectionApi {
+    pub fn new(faults: SharedFaults) -> FaultInjectionApi {
+        FaultInjectionApi { faults }
     }
 }
 
 #[tonic::async_trait]
-impl FaultInjectionRpc for FaultInjectionService {
+impl FaultInjectionRpc for FaultInjectionApi {
     async fn inject_fault(
         &self,
         request: Request<pb::InjectFaultRequest>,

@@ -8,7 +8,7 @@
 //!   `ReservationService` (the `participant` library serves it, and this service's own
 //!   `ExternalInstitutionService`), applied to reserve, confirm and cancel.
 //! - [`faults`]: the bounded fault list and which fault a call meets (pure).
-//! - [`fault_injection`]: the FaultInjectionService that edits that list.
+//! - [`fault_injection`]: the `FaultInjectionApi` (serving FaultInjectionService) that edits that list.
 //! - [`run`]: the shared participant wiring (`participant::serve`) with this service's
 //!   parts: the debit side, no screening, the fault gate, and the FaultInjectionService.
 
@@ -44,7 +44,7 @@ pub async fn run(
     let faults = Arc::new(Mutex::new(faults::FaultList::default()));
     // Lost replies wait for this, so that shutdown does not wait out their hold.
     let (stopping, stop) = service_kit::shutdown::channel();
-    let fault_injection = fault_injection::FaultInjectionService::new(Arc::clone(&faults));
+    let fault_injection = fault_injection::FaultInjectionApi::new(Arc::clone(&faults));
     let parts = Parts {
         side: Side::Debit,
         screening: NoScreening,

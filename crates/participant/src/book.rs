@@ -58,21 +58,21 @@ pub trait ReservationBook: Send + Sync + 'static {
         &self,
         transfer_id: &str,
         terms: Terms,
-        now_ms: i64,
+        now_ms: u64,
     ) -> impl Future<Output = Result<ReserveOutcome, StoreError>> + Send;
 
     /// Decide and record a confirm.
     fn confirm(
         &self,
         transfer_id: &str,
-        now_ms: i64,
+        now_ms: u64,
     ) -> impl Future<Output = Result<SettleOutcome, StoreError>> + Send;
 
     /// Decide and record a cancel (a tombstone when no reserve arrived yet).
     fn cancel(
         &self,
         transfer_id: &str,
-        now_ms: i64,
+        now_ms: u64,
     ) -> impl Future<Output = Result<SettleOutcome, StoreError>> + Send;
 
     fn get_reservation(
@@ -84,7 +84,7 @@ pub trait ReservationBook: Send + Sync + 'static {
     fn open_account(
         &self,
         account: NewAccount,
-        now_ms: i64,
+        now_ms: u64,
     ) -> impl Future<Output = Result<OpenOutcome, StoreError>> + Send;
 
     fn get_account(

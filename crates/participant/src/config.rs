@@ -120,7 +120,7 @@ impl ServerConfig {
 #[serde(default)]
 pub struct DatabaseConfig {
     /// PostgreSQL only; SQLite always uses one connection per process.
-    pub max_connections: u32,
+    pub connections_max: u32,
     /// How long a request waits for a free connection before it fails UNAVAILABLE.
     pub acquire_timeout_ms: u64,
 }
@@ -128,7 +128,7 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
-            max_connections: 10,
+            connections_max: 10,
             acquire_timeout_ms: 2_000,
         }
     }
@@ -136,8 +136,8 @@ impl Default for DatabaseConfig {
 
 impl DatabaseConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_connections == 0 {
-            return Err(invalid("database.max_connections must be at least 1"));
+        if self.connections_max == 0 {
+            return Err(invalid("database.connections_max must be at least 1"));
         }
         if self.acquire_timeout_ms == 0 {
             return Err(invalid("database.acquire_timeout_ms must be positive"));
@@ -147,7 +147,7 @@ impl DatabaseConfig {
 
     pub fn pool_settings(&self) -> PoolSettings {
         PoolSettings {
-            max_connections: self.max_connections,
+            connections_max: self.connections_max,
             acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
         }
     }
@@ -285,7 +285,7 @@ mod tests {
         let err = no_addr.validate().unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
         let zero_pool = DatabaseConfig {
-            max_connections: 0,
+            connections_max: 0,
             ..DatabaseConfig::default()
         };
         assert!(zero_pool.validate().is_err());

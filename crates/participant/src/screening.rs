@@ -22,7 +22,7 @@ pub trait Screening: Send + Sync + 'static {
         &self,
         conn: &mut AnyConnection,
         terms: &Terms,
-        now_ms: i64,
+        now_ms: u64,
     ) -> impl Future<Output = Verdict> + Send;
 }
 
@@ -32,7 +32,7 @@ pub trait Screening: Send + Sync + 'static {
 pub struct NoScreening;
 
 impl Screening for NoScreening {
-    async fn screen(&self, _conn: &mut AnyConnection, _terms: &Terms, _now_ms: i64) -> Verdict {
+    async fn screen(&self, _conn: &mut AnyConnection, _terms: &Terms, _now_ms: u64) -> Verdict {
         Ok(Ok(()))
     }
 }

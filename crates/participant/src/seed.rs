@@ -11,7 +11,7 @@ use crate::config::SeedAccount;
 pub async fn open_accounts<B: ReservationBook>(
     book: &B,
     accounts: &[SeedAccount],
-    now_ms: i64,
+    now_ms: u64,
 ) -> anyhow::Result<()> {
     for seed in accounts {
         let account = seed.new_account()?;

@@ -119,7 +119,7 @@ mod tests {
     use ReservationView::*;
 
     fn legs(external: ReservationView, internal: ReservationView) -> [(Leg, ReservationView); 2] {
-        [(Leg::External, external), (Leg::Internal, internal)]
+        [(Leg::External, external), (Leg::BalanceStore, internal)]
     }
 
     fn broken(recorded: RecordedState, view: ReservationView) -> Option<Broken> {

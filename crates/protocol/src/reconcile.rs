@@ -8,21 +8,21 @@ use crate::transfer::RecordedState;
 /// Validated once at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
+    pub backoff_ms_initial: u64,
+    pub backoff_ms_max: u64,
 }
 
 impl RetryPolicy {
     pub const DEFAULT: RetryPolicy = RetryPolicy {
-        backoff_initial_ms: 200,
-        backoff_max_ms: 30_000,
+        backoff_ms_initial: 200,
+        backoff_ms_max: 30_000,
     };
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.backoff_initial_ms == 0 || self.backoff_initial_ms > self.backoff_max_ms {
+        if self.backoff_ms_initial == 0 || self.backoff_ms_initial > self.backoff_ms_max {
             return Err(format!(
-                "backoff: need 0 < backoff_initial_ms ({}) <= backoff_max_ms ({})",
-                self.backoff_initial_ms, self.backoff_max_ms
+                "backoff: need 0 < backoff_ms_initial ({}) <= backoff_ms_max ({})",
+                self.backoff_ms_initial, self.backoff_ms_max
             ));
         }
         Ok(())
@@ -85,7 +85,7 @@ pub fn stale_abort_reason(budget: &BudgetPolicy, by: AbortedBy) -> String {
 }
 
 /// When to try an unfinished transfer again after `attempts` failed attempts: exponential
-/// backoff capped at `backoff_max_ms`, with "equal jitter" (half fixed, half random) so
+/// backoff capped at `backoff_ms_max`, with "equal jitter" (half fixed, half random) so
 /// that replicas retrying the same outage do not stampede. `jitter_permille` in 0..=1000
 /// is the caller's random draw.
 pub fn next_attempt_at_ms(
@@ -97,9 +97,9 @@ pub fn next_attempt_at_ms(
     assert!(jitter_permille <= 1000);
     let exponent = attempts.min(20);
     let base = policy
-        .backoff_initial_ms
+        .backoff_ms_initial
         .saturating_mul(1u64 << exponent)
-        .min(policy.backoff_max_ms);
+        .min(policy.backoff_ms_max);
     let half = base / 2;
     now_ms + half + half * u64::from(jitter_permille) / 1000
 }
@@ -184,13 +184,13 @@ mod tests {
     fn backoff_policy_is_validated() {
         assert!(RetryPolicy::DEFAULT.validate().is_ok());
         let bad = RetryPolicy {
-            backoff_initial_ms: 0,
+            backoff_ms_initial: 0,
             ..RetryPolicy::DEFAULT
         };
         assert!(bad.validate().is_err());
         let inverted = RetryPolicy {
-            backoff_initial_ms: 2_000,
-            backoff_max_ms: 1_000,
+            backoff_ms_initial: 2_000,
+            backoff_ms_max: 1_000,
         };
         assert!(inverted.validate().is_err());
     }

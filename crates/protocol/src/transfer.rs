@@ -29,23 +29,23 @@ pub enum Leg {
     /// The external institution: the source, where the user's funds are held.
     External,
     /// Our balance store: the destination, where a pending credit is recorded.
-    Internal,
+    BalanceStore,
 }
 
 impl Leg {
-    pub const BOTH: [Leg; 2] = [Leg::External, Leg::Internal];
+    pub const BOTH: [Leg; 2] = [Leg::External, Leg::BalanceStore];
 
     fn index(self) -> usize {
         match self {
             Leg::External => 0,
-            Leg::Internal => 1,
+            Leg::BalanceStore => 1,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Leg::External => "external institution",
-            Leg::Internal => "balance store",
+            Leg::BalanceStore => "balance store",
         }
     }
 }
@@ -523,12 +523,12 @@ mod tests {
             effects,
             vec![
                 Effect::Reserve(Leg::External),
-                Effect::Reserve(Leg::Internal)
+                Effect::Reserve(Leg::BalanceStore)
             ]
         );
         assert!(
             m.handle(Event::ReserveAnswered {
-                leg: Leg::Internal,
+                leg: Leg::BalanceStore,
                 reply: ReserveReply::Held
             })
             .is_empty()
@@ -549,11 +549,13 @@ mod tests {
             effects,
             vec![
                 Effect::Confirm(Leg::External),
-                Effect::Confirm(Leg::Internal)
+                Effect::Confirm(Leg::BalanceStore)
             ]
         );
         assert!(m.handle(Event::Settled { leg: Leg::External }).is_empty());
-        let effects = m.handle(Event::Settled { leg: Leg::Internal });
+        let effects = m.handle(Event::Settled {
+            leg: Leg::BalanceStore,
+        });
         assert_eq!(
             effects,
             vec![Effect::RecordOutcome(RecordedState::Succeeded)]
@@ -569,7 +571,7 @@ mod tests {
     fn a_refusal_aborts_and_cancels_both_legs() {
         let (mut m, _) = begin();
         let effects = m.handle(Event::ReserveAnswered {
-            leg: Leg::Internal,
+            leg: Leg::BalanceStore,
             reply: ReserveReply::Refused("antifraud".into()),
         });
         assert_eq!(
@@ -590,7 +592,10 @@ mod tests {
         let effects = m.handle(decided(RecordedState::Aborted));
         assert_eq!(
             effects,
-            vec![Effect::Cancel(Leg::External), Effect::Cancel(Leg::Internal)]
+            vec![
+                Effect::Cancel(Leg::External),
+                Effect::Cancel(Leg::BalanceStore)
+            ]
         );
         assert_eq!(m.recorded().client_status(), ClientStatus::Failed);
     }
@@ -599,7 +604,7 @@ mod tests {
     fn an_unknown_answer_aborts() {
         let (mut m, _) = begin();
         m.handle(Event::ReserveAnswered {
-            leg: Leg::Internal,
+            leg: Leg::BalanceStore,
             reply: ReserveReply::Held,
         });
         let effects = m.handle(Event::ReserveAnswered {
@@ -619,7 +624,7 @@ mod tests {
     fn the_deadline_aborts_and_names_the_silent_leg() {
         let (mut m, _) = begin();
         m.handle(Event::ReserveAnswered {
-            leg: Leg::Internal,
+            leg: Leg::BalanceStore,
             reply: ReserveReply::Held,
         });
         assert_eq!(m.poll_timeout(), Some(140));
@@ -692,7 +697,7 @@ mod tests {
             reply: ReserveReply::Held,
         });
         m.handle(Event::ReserveAnswered {
-            leg: Leg::Internal,
+            leg: Leg::BalanceStore,
             reply: ReserveReply::Held,
         });
         // The reconciler aborted first: the compare-and-set reports its decision.
@@ -702,7 +707,10 @@ mod tests {
         });
         assert_eq!(
             effects,
-            vec![Effect::Cancel(Leg::External), Effect::Cancel(Leg::Internal)]
+            vec![
+                Effect::Cancel(Leg::External),
+                Effect::Cancel(Leg::BalanceStore)
+            ]
         );
         assert_eq!(m.failure_reason(), Some("stale"));
     }
@@ -710,7 +718,12 @@ mod tests {
     #[test]
     fn a_failed_settle_hands_over_without_recording_an_outcome() {
         let (mut m, _) = resume(RecordedState::Committed, None);
-        assert!(m.handle(Event::Settled { leg: Leg::Internal }).is_empty());
+        assert!(
+            m.handle(Event::Settled {
+                leg: Leg::BalanceStore
+            })
+            .is_empty()
+        );
         assert!(
             m.handle(Event::SettleFailed { leg: Leg::External })
                 .is_empty()
@@ -738,7 +751,10 @@ mod tests {
         let (_, e) = resume(RecordedState::Aborted, None);
         assert_eq!(
             e,
-            vec![Effect::Cancel(Leg::External), Effect::Cancel(Leg::Internal)]
+            vec![
+                Effect::Cancel(Leg::External),
+                Effect::Cancel(Leg::BalanceStore)
+            ]
         );
         let (_, e) = resume(RecordedState::Succeeded, Some("x".into()));
         assert!(e.is_empty());

@@ -74,7 +74,7 @@ pub async fn audit<S: TransferStore, P: Participants>(
         reads.spawn(async move {
             let (external, internal) = tokio::join!(
                 participants.get_reservation(Leg::External, &record.transfer_id, call_timeout),
-                participants.get_reservation(Leg::Internal, &record.transfer_id, call_timeout),
+                participants.get_reservation(Leg::BalanceStore, &record.transfer_id, call_timeout),
             );
             let read = |result: Result<ReservationView, CallError>| {
                 result.map_err(|error| AuditError::Participant {
@@ -84,7 +84,7 @@ pub async fn audit<S: TransferStore, P: Participants>(
             };
             let legs = [
                 (Leg::External, read(external)?),
-                (Leg::Internal, read(internal)?),
+                (Leg::BalanceStore, read(internal)?),
             ];
             let verdict = check(record.state, legs);
             Ok((record, verdict))
@@ -113,7 +113,7 @@ mod tests {
     use ReservationView::*;
 
     fn legs(external: ReservationView, internal: ReservationView) -> [(Leg, ReservationView); 2] {
-        [(Leg::External, external), (Leg::Internal, internal)]
+        [(Leg::External, external), (Leg::BalanceStore, internal)]
     }
 
     #[test]

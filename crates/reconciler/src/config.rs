@@ -59,19 +59,19 @@ impl Default for Settings {
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct RetrySection {
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
+    pub backoff_ms_initial: u64,
+    pub backoff_ms_max: u64,
 }
 
 impl Default for RetrySection {
     fn default() -> Self {
         let RetryPolicy {
-            backoff_initial_ms,
-            backoff_max_ms,
+            backoff_ms_initial,
+            backoff_ms_max,
         } = RetryPolicy::DEFAULT;
         RetrySection {
-            backoff_initial_ms,
-            backoff_max_ms,
+            backoff_ms_initial,
+            backoff_ms_max,
         }
     }
 }
@@ -79,8 +79,8 @@ impl Default for RetrySection {
 impl RetrySection {
     pub fn policy(&self) -> RetryPolicy {
         RetryPolicy {
-            backoff_initial_ms: self.backoff_initial_ms,
-            backoff_max_ms: self.backoff_max_ms,
+            backoff_ms_initial: self.backoff_ms_initial,
+            backoff_ms_max: self.backoff_ms_max,
         }
     }
 }
@@ -172,7 +172,7 @@ mod tests {
             ),
             ("BANKTRANSFER__REPLICA_ID".to_string(), "r-7".to_string()),
             (
-                "BANKTRANSFER__DATABASE__MAX_CONNECTIONS".to_string(),
+                "BANKTRANSFER__DATABASE__CONNECTIONS_MAX".to_string(),
                 "4".to_string(),
             ),
         ];
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(s.common.budget.stale_margin_ms, 5_000);
         assert_eq!(s.common.budget.policy().stale_after_ms(), 5_200);
         assert_eq!(s.replica_id, "r-7");
-        assert_eq!(s.common.database.max_connections, 4);
+        assert_eq!(s.common.database.connections_max, 4);
         s.validate().unwrap();
     }
 
@@ -192,7 +192,7 @@ mod tests {
             s.validate().unwrap_err()
         };
         assert!(bad(|s| s.common.budget.stale_margin_ms = 0).contains("stale_margin_ms"));
-        assert!(bad(|s| s.retry.backoff_initial_ms = 0).contains("backoff_initial_ms"));
+        assert!(bad(|s| s.retry.backoff_ms_initial = 0).contains("backoff_ms_initial"));
         assert!(bad(|s| s.batch_size = 0).contains("batch_size"));
         assert!(bad(|s| s.audit_limit_default = 20_000).contains("audit_limit_default"));
         assert!(bad(|s| s.lease_ms = 1_500).contains("lease_ms"));

@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use banktransfer_api::reconciler::v1::reconciler_service_server::ReconcilerServiceServer;
+use coordinator::Backends;
 use coordinator::participants::Participants;
 use coordinator::store::TransferStore;
-use service_kit::clock::{SharedClock, SystemClock};
 use tokio::net::TcpListener;
 
 pub use config::Settings;
@@ -46,19 +46,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    settings
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let (store, participants) = coordinator::connect(&settings.common).await?;
-    serve(
-        &settings,
-        Arc::new(store),
-        Arc::new(participants),
-        Arc::new(SystemClock),
-        listener,
-        shutdown,
-    )
-    .await
+    let backends = coordinator::connect(&settings.common).await?;
+    serve(&settings, backends, listener, shutdown).await
 }
 
 /// The pass options `settings` describe, with this replica's id resolved.
@@ -78,21 +67,12 @@ pub fn pass_options(settings: &Settings) -> PassOptions {
 /// theirs).
 pub async fn serve<S: TransferStore, P: Participants>(
     settings: &Settings,
-    store: Arc<S>,
-    participants: Arc<P>,
-    clock: SharedClock,
+    backends: Backends<S, P>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (trigger, stop) = service_kit::shutdown::channel();
-    let (routes, reconciler) = assemble(
-        settings,
-        store,
-        participants,
-        clock,
-        Jitter::from_entropy(),
-        stop.clone(),
-    )?;
+    let (routes, reconciler) = routes(settings, backends, Jitter::from_entropy(), stop.clone())?;
     let worker = tokio::spawn(worker::run(reconciler, stop, settings.pass_interval()));
     // The trigger lives in the server's shutdown future: the signal stops the schedule
     // as the server starts draining, and a server that fails drops it, which stops the
@@ -113,18 +93,21 @@ pub async fn serve<S: TransferStore, P: Participants>(
     Ok(())
 }
 
-/// The reconciler's parts over the given store, participants, clock and jitter: its
+/// The reconciler's parts over the given backends and jitter: its
 /// operator API, ready to be served, and the [`Reconciler`] whose schedule
 /// ([`worker::run`]) the caller starts. Passes stop once `stop` is triggered. [`serve`]
 /// runs them on a TCP listener; the deterministic simulation on its own network.
-pub fn assemble<S: TransferStore, P: Participants>(
+pub fn routes<S: TransferStore, P: Participants>(
     settings: &Settings,
-    store: Arc<S>,
-    participants: Arc<P>,
-    clock: SharedClock,
+    backends: Backends<S, P>,
     jitter: Jitter,
     stop: service_kit::shutdown::Shutdown,
 ) -> anyhow::Result<(tonic::service::Routes, Arc<Reconciler<S, P>>)> {
+    let Backends {
+        store,
+        participants,
+        clock,
+    } = backends;
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;

@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(about = "BankTransfer reconciler: finishes unfinished transfers and audits the ledgers")]
+#[command(
+    about = "BankTransfer reconciler: finishes unfinished transfers and audits that the books agree"
+)]
 struct Args {
     /// TOML configuration file; defaults apply without one. BANKTRANSFER__* variables
     /// override it.

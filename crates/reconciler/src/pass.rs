@@ -13,8 +13,8 @@ use banktransfer_protocol::budget::BudgetPolicy;
 use banktransfer_protocol::reconcile::{self, AbortedBy, RetryPolicy, Takeover};
 use banktransfer_protocol::transfer::RecordedState;
 use coordinator::driver::{Deadlines, Driver};
-use coordinator::fault::FaultPoints;
 use coordinator::participants::Participants;
+use coordinator::pause::PausePoints;
 use coordinator::store::{StoreError, TransferRecord, TransferStore};
 use service_kit::clock::SharedClock;
 use service_kit::shutdown::Shutdown;
@@ -73,7 +73,7 @@ impl<S: TransferStore, P: Participants> Reconciler<S, P> {
             Arc::clone(&store),
             participants,
             Arc::clone(&clock),
-            FaultPoints::off(),
+            PausePoints::off(),
         );
         Reconciler {
             store,

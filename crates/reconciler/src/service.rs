@@ -1,4 +1,4 @@
-//! The operator API: run a pass now, audit the ledgers.
+//! The operator API: run a pass now, audit the books.
 
 use std::sync::Arc;
 use std::time::Duration;

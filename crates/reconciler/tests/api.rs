@@ -59,9 +59,11 @@ async fn spawn_gateway(
     let task = tokio::spawn(async move {
         gateway_coordinator::serve(
             &settings,
-            store,
-            fake,
-            Arc::new(SystemClock),
+            coordinator::Backends {
+                store,
+                participants: fake,
+                clock: Arc::new(SystemClock),
+            },
             listener,
             async move {
                 let _ = stopped.await;
@@ -88,7 +90,12 @@ async fn spawn_reconciler(
     let (listener, url) = listener().await;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        reconciler::serve(&settings, store, fake, clock, listener, async move {
+        let backends = coordinator::Backends {
+            store,
+            participants: fake,
+            clock,
+        };
+        reconciler::serve(&settings, backends, listener, async move {
             let _ = stopped.await;
         })
         .await
@@ -228,7 +235,11 @@ async fn the_audit_reports_what_does_not_add_up() {
         assert!(audit.mismatches.is_empty(), "{:?}", audit.mismatches);
 
         // Money where the log says there is none, and none where it says there is.
-        fake.set_reservation(Leg::Internal, &succeeded.transfer_id, ReservationView::Held);
+        fake.set_reservation(
+            Leg::BalanceStore,
+            &succeeded.transfer_id,
+            ReservationView::Held,
+        );
         fake.set_reservation(
             Leg::External,
             &failed.transfer_id,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use banktransfer_protocol::transfer::{Decision, Leg, RecordedState};
 use common::{intent, now_ms, open_store, options, reconciler};
 use coordinator::driver::{Deadlines, Driver};
-use coordinator::fault::FaultPoints;
 use coordinator::participants::ReservationView;
+use coordinator::pause::PausePoints;
 use coordinator::store::{Intent, TransferStore};
 use reconciler::pass::PassReport;
 use service_kit::clock::ManualClock;
@@ -134,7 +134,7 @@ async fn an_unanswering_participant_is_retried_with_backoff_until_it_answers() {
     for test_db in testkit::db::all("backoff").await {
         let store = open_store(&test_db).await;
         let fake = Arc::new(FakeParticipants::new());
-        fake.script(Leg::Internal, |s| s.settle_fails = true);
+        fake.script(Leg::BalanceStore, |s| s.settle_fails = true);
         let t0 = now_ms();
         let new = intent("alice", "k1", t0);
         store.insert_intent(&new).await.unwrap();
@@ -173,7 +173,7 @@ async fn an_unanswering_participant_is_retried_with_backoff_until_it_answers() {
         assert!((200..=400).contains(&second_wait_ms), "{second_wait_ms}");
 
         // The participant recovers: the next due pass finishes it.
-        fake.script(Leg::Internal, |s| s.settle_fails = false);
+        fake.script(Leg::BalanceStore, |s| s.settle_fails = false);
         clock.advance_ms(second_wait_ms);
         assert_eq!(reconciler.run_pass().await.unwrap().succeeded, 1);
         assert_eq!(
@@ -288,7 +288,7 @@ async fn a_reconciler_abort_wins_over_a_late_gateway_and_the_gateway_follows_it(
             gateway_store.clone(),
             fake.clone(),
             Arc::new(service_kit::clock::SystemClock),
-            FaultPoints::off(),
+            PausePoints::off(),
         );
         let gateway = tokio::spawn(async move {
             driver
@@ -352,7 +352,7 @@ async fn a_racing_gateway_and_reconciler_always_agree() {
             gateway_store.clone(),
             fake.clone(),
             Arc::new(service_kit::clock::SystemClock),
-            FaultPoints::off(),
+            PausePoints::off(),
         );
         for i in 0..10 {
             // Stale from the reconciler's view, still being driven by its gateway.
@@ -395,7 +395,7 @@ async fn a_racing_gateway_and_reconciler_always_agree() {
             // Whatever the outcome, the legs agree with each other.
             assert_eq!(
                 fake.reservation(Leg::External, &id) == ReservationView::Confirmed,
-                fake.reservation(Leg::Internal, &id) == ReservationView::Confirmed,
+                fake.reservation(Leg::BalanceStore, &id) == ReservationView::Confirmed,
             );
         }
     }

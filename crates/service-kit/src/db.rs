@@ -31,7 +31,7 @@ pub struct Db {
 #[derive(Clone, Copy, Debug)]
 pub struct PoolSettings {
     /// PostgreSQL only; SQLite always uses one connection per process.
-    pub max_connections: u32,
+    pub connections_max: u32,
     /// How long a query waits for a free connection before failing (UNAVAILABLE).
     pub acquire_timeout: Duration,
 }
@@ -39,7 +39,7 @@ pub struct PoolSettings {
 impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
-            max_connections: 10,
+            connections_max: 10,
             acquire_timeout: Duration::from_secs(2),
         }
     }
@@ -85,12 +85,12 @@ impl Backend {
 pub async fn connect(url: &str, settings: PoolSettings) -> Result<Db, DbError> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url).ok_or_else(|| DbError::UnsupportedUrl(url.to_owned()))?;
-    let (url, max_connections) = match backend {
+    let (url, connections_max) = match backend {
         Backend::Sqlite => (sqlite_url(url)?, 1),
-        Backend::Postgres => (url.to_owned(), settings.max_connections),
+        Backend::Postgres => (url.to_owned(), settings.connections_max),
     };
     let pool = AnyPoolOptions::new()
-        .max_connections(max_connections)
+        .max_connections(connections_max)
         .acquire_timeout(settings.acquire_timeout)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {

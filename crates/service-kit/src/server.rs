@@ -28,7 +28,7 @@ pub struct ServerSettings {
     /// answers GOAWAY (the rapid-reset defence). h2's default, 20, is far too low for our
     /// callers: every call whose deadline passes is reset, and a burst of timeouts from
     /// the gateway would cost it the whole connection. Still bounded.
-    pub max_pending_reset_streams: usize,
+    pub pending_reset_streams_max: usize,
 }
 
 impl Default for ServerSettings {
@@ -37,7 +37,7 @@ impl Default for ServerSettings {
             request_timeout: Duration::from_secs(30),
             concurrency_limit_per_connection: 256,
             shutdown_grace: Duration::from_secs(5),
-            max_pending_reset_streams: 1024,
+            pending_reset_streams_max: 1024,
         }
     }
 }
@@ -132,7 +132,7 @@ where
         .timeout(settings.request_timeout)
         .concurrency_limit_per_connection(settings.concurrency_limit_per_connection)
         .tcp_nodelay(true)
-        .http2_max_pending_accept_reset_streams(Some(settings.max_pending_reset_streams))
+        .http2_max_pending_accept_reset_streams(Some(settings.pending_reset_streams_max))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, on_signal);
     tokio::pin!(server);

@@ -13,7 +13,7 @@ use mock_external_institution::faults::{FaultKind, Operation, Target};
 use crate::rng::SimRng;
 use crate::trace::SharedLog;
 use crate::weather::{SharedWeather, Weather};
-use crate::world::{EXTERNAL, GATEWAY, LEDGER, RECONCILER, SERVICES, World};
+use crate::world::{BALANCE_STORE, EXTERNAL, GATEWAY, RECONCILER, SERVICES, World};
 
 /// Message latency on every link when nothing is wrong.
 pub const CALM_LATENCY_MIN: Duration = Duration::from_millis(1);
@@ -69,7 +69,7 @@ pub struct FaultSchedule {
     links: Vec<LinkFault>,
     /// Crashed hosts and when they restart.
     crashed: Vec<(&'static str, u64)>,
-    /// When each store's weather turns calm again (coordinator, external, ledger).
+    /// When each store's weather turns calm again (coordinator, external, balance store).
     weather_until_ms: [Option<u64>; 3],
     network_until_ms: Option<u64>,
     pub counts: FaultCounts,
@@ -245,13 +245,13 @@ impl FaultSchedule {
         let index = self.rng.below(3) as usize;
         let weather = match self.rng.below(10) {
             0..=3 => Weather {
-                delay_max_ms: self.rng.between(2, 30),
+                delay_ms_max: self.rng.between(2, 30),
                 slow_per_million: self.rng.between(10_000, 100_000),
-                slow_max_ms: self.rng.between(100, 1_500),
+                slow_ms_max: self.rng.between(100, 1_500),
                 ..Weather::default()
             },
             4..=7 => Weather {
-                delay_max_ms: CALM_DB_DELAY_MAX_MS,
+                delay_ms_max: CALM_DB_DELAY_MAX_MS,
                 fail_per_million: self.rng.between(50_000, 400_000),
                 ..Weather::default()
             },
@@ -341,25 +341,25 @@ impl FaultSchedule {
     }
 }
 
-const STORE_NAMES: [&str; 3] = ["coordinator", EXTERNAL, LEDGER];
+const STORE_NAMES: [&str; 3] = ["coordinator", EXTERNAL, BALANCE_STORE];
 
 fn weathers(world: &World) -> [&SharedWeather; 3] {
     [
         &world.coordinator_weather,
         &world.external_weather,
-        &world.ledger_weather,
+        &world.balance_store_weather,
     ]
 }
 
 fn calm_weather() -> Weather {
     Weather {
-        delay_max_ms: CALM_DB_DELAY_MAX_MS,
+        delay_ms_max: CALM_DB_DELAY_MAX_MS,
         ..Weather::default()
     }
 }
 
 fn is_user(host: &str) -> bool {
-    ![GATEWAY, EXTERNAL, LEDGER, RECONCILER].contains(&host)
+    ![GATEWAY, EXTERNAL, BALANCE_STORE, RECONCILER].contains(&host)
 }
 
 fn end_link_fault(fault: &LinkFault, sim: &mut turmoil::Sim<'_>, log: &SharedLog, now_ms: u64) {

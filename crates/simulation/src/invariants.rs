@@ -9,7 +9,7 @@
 //! protocol's money-audit rule (`banktransfer_protocol::audit`, the reconciler's too) agrees.
 //!
 //! Liveness ([`unsettled`], [`check_at_rest`]), once the faults are over: every transfer
-//! final, nothing held, both ledgers agree with the coordinator, and every answer a user
+//! final, nothing held, both books agree with the coordinator, and every answer a user
 //! got is consistent with where its transfer ended.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,7 +38,7 @@ fn broken(invariant: &'static str, detail: String) -> Result<(), Broken> {
 struct Snapshot {
     transfers: BTreeMap<String, TransferRecord>,
     external: BookSnapshot,
-    ledger: BookSnapshot,
+    balance_store: BookSnapshot,
 }
 
 impl Snapshot {
@@ -46,7 +46,7 @@ impl Snapshot {
         Snapshot {
             transfers: world.coordinator.snapshot(),
             external: world.external.snapshot(),
-            ledger: world.ledger.snapshot(),
+            balance_store: world.balance_store.snapshot(),
         }
     }
 }
@@ -102,7 +102,7 @@ fn check_book(name: &str, book: &BookSnapshot) -> Result<(), Broken> {
 
 fn check_balances(users: &[User], snapshot: &Snapshot) -> Result<(), Broken> {
     check_book("external", &snapshot.external)?;
-    check_book("ledger", &snapshot.ledger)?;
+    check_book("balance_store", &snapshot.balance_store)?;
     let mut opening_total = 0;
     let mut external_total = 0;
     for user in users {
@@ -131,7 +131,7 @@ fn check_balances(users: &[User], snapshot: &Snapshot) -> Result<(), Broken> {
             format!("external accounts hold {external_total}, opened with {opening_total}"),
         );
     }
-    for account in snapshot.ledger.accounts.values() {
+    for account in snapshot.balance_store.accounts.values() {
         let b = account.balance;
         if b.available_minor != b.confirmed_minor {
             return broken(
@@ -164,7 +164,7 @@ fn check_transfer(
         };
         let account = match leg {
             Leg::External => &record.external_account_id,
-            Leg::Internal => &record.internal_account_id,
+            Leg::BalanceStore => &record.internal_account_id,
         };
         if terms.amount != record.amount
             || &terms.account_id != account
@@ -232,7 +232,7 @@ pub fn check_safety(world: &World) -> Result<(), Broken> {
         .transfers
         .keys()
         .chain(snapshot.external.reservations.keys())
-        .chain(snapshot.ledger.reservations.keys())
+        .chain(snapshot.balance_store.reservations.keys())
         .collect();
     for id in ids {
         check_transfer(
@@ -240,7 +240,10 @@ pub fn check_safety(world: &World) -> Result<(), Broken> {
             snapshot.transfers.get(id),
             [
                 (Leg::External, snapshot.external.reservations.get(id)),
-                (Leg::Internal, snapshot.ledger.reservations.get(id)),
+                (
+                    Leg::BalanceStore,
+                    snapshot.balance_store.reservations.get(id),
+                ),
             ],
         )?;
     }
@@ -280,11 +283,11 @@ pub fn unsettled(world: &World) -> Option<String> {
             .collect::<Vec<_>>()
     };
     let mut holds = world.external.inspect(held);
-    holds.extend(world.ledger.inspect(held));
+    holds.extend(world.balance_store.inspect(held));
     (!holds.is_empty()).then(|| format!("money still held: {holds:?}"))
 }
 
-/// Once at rest: both ledgers agree with the coordinator, and every answer the users got
+/// Once at rest: both books agree with the coordinator, and every answer the users got
 /// is consistent with where its transfer ended.
 pub fn check_at_rest(world: &World, observations: &[Observation]) -> Result<(), Broken> {
     let snapshot = Snapshot::of(world);
@@ -301,13 +304,13 @@ pub fn check_at_rest(world: &World, observations: &[Observation]) -> Result<(), 
             .sum()
     };
     let external_total = confirmed_total(&snapshot.external);
-    let ledger_total = confirmed_total(&snapshot.ledger);
-    if external_total != ledger_total || ledger_total != succeeded_total {
+    let balance_store_total = confirmed_total(&snapshot.balance_store);
+    if external_total != balance_store_total || balance_store_total != succeeded_total {
         return broken(
-            "ledgers_agree",
+            "books_agree",
             format!(
                 "confirmed out of external accounts {external_total}, into internal accounts \
-                 {ledger_total}, succeeded transfers {succeeded_total}"
+                 {balance_store_total}, succeeded transfers {succeeded_total}"
             ),
         );
     }

@@ -15,7 +15,7 @@
 //! - [`invariants`]: safety after every step, liveness and answers at rest.
 //! - [`runner`]: one run, its [`Report`] or its [`Failure`] (with the replay command).
 //! - [`trace`]: the recent-event log and the run's digest.
-//! - [`net`], [`clock`], [`ledger`], [`rng`]: tonic over turmoil, simulated time, the
+//! - [`net`], [`clock`], [`balance store`], [`rng`]: tonic over turmoil, simulated time, the
 //!   balance store's screening in memory, seeded randomness.
 //!
 //! Running it (`tests/simulate.rs`):
@@ -40,10 +40,10 @@ pub mod clock;
 pub mod config;
 pub mod faults;
 pub mod invariants;
-pub mod ledger;
 pub mod net;
 pub mod rng;
 pub mod runner;
+pub mod screening;
 pub mod trace;
 pub mod weather;
 pub mod workload;

@@ -107,7 +107,7 @@ impl Trace {
         let versions = (
             world.coordinator.version(),
             world.external.version(),
-            world.ledger.version(),
+            world.balance_store.version(),
         );
         if versions == self.versions {
             return false;
@@ -140,8 +140,8 @@ impl Trace {
             &mut changes,
         );
         diff_book(
-            "ledger",
-            &world.ledger,
+            "balance_store",
+            &world.balance_store,
             &mut self.reservations[1],
             &mut changes,
         );

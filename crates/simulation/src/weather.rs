@@ -14,11 +14,11 @@ use crate::rng::SimRng;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Weather {
     /// Every call waits up to this long (uniform).
-    pub delay_max_ms: u64,
+    pub delay_ms_max: u64,
     /// Calls that are slow on top of that, per million, and how slow: half of them
     /// waiting for a connection, half in flight in the database.
     pub slow_per_million: u64,
-    pub slow_max_ms: u64,
+    pub slow_ms_max: u64,
     /// Calls that fail, per million; half before applying, half after (reply lost).
     pub fail_per_million: u64,
     /// The database is down: every call fails before applying.
@@ -50,13 +50,13 @@ impl SharedWeather {
         let mut rng = rng.lock().unwrap_or_else(PoisonError::into_inner);
         let mut delay_ms = 0;
         let mut in_flight_ms = 0;
-        if weather.delay_max_ms > 0 {
-            delay_ms += rng.between(0, weather.delay_max_ms);
+        if weather.delay_ms_max > 0 {
+            delay_ms += rng.between(0, weather.delay_ms_max);
         }
         if weather.slow_per_million > 0 && rng.chance(weather.slow_per_million) {
             // Slow to get a connection (the caller may give up first), or slow once
             // received (the database finishes it regardless).
-            let slow_ms = rng.between(0, weather.slow_max_ms);
+            let slow_ms = rng.between(0, weather.slow_ms_max);
             if rng.chance(500_000) {
                 delay_ms += slow_ms;
             } else {

@@ -3,6 +3,7 @@
 //! volatile work), the users and their accounts, and the four hosts serving the real
 //! services over turmoil.
 
+use coordinator::Backends;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use coordinator::participants::GrpcParticipants;
 use gateway_coordinator::approve::TransferIds;
 use internal_balance_store::rules::Rules;
 use mock_external_institution::fault_gate::FaultGate;
-use mock_external_institution::fault_injection::{FaultInjectionService, SharedFaults};
+use mock_external_institution::fault_injection::{FaultInjectionApi, SharedFaults};
 use mock_external_institution::faults::FaultList;
 use participant::NoScreening;
 use participant::config::SeedAccount;
@@ -27,23 +28,23 @@ use tonic::service::Routes;
 
 use crate::clock::{EPOCH_MS, SimClock};
 use crate::config::SimConfig;
-use crate::ledger::LedgerMemoryScreening;
 use crate::net::{self, ChannelSettings};
 use crate::rng::SimRng;
+use crate::screening::BalanceStoreMemoryScreening;
 use crate::trace::SharedLog;
 use crate::weather::SharedWeather;
 use crate::workload::Observation;
 
 pub const GATEWAY: &str = "gateway";
 pub const EXTERNAL: &str = "external";
-pub const LEDGER: &str = "ledger";
+pub const BALANCE_STORE: &str = "balance_store";
 pub const RECONCILER: &str = "reconciler";
 /// The hosts a fault may crash, partition or slow down.
-pub const SERVICES: [&str; 4] = [GATEWAY, EXTERNAL, LEDGER, RECONCILER];
+pub const SERVICES: [&str; 4] = [GATEWAY, EXTERNAL, BALANCE_STORE, RECONCILER];
 
 pub const GATEWAY_PORT: u16 = 50051;
 pub const EXTERNAL_PORT: u16 = 50052;
-pub const LEDGER_PORT: u16 = 50053;
+pub const BALANCE_STORE_PORT: u16 = 50053;
 pub const RECONCILER_PORT: u16 = 50054;
 
 /// Amounts at or above it need a manual review at the balance store (ANTIFRAUD).
@@ -75,7 +76,7 @@ impl TransferIds for SeededIds {
 }
 
 pub type ExternalBook = MemoryBook<NoScreening>;
-pub type LedgerBook = MemoryBook<LedgerMemoryScreening>;
+pub type BalanceStoreBook = MemoryBook<BalanceStoreMemoryScreening>;
 
 pub struct World {
     pub config: SimConfig,
@@ -85,11 +86,11 @@ pub struct World {
     /// database is.
     pub coordinator: Arc<MemoryTransferStore>,
     pub external: ExternalBook,
-    pub ledger: LedgerBook,
+    pub balance_store: BalanceStoreBook,
     pub coordinator_weather: SharedWeather,
     pub external_weather: SharedWeather,
-    pub ledger_weather: SharedWeather,
-    /// The external institution's own fault list (its FaultInjectionService's).
+    pub balance_store_weather: SharedWeather,
+    /// The external institution's own fault list (its FaultInjectionApi's).
     pub institution_faults: SharedFaults,
     pub ids: Arc<SeededIds>,
     /// Reconciler starts so far: each start seeds its jitter afresh.
@@ -111,36 +112,39 @@ impl World {
             })
             .collect();
         let rules = Rules {
-            max_transfer_minor: 1_000,
+            transfer_minor_max: 1_000,
             daily_inbound_limit_minor: 400,
             antifraud_review_threshold_minor: ANTIFRAUD_THRESHOLD_MINOR,
             blocked_users: Vec::new(),
-            rate_limit_max_reserves: 25,
+            rate_limit_reserves_max: 25,
             rate_limit_window_ms: 5_000,
         };
         rules.validate().expect("the simulation's rules are valid");
         let coordinator_weather = SharedWeather::default();
         let external_weather = SharedWeather::default();
-        let ledger_weather = SharedWeather::default();
+        let balance_store_weather = SharedWeather::default();
         let coordinator = MemoryTransferStore::new()
             .with_failures(coordinator_weather.planner(SimRng::derive(seed, "db-coordinator")))
             .with_mutation(config.mutation.store());
         let external = MemoryBook::new(Side::Debit, NoScreening)
             .with_failures(external_weather.planner(SimRng::derive(seed, "db-external")))
             .with_mutation(config.mutation.book());
-        let ledger = MemoryBook::new(Side::Credit, LedgerMemoryScreening::new(rules.clone()))
-            .with_failures(ledger_weather.planner(SimRng::derive(seed, "db-ledger")));
-        open_accounts(&users, &external, &ledger);
+        let balance_store = MemoryBook::new(
+            Side::Credit,
+            BalanceStoreMemoryScreening::new(rules.clone()),
+        )
+        .with_failures(balance_store_weather.planner(SimRng::derive(seed, "db-balance_store")));
+        open_accounts(&users, &external, &balance_store);
         World {
             log: SharedLog::new(config.recent_events),
             users,
             rules,
             coordinator: Arc::new(coordinator),
             external,
-            ledger,
+            balance_store,
             coordinator_weather,
             external_weather,
-            ledger_weather,
+            balance_store_weather,
             institution_faults: Arc::new(Mutex::new(FaultList::default())),
             ids: Arc::new(SeededIds {
                 prefix: SimRng::derive(seed, "transfer-ids") & 0xffff_ffff,
@@ -168,8 +172,8 @@ impl World {
             serve_external(book.clone(), Arc::clone(&faults))
         });
 
-        let book = self.ledger.clone();
-        sim.host(LEDGER, move || serve_ledger(book.clone()));
+        let book = self.balance_store.clone();
+        sim.host(BALANCE_STORE, move || serve_balance_store(book.clone()));
 
         let store = Arc::clone(&self.coordinator);
         let ids = Arc::clone(&self.ids);
@@ -189,7 +193,7 @@ impl World {
 }
 
 /// Opens every user's accounts with the services' own seeding code.
-fn open_accounts(users: &[User], external: &ExternalBook, ledger: &LedgerBook) {
+fn open_accounts(users: &[User], external: &ExternalBook, balance_store: &BalanceStoreBook) {
     let seed = |account_id: &str, user_id: &str, opening_balance_minor| SeedAccount {
         account_id: account_id.to_owned(),
         user_id: user_id.to_owned(),
@@ -200,7 +204,7 @@ fn open_accounts(users: &[User], external: &ExternalBook, ledger: &LedgerBook) {
         .iter()
         .map(|u| seed(&u.external_account_id, &u.user_id, u.opening_minor))
         .collect();
-    let ledger_accounts: Vec<SeedAccount> = users
+    let balance_store_accounts: Vec<SeedAccount> = users
         .iter()
         .map(|u| seed(&u.internal_account_id, &u.user_id, 0))
         .collect();
@@ -209,11 +213,11 @@ fn open_accounts(users: &[User], external: &ExternalBook, ledger: &LedgerBook) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime for opening the accounts");
-    let now_ms = i64::try_from(EPOCH_MS).expect("the epoch fits in i64");
+    let now_ms = EPOCH_MS;
     runtime
         .block_on(async {
             participant::seed::open_accounts(external, &external_accounts, now_ms).await?;
-            participant::seed::open_accounts(ledger, &ledger_accounts, now_ms).await
+            participant::seed::open_accounts(balance_store, &balance_store_accounts, now_ms).await
         })
         .expect("opening the simulated accounts");
 }
@@ -252,7 +256,7 @@ async fn serve_external(book: ExternalBook, faults: SharedFaults) -> turmoil::Re
     let (_stopping, stop) = service_kit::shutdown::channel();
     let gate = FaultGate::new(Arc::clone(&faults), stop);
     let routes = participant::grpc::routes(participant, Side::Debit, gate).add_service(
-        FaultInjectionServiceServer::new(FaultInjectionService::new(faults)),
+        FaultInjectionServiceServer::new(FaultInjectionApi::new(faults)),
     );
     serve(
         EXTERNAL_PORT,
@@ -263,11 +267,11 @@ async fn serve_external(book: ExternalBook, faults: SharedFaults) -> turmoil::Re
     .await
 }
 
-async fn serve_ledger(book: LedgerBook) -> turmoil::Result {
+async fn serve_balance_store(book: BalanceStoreBook) -> turmoil::Result {
     let participant = Participant::new(book, clock());
     let routes = participant::grpc::routes(participant, Side::Credit, NoGate);
     serve(
-        LEDGER_PORT,
+        BALANCE_STORE_PORT,
         routes,
         internal_balance_store::SERVICE_NAMES,
         participant_server(),
@@ -279,7 +283,7 @@ fn participants() -> Arc<GrpcParticipants> {
     let settings = ChannelSettings::default();
     Arc::new(GrpcParticipants::from_channels(
         net::channel(EXTERNAL, EXTERNAL_PORT, settings),
-        net::channel(LEDGER, LEDGER_PORT, settings),
+        net::channel(BALANCE_STORE, BALANCE_STORE_PORT, settings),
     ))
 }
 
@@ -293,7 +297,12 @@ async fn serve_gateway(
     ids: Arc<dyn TransferIds>,
 ) -> turmoil::Result {
     let settings = gateway_settings();
-    let routes = gateway_coordinator::routes(&settings, store, participants(), clock(), ids)?;
+    let backends = Backends {
+        store,
+        participants: participants(),
+        clock: clock(),
+    };
+    let routes = gateway_coordinator::routes(&settings, backends, ids)?;
     serve(
         GATEWAY_PORT,
         routes,
@@ -311,7 +320,7 @@ pub fn reconciler_settings() -> reconciler::Settings {
         lease_ms: 3_000,
         ..reconciler::Settings::default()
     };
-    settings.retry.backoff_max_ms = 4_000;
+    settings.retry.backoff_ms_max = 4_000;
     settings
 }
 
@@ -320,21 +329,19 @@ pub fn reconciler_settings() -> reconciler::Settings {
 pub fn reconciler_recovery_bound() -> Duration {
     let s = reconciler_settings();
     Duration::from_millis(
-        s.lease_ms + s.retry.backoff_max_ms + s.pass_interval_ms + s.call_timeout_ms,
+        s.lease_ms + s.retry.backoff_ms_max + s.pass_interval_ms + s.call_timeout_ms,
     )
 }
 
 async fn serve_reconciler(store: Arc<MemoryTransferStore>, jitter: Jitter) -> turmoil::Result {
     let settings = reconciler_settings();
     let (_stopping, stop) = service_kit::shutdown::channel();
-    let (routes, reconciler) = reconciler::assemble(
-        &settings,
+    let backends = Backends {
         store,
-        participants(),
-        clock(),
-        jitter,
-        stop.clone(),
-    )?;
+        participants: participants(),
+        clock: clock(),
+    };
+    let (routes, reconciler) = reconciler::routes(&settings, backends, jitter, stop.clone())?;
     tokio::spawn(reconciler::worker::run(
         reconciler,
         stop,

@@ -32,8 +32,8 @@ use crate::sim_db::{self, FailurePlanner, SimDatabase, StoreFailures};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredReservation {
     pub reservation: Reservation,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
 }
 
 /// The in-memory counterpart of `participant::Screening`: a participant's own rules for a new
@@ -46,7 +46,7 @@ pub trait MemoryScreening: Send + Sync + 'static {
         &self,
         recorded: impl Iterator<Item = &'a StoredReservation>,
         terms: &Terms,
-        now_ms: i64,
+        now_ms: u64,
     ) -> Result<(), Refusal>;
 }
 
@@ -55,7 +55,7 @@ impl MemoryScreening for NoScreening {
         &self,
         _recorded: impl Iterator<Item = &'a StoredReservation>,
         _terms: &Terms,
-        _now_ms: i64,
+        _now_ms: u64,
     ) -> Result<(), Refusal> {
         Ok(())
     }
@@ -116,7 +116,7 @@ impl<S> Clone for MemoryBook<S> {
 }
 
 impl<S: MemoryScreening> Database<S> {
-    fn reserve(&self, transfer_id: &str, terms: Terms, now_ms: i64) -> ReserveOutcome {
+    fn reserve(&self, transfer_id: &str, terms: Terms, now_ms: u64) -> ReserveOutcome {
         let mut tables = self.tables.lock();
         let existing = tables.reservations.get(transfer_id).cloned();
         let account = tables.accounts.get(&terms.account_id).cloned();
@@ -163,7 +163,7 @@ impl<S: MemoryScreening> Database<S> {
     fn settle(
         &self,
         transfer_id: &str,
-        now_ms: i64,
+        now_ms: u64,
         decide: fn(Side, &str, Option<&Reservation>, Option<Balance>) -> SettleOutcome,
         is_cancel: bool,
     ) -> SettleOutcome {
@@ -325,7 +325,7 @@ impl<S: MemoryScreening> ReservationBook for MemoryBook<S> {
         &self,
         transfer_id: &str,
         terms: Terms,
-        now_ms: i64,
+        now_ms: u64,
     ) -> Result<ReserveOutcome, StoreError> {
         let transfer_id = transfer_id.to_owned();
         self.execute(BookCall::Reserve, move |db| {
@@ -334,7 +334,7 @@ impl<S: MemoryScreening> ReservationBook for MemoryBook<S> {
         .await
     }
 
-    async fn confirm(&self, transfer_id: &str, now_ms: i64) -> Result<SettleOutcome, StoreError> {
+    async fn confirm(&self, transfer_id: &str, now_ms: u64) -> Result<SettleOutcome, StoreError> {
         let transfer_id = transfer_id.to_owned();
         self.execute(BookCall::Confirm, move |db| {
             db.settle(&transfer_id, now_ms, reservation::confirm, false)
@@ -342,7 +342,7 @@ impl<S: MemoryScreening> ReservationBook for MemoryBook<S> {
         .await
     }
 
-    async fn cancel(&self, transfer_id: &str, now_ms: i64) -> Result<SettleOutcome, StoreError> {
+    async fn cancel(&self, transfer_id: &str, now_ms: u64) -> Result<SettleOutcome, StoreError> {
         let transfer_id = transfer_id.to_owned();
         self.execute(BookCall::Cancel, move |db| {
             db.settle(&transfer_id, now_ms, reservation::cancel, true)
@@ -365,7 +365,7 @@ impl<S: MemoryScreening> ReservationBook for MemoryBook<S> {
     async fn open_account(
         &self,
         account: NewAccount,
-        _now_ms: i64,
+        _now_ms: u64,
     ) -> Result<OpenOutcome, StoreError> {
         self.execute(BookCall::OpenAccount, move |db| db.open_account(&account))
             .await

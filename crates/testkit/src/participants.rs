@@ -235,7 +235,7 @@ impl Book {
 fn side(leg: Leg) -> Side {
     match leg {
         Leg::External => Side::Debit,
-        Leg::Internal => Side::Credit,
+        Leg::BalanceStore => Side::Credit,
     }
 }
 
@@ -277,7 +277,7 @@ async fn pass(gate: &watch::Sender<bool>) {
 fn index(leg: Leg) -> usize {
     match leg {
         Leg::External => 0,
-        Leg::Internal => 1,
+        Leg::BalanceStore => 1,
     }
 }
 
@@ -484,15 +484,15 @@ mod tests {
     async fn a_tampered_hold_can_be_settled() {
         let fake = FakeParticipants::new();
         let t = Duration::from_secs(1);
-        fake.set_reservation(Leg::Internal, "t1", ReservationView::Held);
-        fake.cancel(Leg::Internal, "t1", t).await.unwrap();
+        fake.set_reservation(Leg::BalanceStore, "t1", ReservationView::Held);
+        fake.cancel(Leg::BalanceStore, "t1", t).await.unwrap();
         assert_eq!(
-            fake.reservation(Leg::Internal, "t1"),
+            fake.reservation(Leg::BalanceStore, "t1"),
             ReservationView::Cancelled
         );
-        fake.set_reservation(Leg::Internal, "t1", ReservationView::NotFound);
+        fake.set_reservation(Leg::BalanceStore, "t1", ReservationView::NotFound);
         assert_eq!(
-            fake.reservation(Leg::Internal, "t1"),
+            fake.reservation(Leg::BalanceStore, "t1"),
             ReservationView::NotFound
         );
     }

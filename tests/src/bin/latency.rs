@@ -99,7 +99,7 @@ async fn main() -> ExitCode {
     let limit = u32::try_from(count.saturating_mul(2))
         .unwrap_or(u32::MAX)
         .max(100_000);
-    config.rules.rate_limit_max_reserves = limit;
+    config.rules.rate_limit_reserves_max = limit;
     config.rules.daily_inbound_limit_minor = funds;
     // Settle the books at the end even for long runs.
     config.reconciler.batch_size = 1000;

@@ -27,21 +27,24 @@ impl GrpcParticipants {
     /// and each call then fails (within its deadline) instead.
     pub fn connect(
         external_url: &str,
-        ledger_url: &str,
+        balance_store_url: &str,
         connect_timeout: Duration,
     ) -> Result<GrpcParticipants, tonic::transport::Error> {
         Ok(GrpcParticipants {
             external: ReservationServiceClient::new(channel(external_url, connect_timeout)?),
-            balance_store: ReservationServiceClient::new(channel(ledger_url, connect_timeout)?),
+            balance_store: ReservationServiceClient::new(channel(
+                balance_store_url,
+                connect_timeout,
+            )?),
         })
     }
 
     /// Over channels built elsewhere (the deterministic simulation dials its simulated
     /// network).
-    pub fn from_channels(external: Channel, ledger: Channel) -> GrpcParticipants {
+    pub fn from_channels(external: Channel, balance_store: Channel) -> GrpcParticipants {
         GrpcParticipants {
             external: ReservationServiceClient::new(external),
-            balance_store: ReservationServiceClient::new(ledger),
+            balance_store: ReservationServiceClient::new(balance_store),
         }
     }
 }
@@ -51,7 +54,7 @@ impl GrpcParticipants {
     fn client(&self, leg: Leg) -> ReservationServiceClient<Channel> {
         match leg {
             Leg::External => self.external.clone(),
-            Leg::Internal => self.balance_store.clone(),
+            Leg::BalanceStore => self.balance_store.clone(),
         }
     }
 }

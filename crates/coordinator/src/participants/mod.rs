@@ -31,7 +31,7 @@ impl ReserveTerms {
     pub fn for_leg(record: &TransferRecord, leg: Leg) -> ReserveTerms {
         let account_id = match leg {
             Leg::External => &record.external_account_id,
-            Leg::Internal => &record.internal_account_id,
+            Leg::BalanceStore => &record.internal_account_id,
         };
         ReserveTerms {
             transfer_id: record.transfer_id.clone(),

@@ -91,9 +91,11 @@ pub async fn spawn_gateway(
     let task = tokio::spawn(async move {
         gateway_coordinator::serve(
             &settings,
-            store,
-            participants,
-            Arc::new(SystemClock),
+            coordinator::Backends {
+                store,
+                participants,
+                clock: Arc::new(SystemClock),
+            },
             listener,
             async move {
                 let _ = stopped.await;

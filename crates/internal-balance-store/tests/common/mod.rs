@@ -29,7 +29,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// 2024-01-01T00:00:00Z: any fixed instant will do.
 pub const START_MS: u64 = 1_704_067_200_000;
 
-pub struct Ledger {
+pub struct BalanceStore {
     /// The shared ReservationService.
     pub client: ReservationServiceClient<Channel>,
     /// The balance store's own BalanceStoreService.
@@ -50,7 +50,7 @@ pub fn seed(account_id: &str, user_id: &str) -> SeedAccount {
 }
 
 /// The balance store over `db` with `int-alice` and `int-bob` open and `rules`.
-pub async fn start(db: &TestDatabase, rules: Rules) -> Ledger {
+pub async fn start(db: &TestDatabase, rules: Rules) -> BalanceStore {
     let mut settings = Settings {
         rules,
         ..Settings::default()
@@ -60,7 +60,7 @@ pub async fn start(db: &TestDatabase, rules: Rules) -> Ledger {
     start_with(settings).await
 }
 
-pub async fn start_with(settings: Settings) -> Ledger {
+pub async fn start_with(settings: Settings) -> BalanceStore {
     // Logs only on request (RUST_LOG=info): they go to stdout, past the test harness.
     if std::env::var_os("RUST_LOG").is_some() {
         service_kit::telemetry::init("internal-balance-store-test", "pretty");
@@ -70,7 +70,7 @@ pub async fn start_with(settings: Settings) -> Ledger {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(internal_balance_store::run_with_clock(
+    let server = tokio::spawn(internal_balance_store::serve(
         settings,
         Arc::new(clock.clone()),
         listener,
@@ -84,7 +84,7 @@ pub async fn start_with(settings: Settings) -> Ledger {
         .connect()
         .await
         .expect("connect to the balance store");
-    Ledger {
+    BalanceStore {
         client: ReservationServiceClient::new(channel.clone()),
         accounts: BalanceStoreServiceClient::new(channel),
         clock,
@@ -94,7 +94,7 @@ pub async fn start_with(settings: Settings) -> Ledger {
     }
 }
 
-impl Ledger {
+impl BalanceStore {
     /// Shuts the server down and checks that it ran without error.
     pub async fn stop(self) {
         drop(self.client);

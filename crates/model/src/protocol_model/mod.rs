@@ -145,10 +145,10 @@ impl ProtocolModel {
 
     /// Screening runs on a reserve with nothing recorded yet.
     fn may_refuse(&self, world: &World, request: &Request) -> bool {
-        request.leg == Leg::Internal
+        request.leg == Leg::BalanceStore
             && request.op == world::Op::Reserve
             && self.antifraud_transfer == Some(request.transfer)
-            && world.book(Leg::Internal).reservations[usize::from(request.transfer)].is_none()
+            && world.book(Leg::BalanceStore).reservations[usize::from(request.transfer)].is_none()
     }
 }
 
@@ -268,7 +268,7 @@ impl Model for ProtocolModel {
             Property::always(EXTERNAL_CONSERVED, external_conserved),
             Property::always(INTERNAL_MATCHES_CREDITS, internal_matches_credits),
             Property::always(CONFIRMED_ONLY_AFTER_COMMIT, confirmed_only_after_commit),
-            Property::always(LEDGERS_AGREE_AT_REST, ledgers_agree_at_rest),
+            Property::always(BOOKS_AGREE_AT_REST, books_agree_at_rest),
             Property::always(NOTHING_HELD_AT_REST, nothing_held_at_rest),
             Property::always(CODE_RUNS_CLEAN, code_runs_clean),
             Property::always(FINISHES_ONCE_FAULTS_STOP, finishes_once_faults_stop),
@@ -383,7 +383,7 @@ impl Narrate for ProtocolModel {
             )
         };
         // Balances read available/reserved/confirmed.
-        let mut text = format!("{} {}", balance(Leg::External), balance(Leg::Internal));
+        let mut text = format!("{} {}", balance(Leg::External), balance(Leg::BalanceStore));
         for t in 0..TRANSFERS {
             let leg = |leg: Leg| {
                 let r = world.book(leg).reservations[t].as_ref();
@@ -402,7 +402,7 @@ impl Narrate for ProtocolModel {
                 " | T{t} {} ext:{} int:{}{}",
                 record.as_str(),
                 leg(Leg::External),
-                leg(Leg::Internal),
+                leg(Leg::BalanceStore),
                 if drivers.is_empty() {
                     String::new()
                 } else {

@@ -19,14 +19,14 @@ pub const USER_ID: &str = "alice";
 pub fn side(leg: Leg) -> Side {
     match leg {
         Leg::External => Side::Debit,
-        Leg::Internal => Side::Credit,
+        Leg::BalanceStore => Side::Credit,
     }
 }
 
 pub fn account_id(leg: Leg) -> &'static str {
     match leg {
         Leg::External => "ext",
-        Leg::Internal => "int",
+        Leg::BalanceStore => "int",
     }
 }
 

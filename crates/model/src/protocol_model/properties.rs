@@ -23,8 +23,8 @@ pub const INTERNAL_MATCHES_CREDITS: &str =
     "internal available money is exactly the confirmed credits";
 pub const CONFIRMED_ONLY_AFTER_COMMIT: &str =
     "nothing is confirmed at a participant unless the record is committed or succeeded";
-pub const LEDGERS_AGREE_AT_REST: &str =
-    "at rest, ext confirmed == int confirmed == amount x succeeded transfers";
+pub const BOOKS_AGREE_AT_REST: &str =
+    "at rest, institution confirmed == balance store confirmed == amount x succeeded transfers";
 pub const NOTHING_HELD_AT_REST: &str = "at rest, nothing is held on either leg";
 pub const FINISHES_ONCE_FAULTS_STOP: &str =
     "once faults stop, every transfer reaches a final state";
@@ -70,7 +70,7 @@ pub fn legs_agree(_: &ProtocolModel, world: &World) -> bool {
     (0..TRANSFERS).all(|t| {
         let (ext, int) = (
             status(world, Leg::External, t),
-            status(world, Leg::Internal, t),
+            status(world, Leg::BalanceStore, t),
         );
         !(confirmed(ext) && released(int) || confirmed(int) && released(ext))
     })
@@ -92,11 +92,12 @@ pub fn external_conserved(_: &ProtocolModel, world: &World) -> bool {
 }
 
 pub fn internal_matches_credits(_: &ProtocolModel, world: &World) -> bool {
-    let b = world.book(Leg::Internal).balance;
-    let confirmed = AMOUNT_MINOR * count(world, Leg::Internal, &ReservationStatus::Confirmed);
+    let b = world.book(Leg::BalanceStore).balance;
+    let confirmed = AMOUNT_MINOR * count(world, Leg::BalanceStore, &ReservationStatus::Confirmed);
     b.available_minor == INTERNAL_OPENING_MINOR + confirmed
         && b.confirmed_minor == confirmed
-        && b.reserved_minor == AMOUNT_MINOR * count(world, Leg::Internal, &ReservationStatus::Held)
+        && b.reserved_minor
+            == AMOUNT_MINOR * count(world, Leg::BalanceStore, &ReservationStatus::Held)
 }
 
 /// The money-audit rule's first clause (`banktransfer_protocol::audit`): no leg is
@@ -118,13 +119,13 @@ pub fn confirmed_only_after_commit(_: &ProtocolModel, world: &World) -> bool {
     })
 }
 
-pub fn ledgers_agree_at_rest(_: &ProtocolModel, world: &World) -> bool {
+pub fn books_agree_at_rest(_: &ProtocolModel, world: &World) -> bool {
     if !at_rest(world) {
         return true;
     }
     let succeeded = AMOUNT_MINOR * records_in(world, RecordedState::Succeeded);
     world.book(Leg::External).balance.confirmed_minor == succeeded
-        && world.book(Leg::Internal).balance.confirmed_minor == succeeded
+        && world.book(Leg::BalanceStore).balance.confirmed_minor == succeeded
 }
 
 pub fn nothing_held_at_rest(_: &ProtocolModel, world: &World) -> bool {
@@ -405,7 +406,7 @@ mod tests {
             external_conserved,
             internal_matches_credits,
             confirmed_only_after_commit,
-            ledgers_agree_at_rest,
+            books_agree_at_rest,
             nothing_held_at_rest,
             code_runs_clean,
             finishes_once_faults_stop,
@@ -430,7 +431,12 @@ mod tests {
         let (model, mut world) = model_and_world();
         set_status(&mut world, Leg::External, 0, ReservationStatus::Confirmed);
         assert!(!confirmed_only_after_commit(&model, &world));
-        set_status(&mut world, Leg::Internal, 0, ReservationStatus::Cancelled);
+        set_status(
+            &mut world,
+            Leg::BalanceStore,
+            0,
+            ReservationStatus::Cancelled,
+        );
         assert!(!legs_agree(&model, &world));
     }
 
@@ -440,12 +446,12 @@ mod tests {
         settle_everything(&mut world, RecordedState::Succeeded);
         assert!(at_rest(&world));
         // Two succeeded transfers, nothing confirmed anywhere.
-        assert!(!ledgers_agree_at_rest(&model, &world));
+        assert!(!books_agree_at_rest(&model, &world));
         let (model, mut world) = model_and_world();
         settle_everything(&mut world, RecordedState::Failed);
         world.books[1].balance.reserved_minor = AMOUNT_MINOR;
         assert!(!nothing_held_at_rest(&model, &world));
-        assert!(ledgers_agree_at_rest(&model, &world));
+        assert!(books_agree_at_rest(&model, &world));
     }
 
     #[test]

@@ -54,14 +54,14 @@ impl fmt::Display for Role {
 pub fn leg_ix(leg: Leg) -> usize {
     match leg {
         Leg::External => 0,
-        Leg::Internal => 1,
+        Leg::BalanceStore => 1,
     }
 }
 
 pub fn leg_short(leg: Leg) -> &'static str {
     match leg {
         Leg::External => "ext",
-        Leg::Internal => "int",
+        Leg::BalanceStore => "int",
     }
 }
 

@@ -46,9 +46,10 @@ impl<B: ReservationBook> Participant<B> {
         &self.book
     }
 
-    /// Now, as the database stores it.
-    pub fn now_ms(&self) -> i64 {
-        i64::try_from(self.clock.now_ms()).expect("the clock reads before year 292 million")
+    /// Now, in epoch milliseconds (the one time type; the SQL store converts at its
+    /// boundary).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     pub async fn reserve(

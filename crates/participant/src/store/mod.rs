@@ -8,6 +8,8 @@
 
 mod sql;
 
+pub use sql::sql_ms;
+
 use banktransfer_protocol::reservation::{
     self, AccountView, Balance, Reservation, ReserveOutcome, SettleOutcome, Side, Terms,
 };
@@ -63,7 +65,7 @@ impl<S: Screening> ReservationStore<S> {
         &self,
         transfer_id: &str,
         terms: &Terms,
-        now_ms: i64,
+        now_ms: u64,
     ) -> Result<ReserveOutcome, SqlError> {
         let mut tx = self.db.pool.begin().await?;
         let existing = sql::select_reservation(&mut tx, transfer_id, self.lock()).await?;
@@ -100,7 +102,7 @@ impl<S: Screening> ReservationStore<S> {
     async fn try_settle(
         &self,
         transfer_id: &str,
-        now_ms: i64,
+        now_ms: u64,
         decide: SettleDecision,
     ) -> Result<SettleOutcome, SqlError> {
         let mut tx = self.db.pool.begin().await?;
@@ -163,7 +165,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         &self,
         transfer_id: &str,
         terms: Terms,
-        now_ms: i64,
+        now_ms: u64,
     ) -> Result<ReserveOutcome, StoreError> {
         let transfer_id = transfer_id.to_owned();
         self.detached(move |store| async move {
@@ -181,7 +183,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         .await
     }
 
-    async fn confirm(&self, transfer_id: &str, now_ms: i64) -> Result<SettleOutcome, StoreError> {
+    async fn confirm(&self, transfer_id: &str, now_ms: u64) -> Result<SettleOutcome, StoreError> {
         let transfer_id = transfer_id.to_owned();
         // Confirm never inserts, so it cannot meet a duplicate.
         self.detached(move |store| async move {
@@ -193,7 +195,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         .await
     }
 
-    async fn cancel(&self, transfer_id: &str, now_ms: i64) -> Result<SettleOutcome, StoreError> {
+    async fn cancel(&self, transfer_id: &str, now_ms: u64) -> Result<SettleOutcome, StoreError> {
         let transfer_id = transfer_id.to_owned();
         self.detached(move |store| async move {
             let mut retries = 0;
@@ -222,7 +224,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
     async fn open_account(
         &self,
         account: NewAccount,
-        now_ms: i64,
+        now_ms: u64,
     ) -> Result<OpenOutcome, StoreError> {
         let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
         let created = sql::insert_account_if_absent(&mut conn, &account, now_ms).await?;

@@ -158,7 +158,7 @@ pub async fn select_account(
 pub async fn insert_reservation(
     conn: &mut AnyConnection,
     reservation: &Reservation,
-    now_ms: i64,
+    now_ms: u64,
 ) -> Result<(), SqlError> {
     let terms = reservation.terms.as_ref();
     let (reason, message) = refusal_columns(&reservation.status);
@@ -171,8 +171,8 @@ pub async fn insert_reservation(
         .bind(reservation.status.as_str())
         .bind(reason)
         .bind(message)
-        .bind(now_ms)
-        .bind(now_ms)
+        .bind(sql_ms(now_ms))
+        .bind(sql_ms(now_ms))
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -183,7 +183,7 @@ pub async fn insert_reservation(
 pub async fn update_reservation_status(
     conn: &mut AnyConnection,
     reservation: &Reservation,
-    now_ms: i64,
+    now_ms: u64,
 ) -> Result<(), SqlError> {
     let (reason, message) = refusal_columns(&reservation.status);
     let result = sqlx::query(UPDATE_RESERVATION_STATUS)
@@ -191,7 +191,7 @@ pub async fn update_reservation_status(
         .bind(reservation.status.as_str())
         .bind(reason)
         .bind(message)
-        .bind(now_ms)
+        .bind(sql_ms(now_ms))
         .execute(&mut *conn)
         .await?;
     assert_eq!(
@@ -229,14 +229,14 @@ pub async fn update_balance(
 pub async fn insert_account_if_absent(
     conn: &mut AnyConnection,
     account: &NewAccount,
-    now_ms: i64,
+    now_ms: u64,
 ) -> Result<bool, SqlError> {
     let result = sqlx::query(INSERT_ACCOUNT_IF_ABSENT)
         .bind(account.account_id.as_str())
         .bind(account.user_id.as_str())
         .bind(account.opening_balance.currency().as_str().to_owned())
         .bind(account.opening_balance.minor_units())
-        .bind(now_ms)
+        .bind(sql_ms(now_ms))
         .execute(&mut *conn)
         .await?;
     Ok(result.rows_affected() == 1)
@@ -308,6 +308,12 @@ fn account_from_row(row: AccountRow) -> Result<AccountView, StoreError> {
         currency,
         balance,
     })
+}
+
+/// Epoch milliseconds as the database stores them (BIGINT). Time is `u64` everywhere
+/// else; the conversion happens here, at the SQL boundary, and only here.
+pub fn sql_ms(ms: u64) -> i64 {
+    i64::try_from(ms).expect("epoch milliseconds fit in i64 until the year 292 million")
 }
 
 #[cfg(test)]

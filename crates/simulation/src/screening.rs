@@ -7,26 +7,26 @@ use internal_balance_store::rules::{self, Counts, DAY_MS, Rules};
 use testkit::memory_book::{MemoryScreening, StoredReservation};
 
 #[derive(Clone, Debug)]
-pub struct LedgerMemoryScreening {
+pub struct BalanceStoreMemoryScreening {
     rules: Rules,
 }
 
-impl LedgerMemoryScreening {
+impl BalanceStoreMemoryScreening {
     /// `rules` must be validated.
-    pub fn new(rules: Rules) -> LedgerMemoryScreening {
-        LedgerMemoryScreening { rules }
+    pub fn new(rules: Rules) -> BalanceStoreMemoryScreening {
+        BalanceStoreMemoryScreening { rules }
     }
 }
 
-impl MemoryScreening for LedgerMemoryScreening {
+impl MemoryScreening for BalanceStoreMemoryScreening {
     fn screen<'a>(
         &self,
         recorded: impl Iterator<Item = &'a StoredReservation>,
         terms: &Terms,
-        now_ms: i64,
+        now_ms: u64,
     ) -> Result<(), Refusal> {
-        let window_start_ms = now_ms - self.rules.rate_limit_window_ms();
-        let day_start_ms = now_ms - DAY_MS;
+        let window_start_ms = now_ms.saturating_sub(self.rules.rate_limit_window_ms);
+        let day_start_ms = now_ms.saturating_sub(DAY_MS);
         let mut counts = Counts::default();
         for stored in recorded {
             // A tombstone has no user and no account (NULL columns): never counted.
