@@ -40,9 +40,12 @@ lint: proto-lint ## buf lint, rustfmt check and clippy with warnings as errors (
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets $(E2E_FEATURES) -- -D warnings
 
-check-release-has-no-pause-points: build-release build ## The release gateway has no pause-point code; the e2e build has
-	! grep -c BANKTRANSFER_TEST_PAUSE_AT target/release/gateway-coordinator
-	grep -c BANKTRANSFER_TEST_PAUSE_AT target/debug/gateway-coordinator
+check-release-has-no-pause-points: ## The gateway has pause-point code only in the e2e build (PROFILE=release checks release)
+	$(CARGO) build $(if $(filter release,$(PROFILE)),--release) -p gateway-coordinator --bin gateway-coordinator
+	! grep -c BANKTRANSFER_TEST_PAUSE_AT target/$(or $(PROFILE),debug)/gateway-coordinator
+	$(CARGO) build $(if $(filter release,$(PROFILE)),--release) -p gateway-coordinator --bin gateway-coordinator $(E2E_FEATURES)
+	grep -c BANKTRANSFER_TEST_PAUSE_AT target/$(or $(PROFILE),debug)/gateway-coordinator
+	$(if $(filter release,$(PROFILE)),$(CARGO) build --release -p gateway-coordinator --bin gateway-coordinator)
 
 proto-lint: $(BUF) ## buf lint of the contracts in proto/ (rules in proto/buf.yaml)
 	$(BUF) lint proto
