@@ -8,13 +8,11 @@ use banktransfer_api::gateway::v1::{
 };
 use banktransfer_api::money::v1 as money_pb;
 use banktransfer_protocol::fingerprint::request_fingerprint;
+use banktransfer_protocol::ids::check_id;
 use banktransfer_protocol::money::{Money, MoneyError};
 use banktransfer_protocol::transfer::ClientStatus;
 
 use coordinator::store::TransferRecord;
-
-/// Longest id or key accepted, in characters.
-pub const ID_CHARS_MAX: usize = 128;
 
 /// A validated ApproveTransfer request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,16 +132,7 @@ fn ms_to_proto(ms: u64) -> i64 {
 }
 
 fn id(field: &str, value: String) -> Result<String, tonic::Status> {
-    if value.is_empty() {
-        return Err(invalid(field, "is required"));
-    }
-    let chars = value.chars().count();
-    if chars > ID_CHARS_MAX {
-        return Err(invalid(
-            field,
-            &format!("is {chars} characters long; at most {ID_CHARS_MAX} are allowed"),
-        ));
-    }
+    check_id(field, &value).map_err(tonic::Status::invalid_argument)?;
     Ok(value)
 }
 
@@ -264,14 +253,30 @@ mod tests {
                 "{field}: {message}"
             );
         }
-        // Exactly the limit is fine; characters, not bytes, are counted.
+        // Exactly the limit is fine; bytes of printable ASCII are counted, and nothing
+        // else is an id: NUL, control characters, spaces, escapes, non-ASCII.
         assert!(
             TransferRequest::try_from(ApproveTransferRequest {
-                user_id: "é".repeat(128),
+                user_id: "x".repeat(128),
                 ..request()
             })
             .is_ok()
         );
+        for bad in [
+            "é".repeat(64),
+            "bob\u{0}".into(),
+            "alice\n".into(),
+            "\u{1b}[2J".into(),
+        ] {
+            let status = TransferRequest::try_from(ApproveTransferRequest {
+                user_id: bad.clone(),
+                ..request()
+            })
+            .unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(status.message().starts_with("user_id:"), "{status:?}");
+            assert!(!status.message().contains(&bad), "not echoed: {status:?}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use service_kit::db::{Backend, PoolSettings};
 use service_kit::server::ServerSettings;
 
 use crate::book::NewAccount;
-use crate::ids::check_id;
+use banktransfer_protocol::ids::check_id;
 
 /// Where a participant listens and keeps its data unless told otherwise.
 pub trait Defaults {

@@ -23,14 +23,11 @@
 //! - [`config`]: [`config::CommonSettings`], the keys every participant has (top-level
 //!   keys, `[server]`, `[database]`, `[[accounts]]`), and their validation.
 //! - [`seed`]: opening the configured accounts at start-up, idempotently.
-//! - [`ids`]: what a transfer, account or user id may be (non-empty, at most 128
-//!   characters), checked once at the boundary.
 //! - [`MIGRATIONS`]: the schema, per back end.
 
 pub mod book;
 pub mod config;
 pub mod grpc;
-pub mod ids;
 pub mod screening;
 pub mod seed;
 pub mod serve;

@@ -13,6 +13,7 @@
 //!   reconciler or a replayed request), the reason its abort records, and the backoff.
 //! - [`budget`]: how the client's deadline budget is split between the protocol's phases,
 //!   and how long past it an undecided transfer turns stale.
+//! - [`ids`]: what an id may be (bytes, character set), checked at every boundary.
 //! - [`fingerprint`]: the request fingerprint behind API idempotency.
 //! - [`audit`]: the money-audit rule: what each participant may hold for a transfer, given
 //!   its recorded state.
@@ -23,6 +24,7 @@
 pub mod audit;
 pub mod budget;
 pub mod fingerprint;
+pub mod ids;
 pub mod money;
 pub mod reconcile;
 pub mod reservation;

@@ -11,7 +11,7 @@ use banktransfer_protocol::reservation::{
 use tonic::Status;
 
 use crate::book::NewAccount;
-use crate::ids::check_id;
+use banktransfer_protocol::ids::check_id;
 
 /// An id from a request, checked.
 pub fn id(field: &str, value: String) -> Result<String, Status> {
@@ -164,34 +164,41 @@ mod tests {
 
     #[test]
     fn invalid_reserves_name_the_field_to_fix() {
-        let cases: [(pb::ReserveRequest, &str); 7] = [
+        let cases: [(pb::ReserveRequest, &str); 8] = [
             (
                 pb::ReserveRequest {
                     transfer_id: String::new(),
                     ..reserve(Some((1, "USD")))
                 },
-                "transfer_id is empty",
+                "transfer_id: is required",
             ),
             (
                 pb::ReserveRequest {
                     account_id: String::new(),
                     ..reserve(Some((1, "USD")))
                 },
-                "account_id is empty",
+                "account_id: is required",
             ),
             (
                 pb::ReserveRequest {
                     user_id: String::new(),
                     ..reserve(Some((1, "USD")))
                 },
-                "user_id is empty",
+                "user_id: is required",
             ),
             (
                 pb::ReserveRequest {
                     transfer_id: "t".repeat(129),
                     ..reserve(Some((1, "USD")))
                 },
-                "transfer_id is 129 characters",
+                "transfer_id: is 129 bytes",
+            ),
+            (
+                pb::ReserveRequest {
+                    transfer_id: "t\u{0}".into(),
+                    ..reserve(Some((1, "USD")))
+                },
+                "transfer_id: contains a space, a control or a non-ASCII character",
             ),
             (reserve(None), "amount is missing"),
             (reserve(Some((0, "USD"))), "amount.minor_units"),
@@ -220,7 +227,7 @@ mod tests {
         assert!(message.contains("opening_balance.minor_units"), "{message}");
         assert!(invalid_message(open(None)).contains("opening_balance"));
         let no_user = new_account("acc".into(), String::new(), opening(0));
-        assert!(invalid_message(no_user).contains("user_id is empty"));
+        assert!(invalid_message(no_user).contains("user_id: is required"));
     }
 
     #[test]
