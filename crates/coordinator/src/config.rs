@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use banktransfer_protocol::budget::BudgetPolicy;
 use serde::Deserialize;
+use service_kit::client::validate_peer_url;
 use service_kit::db::{Backend, PoolSettings};
-use service_kit::server::ServerSettings;
+use service_kit::server::ServerSection;
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -34,8 +35,8 @@ impl Default for CommonSettings {
         CommonSettings {
             database_url: "sqlite://data/coordinator.db".into(),
             log_format: "pretty".into(),
-            external_url: "http://127.0.0.1:50052".into(),
-            balance_store_url: "http://127.0.0.1:50053".into(),
+            external_url: "https://127.0.0.1:50052".into(),
+            balance_store_url: "https://127.0.0.1:50053".into(),
             connect_timeout_ms: 1_000,
             budget: BudgetSection::default(),
             server: ServerSection::default(),
@@ -61,13 +62,10 @@ impl CommonSettings {
             ("external_url", &self.external_url),
             ("balance_store_url", &self.balance_store_url),
         ] {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("{key} {url:?}: use http://HOST:PORT"));
-            }
+            validate_peer_url(key, url)?;
         }
         let positive = [
             ("connect_timeout_ms", self.connect_timeout_ms),
-            ("server.request_timeout_ms", self.server.request_timeout_ms),
             (
                 "database.acquire_timeout_ms",
                 self.database.acquire_timeout_ms,
@@ -82,6 +80,7 @@ impl CommonSettings {
                 return Err(format!("{key} must be positive"));
             }
         }
+        self.server.validate().map_err(|e| e.to_string())?;
         self.budget.policy().validate()?;
         Ok(())
     }
@@ -141,32 +140,6 @@ impl BudgetSection {
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
-pub struct ServerSection {
-    pub request_timeout_ms: u64,
-    pub shutdown_grace_ms: u64,
-}
-
-impl Default for ServerSection {
-    fn default() -> Self {
-        ServerSection {
-            request_timeout_ms: 30_000,
-            shutdown_grace_ms: 5_000,
-        }
-    }
-}
-
-impl ServerSection {
-    pub fn server_settings(&self) -> ServerSettings {
-        ServerSettings {
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
-            ..ServerSettings::default()
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default)]
 pub struct DatabaseSection {
     pub connections_max: u32,
     pub acquire_timeout_ms: u64,
@@ -196,12 +169,13 @@ mod tests {
 
     #[test]
     fn validation_names_the_bad_key_and_hides_the_database_url() {
+        let valid = CommonSettings::default;
         let bad = |edit: fn(&mut CommonSettings)| {
-            let mut s = CommonSettings::default();
+            let mut s = valid();
             edit(&mut s);
             s.validate().unwrap_err()
         };
-        CommonSettings::default().validate().unwrap();
+        valid().validate().unwrap();
         let secret = bad(|s| s.database_url = "mysql://u:hunter2@h/db".into());
         assert!(secret.contains("database_url"));
         assert!(!secret.contains("hunter2"), "{secret}");

@@ -42,10 +42,12 @@ pub struct Backends<S, P> {
 }
 
 /// Checks the shared settings, then opens the transfer log (migrating it) and the clients
-/// of both participants, on the system clock: what both services do at start-up. The
-/// database URL is not echoed: it may carry a password.
+/// of both participants (TLS with `tls`: this service's own certificate), on the system
+/// clock: what both services do at start-up. The database URL is not echoed: it may carry
+/// a password.
 pub async fn connect(
     settings: &CommonSettings,
+    tls: &service_kit::tls::TlsSection,
 ) -> anyhow::Result<Backends<SqlTransferStore, GrpcParticipants>> {
     settings
         .validate()
@@ -53,10 +55,12 @@ pub async fn connect(
     let store = SqlTransferStore::open(&settings.database_url, settings.database.pool_settings())
         .await
         .context("opening the transfer log (database_url)")?;
+    let tls = tls.required_client_config()?;
     let participants = GrpcParticipants::connect(
         &settings.external_url,
         &settings.balance_store_url,
         settings.connect_timeout(),
+        tls,
     )
     .context("participant URLs")?;
     Ok(Backends {

@@ -4,6 +4,11 @@
 
 use coordinator::config::{CommonSettings, validate_listen_addr};
 use serde::Deserialize;
+use service_kit::jwt::TokenSection;
+use service_kit::tls::TlsSection;
+
+/// Where `make pki` (`banktransfer-pki init`) puts the development certificates and keys.
+pub const PKI_DIR_DEFAULT: &str = "data/pki";
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -13,6 +18,11 @@ pub struct Settings {
     pub common: CommonSettings,
     /// Requests in flight at once; more are refused with RESOURCE_EXHAUSTED.
     pub in_flight_max: usize,
+    /// `[auth]`: how user bearer tokens are checked (required).
+    pub auth: TokenSection,
+    /// `[tls]`: this service's certificate and key (served to clients, presented to the
+    /// participants) and the CA that peers' certificates chain to (required).
+    pub tls: TlsSection,
 }
 
 impl Default for Settings {
@@ -20,7 +30,12 @@ impl Default for Settings {
         Settings {
             listen_addr: "127.0.0.1:50051".into(),
             common: CommonSettings::default(),
+            tls: TlsSection::in_dir(PKI_DIR_DEFAULT, "gateway-coordinator"),
             in_flight_max: 1_024,
+            auth: TokenSection {
+                verify_key_path: format!("{PKI_DIR_DEFAULT}/token-verify-key.pem"),
+                ..TokenSection::default()
+            },
         }
     }
 }
@@ -32,6 +47,16 @@ impl Settings {
         self.common.validate()?;
         if self.in_flight_max == 0 {
             return Err("in_flight_max must be at least 1".into());
+        }
+        self.tls.validate().map_err(|e| e.to_string())?;
+        if self.auth.verify_key_path.is_empty() {
+            return Err(
+                "auth.verify_key_path is required: the PEM public key that verifies user tokens"
+                    .into(),
+            );
+        }
+        if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
+            return Err("auth.issuer and auth.audience must not be empty".into());
         }
         Ok(())
     }
@@ -66,7 +91,10 @@ mod tests {
             include_str!("../../../config/gateway-coordinator.toml"),
             &[],
         );
-        assert_eq!(demo, Settings::default());
+        // ... except reflection, on for the local demo (off by default, as in production).
+        let mut expected = Settings::default();
+        expected.common.server.reflection = true;
+        assert_eq!(demo, expected);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let backends = coordinator::connect(&settings.common).await?;
+    let backends = coordinator::connect(&settings.common, &settings.tls).await?;
     serve(&settings, backends, listener, shutdown).await
 }
 
@@ -52,15 +52,10 @@ pub async fn serve<S: TransferStore, P: Participants>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let server_settings = settings.common.server.server_settings(&settings.tls)?;
     let routes = routes(settings, backends, Arc::new(UuidV7Ids))?;
-    service_kit::server::serve(
-        listener,
-        routes,
-        &[SERVICE_NAME],
-        settings.common.server.server_settings(),
-        shutdown,
-    )
-    .await?;
+    service_kit::server::serve(listener, routes, &[SERVICE_NAME], server_settings, shutdown)
+        .await?;
     Ok(())
 }
 
@@ -87,6 +82,19 @@ pub fn routes<S: TransferStore, P: Participants>(
     let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), pauses);
     let approver =
         Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy).with_ids(ids);
-    let api = TransferApi::new(approver, store, clock, policy, settings.in_flight_max);
-    Ok(tonic::service::Routes::new(TransferServiceServer::new(api)))
+    let tokens = settings
+        .auth
+        .validator(Arc::clone(&clock))?
+        .ok_or_else(|| anyhow::anyhow!("auth.verify_key_path is required"))?;
+    let api = TransferApi::new(
+        approver,
+        Arc::new(tokens),
+        store,
+        clock,
+        policy,
+        settings.in_flight_max,
+    );
+    Ok(tonic::service::Routes::new(service_kit::limit!(
+        TransferServiceServer::new(api)
+    )))
 }

@@ -1,5 +1,11 @@
-//! The public TransferService: bounds the requests in flight, converts at the boundary,
-//! anchors each request's budget at its arrival, and maps outcomes to status codes.
+//! The public TransferService: bounds the requests in flight, authenticates the user by
+//! bearer token, converts at the boundary, anchors each request's budget at its arrival,
+//! and maps outcomes to status codes.
+//!
+//! The user is the token's `sub`, never the body's: an ApproveTransfer whose `user_id`
+//! differs is PERMISSION_DENIED before anything is recorded or called, and GetTransfer
+//! shows only the caller's own transfers (another user's answers NOT_FOUND, exactly as a
+//! missing one does, so ids cannot be probed).
 
 use std::sync::Arc;
 
@@ -9,6 +15,7 @@ use banktransfer_api::gateway::v1::{
 };
 use banktransfer_protocol::budget::{Budget, BudgetPolicy};
 use service_kit::clock::SharedClock;
+use service_kit::jwt::{AuthenticatedUser, TokenValidator};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tonic::{Request, Response, Status};
 
@@ -18,8 +25,13 @@ use crate::grpc_timeout::client_timeout_ms;
 use coordinator::participants::Participants;
 use coordinator::store::TransferStore;
 
+/// Sent when the body's `user_id` is not the token's user.
+pub const NOT_YOUR_ACCOUNT_MSG: &str =
+    "user_id must be the authenticated user (the bearer token's subject)";
+
 pub struct TransferApi<S, P> {
     approver: Approver<S, P>,
+    tokens: Arc<TokenValidator>,
     store: Arc<S>,
     clock: SharedClock,
     policy: BudgetPolicy,
@@ -30,6 +42,7 @@ pub struct TransferApi<S, P> {
 impl<S: TransferStore, P: Participants> TransferApi<S, P> {
     pub fn new(
         approver: Approver<S, P>,
+        tokens: Arc<TokenValidator>,
         store: Arc<S>,
         clock: SharedClock,
         policy: BudgetPolicy,
@@ -37,6 +50,7 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
     ) -> TransferApi<S, P> {
         TransferApi {
             approver,
+            tokens,
             store,
             clock,
             policy,
@@ -55,6 +69,29 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
             ))
         })
     }
+
+    /// The user the request's bearer token speaks for; UNAUTHENTICATED otherwise.
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<AuthenticatedUser, Status> {
+        self.tokens.validate_request(request).map_err(|why| {
+            tracing::info!(%why, "request refused: not authenticated");
+            Status::from(why)
+        })
+    }
+}
+
+/// NOT_FOUND for a transfer that is missing or not the caller's: the two must be
+/// indistinguishable.
+fn no_such_transfer(lookup: &Lookup) -> Status {
+    match lookup {
+        Lookup::TransferId(transfer_id) => {
+            Status::not_found(format!("no transfer {transfer_id:?}"))
+        }
+        Lookup::IdempotencyKey {
+            idempotency_key, ..
+        } => Status::not_found(format!(
+            "no transfer of yours under idempotency key {idempotency_key:?}"
+        )),
+    }
 }
 
 #[tonic::async_trait]
@@ -69,7 +106,12 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
             self.clock.now_ms(),
             client_timeout_ms(request.metadata()),
         );
+        let user = self.authenticate(&request)?;
         let request = TransferRequest::try_from(request.into_inner())?;
+        if request.user_id != user.user_id {
+            tracing::warn!(token_user = ?user.user_id, "ApproveTransfer refused: user_id is not the token's subject");
+            return Err(Status::permission_denied(NOT_YOUR_ACCOUNT_MSG));
+        }
         let record = self.approver.approve(request, budget).await?;
         Ok(Response::new(ApproveTransferResponse {
             transfer: Some(convert::transfer_to_proto(&record)),
@@ -81,26 +123,20 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
         request: Request<GetTransferRequest>,
     ) -> Result<Response<GetTransferResponse>, Status> {
         let _permit = self.admit()?;
+        let user = self.authenticate(&request)?;
         let lookup = Lookup::try_from(request.into_inner())?;
         let found = match &lookup {
             Lookup::TransferId(transfer_id) => self.store.get(transfer_id).await,
             Lookup::IdempotencyKey {
                 user_id,
                 idempotency_key,
-            } => self.store.find_by_key(user_id, idempotency_key).await,
+            } if *user_id == user.user_id => self.store.find_by_key(user_id, idempotency_key).await,
+            Lookup::IdempotencyKey { .. } => Ok(None),
         }
         .map_err(|e| coordinator::store_status(&e))?;
-        let record = found.ok_or_else(|| match &lookup {
-            Lookup::TransferId(transfer_id) => {
-                Status::not_found(format!("no transfer {transfer_id:?}"))
-            }
-            Lookup::IdempotencyKey {
-                user_id,
-                idempotency_key,
-            } => Status::not_found(format!(
-                "no transfer of user {user_id:?} under idempotency key {idempotency_key:?}"
-            )),
-        })?;
+        let record = found
+            .filter(|record| record.user_id == user.user_id)
+            .ok_or_else(|| no_such_transfer(&lookup))?;
         Ok(Response::new(GetTransferResponse {
             transfer: Some(convert::transfer_to_proto(&record)),
         }))

@@ -13,6 +13,7 @@ use crate::rules::Rules;
 pub struct BalanceStoreDefaults;
 
 impl Defaults for BalanceStoreDefaults {
+    const SERVICE_NAME: &'static str = "internal-balance-store";
     const LISTEN_ADDR: &'static str = "127.0.0.1:50053";
     const DATABASE_URL: &'static str = "sqlite://data/balance-store.db";
 }

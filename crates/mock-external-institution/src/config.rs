@@ -9,6 +9,7 @@ use participant::config::{CommonSettings, Defaults};
 pub struct InstitutionDefaults;
 
 impl Defaults for InstitutionDefaults {
+    const SERVICE_NAME: &'static str = "mock-external-institution";
     const LISTEN_ADDR: &'static str = "127.0.0.1:50052";
     const DATABASE_URL: &'static str = "sqlite://data/external-institution.db";
 }

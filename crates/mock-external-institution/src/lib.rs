@@ -8,7 +8,8 @@
 //!   `ReservationService` (the `participant` library serves it, and this service's own
 //!   `ExternalInstitutionService`), applied to reserve, confirm and cancel.
 //! - [`faults`]: the bounded fault list and which fault a call meets (pure).
-//! - [`fault_injection`]: the `FaultInjectionApi` (serving FaultInjectionService) that edits that list.
+//! - [`fault_injection`]: the `FaultInjectionApi` (serving FaultInjectionService, to
+//!   operators only) that edits that list.
 //! - [`run`]: the shared participant wiring (`participant::serve`) with this service's
 //!   parts: the debit side, no screening, the fault gate, and the FaultInjectionService.
 
@@ -24,7 +25,10 @@ use banktransfer_api::external::v1::fault_injection_service_server::FaultInjecti
 use banktransfer_protocol::reservation::Side;
 use participant::NoScreening;
 use participant::serve::Parts;
+use service_kit::authz::require_identities;
 use service_kit::clock::SystemClock;
+use service_kit::tls::OPERATOR_IDENTITIES;
+use tonic::service::interceptor::InterceptedService;
 
 pub use config::Settings;
 
@@ -50,7 +54,11 @@ pub async fn run(
         screening: NoScreening,
         gate: fault_gate::FaultGate::new(faults, stop),
         add_services: |routes: tonic::service::Routes| {
-            routes.add_service(FaultInjectionServiceServer::new(fault_injection))
+            // A mock's switchboard, but still only an operator may flip it.
+            routes.add_service(InterceptedService::new(
+                service_kit::limit!(FaultInjectionServiceServer::new(fault_injection)),
+                require_identities(OPERATOR_IDENTITIES),
+            ))
         },
         service_names: SERVICE_NAMES,
     };

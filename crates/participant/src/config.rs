@@ -12,13 +12,16 @@ use banktransfer_protocol::money::Money;
 use serde::Deserialize;
 use service_kit::config::ConfigError;
 use service_kit::db::{Backend, PoolSettings};
-use service_kit::server::ServerSettings;
+use service_kit::server::ServerSection;
+use service_kit::tls::TlsSection;
 
 use crate::book::NewAccount;
 use banktransfer_protocol::ids::check_id;
 
 /// Where a participant listens and keeps its data unless told otherwise.
 pub trait Defaults {
+    /// The service's name: its certificate is `data/pki/<SERVICE_NAME>.pem` by default.
+    const SERVICE_NAME: &'static str;
     const LISTEN_ADDR: &'static str;
     const DATABASE_URL: &'static str;
 }
@@ -32,8 +35,11 @@ pub struct CommonSettings<D: Defaults> {
     pub database_url: String,
     /// `pretty` for people, `json` for machines.
     pub log_format: String,
-    pub server: ServerConfig,
+    pub server: ServerSection,
     pub database: DatabaseConfig,
+    /// This service's certificate and key, and the CA its callers' certificates must chain
+    /// to (required).
+    pub tls: TlsSection,
     /// Accounts opened at start-up (unless they exist already).
     pub accounts: Vec<SeedAccount>,
     /// Which participant's defaults apply (no key of its own).
@@ -47,8 +53,9 @@ impl<D: Defaults> Default for CommonSettings<D> {
             listen_addr: D::LISTEN_ADDR.into(),
             database_url: D::DATABASE_URL.into(),
             log_format: "pretty".into(),
-            server: ServerConfig::default(),
+            server: ServerSection::default(),
             database: DatabaseConfig::default(),
+            tls: TlsSection::in_dir("data/pki", D::SERVICE_NAME),
             accounts: Vec::new(),
             defaults: PhantomData,
         }
@@ -74,44 +81,9 @@ impl<D: Defaults> CommonSettings<D> {
             )));
         }
         self.server.validate()?;
+        self.tls.validate().map_err(|e| invalid(e.to_string()))?;
         self.database.validate()?;
         validate_accounts(&self.accounts)
-    }
-}
-
-/// `[server]`: the gRPC server shell.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct ServerConfig {
-    /// Upper bound on any request, whatever deadline the client sent.
-    pub request_timeout_ms: u64,
-    /// After the shutdown signal, how long in-flight requests may still run.
-    pub shutdown_grace_ms: u64,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            request_timeout_ms: 30_000,
-            shutdown_grace_ms: 5_000,
-        }
-    }
-}
-
-impl ServerConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.request_timeout_ms == 0 {
-            return Err(invalid("server.request_timeout_ms must be positive"));
-        }
-        Ok(())
-    }
-
-    pub fn server_settings(&self) -> ServerSettings {
-        ServerSettings {
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
-            ..ServerSettings::default()
-        }
     }
 }
 
@@ -224,6 +196,7 @@ mod tests {
     struct TestDefaults;
 
     impl Defaults for TestDefaults {
+        const SERVICE_NAME: &'static str = "test-participant";
         const LISTEN_ADDR: &'static str = "127.0.0.1:1";
         const DATABASE_URL: &'static str = "sqlite://data/x.db";
     }

@@ -58,6 +58,7 @@ where
     F: FnOnce(Routes) -> Routes,
 {
     settings.validate()?;
+    let server_settings = settings.server.server_settings(&settings.tls)?;
     let db = db::connect(&settings.database_url, settings.database.pool_settings())
         .await
         .context("opening the database")?;
@@ -74,7 +75,7 @@ where
         listener,
         (parts.add_services)(shared),
         parts.service_names,
-        settings.server.server_settings(),
+        server_settings,
         shutdown,
     )
     .await;

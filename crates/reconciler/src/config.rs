@@ -9,6 +9,7 @@ use std::time::Duration;
 use banktransfer_protocol::reconcile::RetryPolicy;
 use coordinator::config::{CommonSettings, validate_listen_addr};
 use serde::Deserialize;
+use service_kit::tls::TlsSection;
 
 /// Audit requests may ask for at most this many transfers.
 pub const AUDIT_LIMIT_MAX: u32 = 10_000;
@@ -36,6 +37,9 @@ pub struct Settings {
     /// Transfers an Audit checks when its request says 0.
     pub audit_limit_default: u32,
     pub retry: RetrySection,
+    /// `[tls]`: this service's certificate and key (served to operators, presented to the
+    /// participants) and the CA that peers' certificates chain to (required).
+    pub tls: TlsSection,
 }
 
 impl Default for Settings {
@@ -43,6 +47,7 @@ impl Default for Settings {
         Settings {
             listen_addr: "127.0.0.1:50054".into(),
             common: CommonSettings::default(),
+            tls: TlsSection::in_dir("data/pki", "reconciler"),
             replica_id: String::new(),
             pass_interval_ms: 500,
             batch_size: 100,
@@ -90,6 +95,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         validate_listen_addr(&self.listen_addr)?;
         self.common.validate()?;
+        self.tls.validate().map_err(|e| e.to_string())?;
         self.retry
             .policy()
             .validate()
@@ -160,7 +166,10 @@ mod tests {
         let path = dir.path().join("reconciler.toml");
         std::fs::write(&path, include_str!("../../../config/reconciler.toml")).unwrap();
         let demo: Settings = service_kit::config::load_with_env(Some(&path), Vec::new()).unwrap();
-        assert_eq!(demo, Settings::default());
+        // ... except reflection, on for the local demo (off by default, as in production).
+        let mut expected = Settings::default();
+        expected.common.server.reflection = true;
+        assert_eq!(demo, expected);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - [`pass`]: one pass: claim under a lease, `reconcile::takeover`, drive, reschedule.
 //! - [`worker`]: the pass schedule and graceful stop.
 //! - [`audit`]: the protocol's money-audit rule applied to the participants' reservations.
-//! - [`service`]: the gRPC operator API (RunPass, Audit).
+//! - [`service`]: the gRPC operator API (RunPass, Audit), served only to operator
+//!   certificates (`spiffe://banktransfer/operator`).
 //! - [`jitter`], [`replica`]: backoff jitter and this replica's lease name.
 
 pub mod audit;
@@ -29,7 +30,10 @@ use banktransfer_api::reconciler::v1::reconciler_service_server::ReconcilerServi
 use coordinator::Backends;
 use coordinator::participants::Participants;
 use coordinator::store::TransferStore;
+use service_kit::authz::require_identities;
+use service_kit::tls::OPERATOR_IDENTITIES;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 
 pub use config::Settings;
 
@@ -46,7 +50,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let backends = coordinator::connect(&settings.common).await?;
+    let backends = coordinator::connect(&settings.common, &settings.tls).await?;
     serve(&settings, backends, listener, shutdown).await
 }
 
@@ -71,6 +75,7 @@ pub async fn serve<S: TransferStore, P: Participants>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let server_settings = settings.common.server.server_settings(&settings.tls)?;
     let (trigger, stop) = service_kit::shutdown::channel();
     let (routes, reconciler) = routes(settings, backends, Jitter::from_entropy(), stop.clone())?;
     let worker = tokio::spawn(worker::run(reconciler, stop, settings.pass_interval()));
@@ -81,7 +86,7 @@ pub async fn serve<S: TransferStore, P: Participants>(
         listener,
         routes,
         &[SERVICE_NAME],
-        settings.common.server.server_settings(),
+        server_settings,
         async move {
             shutdown.await;
             trigger.trigger();
@@ -128,6 +133,12 @@ pub fn routes<S: TransferStore, P: Participants>(
         settings.audit_limit_default,
         Duration::from_millis(settings.call_timeout_ms),
     );
-    let routes = tonic::service::Routes::new(ReconcilerServiceServer::new(api));
+    // Every method is an operator's: RunPass moves money (it finishes or aborts
+    // transfers) and Audit reads every account.
+    let server = service_kit::limit!(ReconcilerServiceServer::new(api));
+    let routes = tonic::service::Routes::new(InterceptedService::new(
+        server,
+        require_identities(OPERATOR_IDENTITIES),
+    ));
     Ok((routes, reconciler))
 }

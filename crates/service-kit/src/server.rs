@@ -1,44 +1,169 @@
 //! The gRPC server shell every service runs in: its own services plus the standard health
-//! service and server reflection (so `grpcurl` works without proto files), a server-side
-//! request timeout, a per-connection concurrency bound, and graceful shutdown with a
-//! bounded grace period.
+//! service and (when switched on) server reflection, TLS with the caller's identity, explicit
+//! HTTP/2 and message limits, a service-wide concurrency limit, a server-side request
+//! timeout, and graceful shutdown with a bounded grace period.
+//!
+//! Limits, and why each is what it is:
+//! - Messages: [`MESSAGE_BYTES_MAX`] (64 KiB) each way. Our largest request is a few
+//!   hundred bytes; tonic's default of 4 MiB would let one call make the server buffer and
+//!   decode 4 MiB.
+//! - HTTP/2: at most `streams_per_connection_max` concurrent streams per connection (the
+//!   same bound queues requests per connection), headers at most 16 KiB, keep-alive pings so
+//!   a dead peer is dropped, and a bound on streams a peer may reset before they are
+//!   processed (the rapid-reset defence).
+//! - Service-wide: at most `in_flight_max` requests being handled; beyond it a request is
+//!   refused at once with RESOURCE_EXHAUSTED (load shedding), never queued without bound.
+//!   The gateway adds its own, tighter admission control on ApproveTransfer.
 
 use std::future::Future;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
 
+use crate::config::ConfigError;
+use crate::tls::{PeerIdentity, TlsError, TlsSection};
+
 const HEALTH_SERVICE_NAME: &str = "grpc.health.v1.Health";
 
-#[derive(Clone, Copy, Debug)]
-pub struct ServerSettings {
+/// The largest message any BankTransfer server decodes or encodes, and any client sends or
+/// accepts. Requests are a few hundred bytes; the limit leaves room for a page of a listing.
+pub const MESSAGE_BYTES_MAX: usize = 64 * 1024;
+/// The largest header block a peer may send (the bearer token is the biggest header).
+const HEADER_LIST_BYTES_MAX: u32 = 16 * 1024;
+
+/// `[server]`: the same table in every service's configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ServerSection {
     /// Upper bound on any request, whatever deadline the client sent.
-    pub request_timeout: Duration,
-    /// Requests in flight per connection; more wait (bounded queue per connection).
-    pub concurrency_limit_per_connection: usize,
-    /// After the shutdown signal, in-flight requests get this long before the process
-    /// drops them.
-    pub shutdown_grace: Duration,
-    /// HTTP/2 streams a peer may reset before they are processed, before the server
-    /// answers GOAWAY (the rapid-reset defence). h2's default, 20, is far too low for our
-    /// callers: every call whose deadline passes is reset, and a burst of timeouts from
-    /// the gateway would cost it the whole connection. Still bounded.
+    pub request_timeout_ms: u64,
+    /// After SIGTERM, in-flight requests get this long before the process drops them.
+    pub shutdown_grace_ms: u64,
+    /// Requests being handled at once by this process; more are refused with
+    /// RESOURCE_EXHAUSTED at once.
+    pub in_flight_max: usize,
+    /// Concurrent HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub streams_per_connection_max: u32,
+    /// HTTP/2 streams a peer may reset before they are processed, before the server answers
+    /// GOAWAY (the rapid-reset defence). h2's default, 20, is far too low for our callers:
+    /// every call whose deadline passes is reset, and a burst of timeouts from the gateway
+    /// would cost it the whole connection. Still bounded.
     pub pending_reset_streams_max: usize,
+    /// HTTP/2 ping interval; a peer that does not answer within `keepalive_timeout_ms` is
+    /// disconnected.
+    pub keepalive_interval_ms: u64,
+    pub keepalive_timeout_ms: u64,
+    /// gRPC server reflection (what lets `grpcurl` list and call methods without the proto
+    /// files). On for the local demo; off in production, where it only helps an attacker
+    /// map the API.
+    pub reflection: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            request_timeout_ms: 30_000,
+            shutdown_grace_ms: 5_000,
+            in_flight_max: 1_024,
+            streams_per_connection_max: 256,
+            pending_reset_streams_max: 1_024,
+            keepalive_interval_ms: 10_000,
+            keepalive_timeout_ms: 5_000,
+            reflection: false,
+        }
+    }
+}
+
+impl ServerSection {
+    /// Checked once at start-up; the message names the key to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("server.request_timeout_ms", self.request_timeout_ms),
+            ("server.in_flight_max", self.in_flight_max as u64),
+            (
+                "server.streams_per_connection_max",
+                u64::from(self.streams_per_connection_max),
+            ),
+            (
+                "server.pending_reset_streams_max",
+                self.pending_reset_streams_max as u64,
+            ),
+            ("server.keepalive_interval_ms", self.keepalive_interval_ms),
+            ("server.keepalive_timeout_ms", self.keepalive_timeout_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be positive")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The server shell's settings: these limits, with TLS from `tls` (required: every
+    /// BankTransfer port speaks TLS).
+    pub fn server_settings(&self, tls: &TlsSection) -> Result<ServerSettings, TlsError> {
+        let tls = tls.server_config()?.ok_or(TlsError::Required)?;
+        Ok(ServerSettings {
+            transport: Transport::Tls(Box::new(tls)),
+            ..self.settings_without_tls()
+        })
+    }
+
+    /// These limits over plaintext, for transports that cannot carry TLS (the deterministic
+    /// simulation's network); every caller is `caller`.
+    pub fn settings_without_tls(&self) -> ServerSettings {
+        ServerSettings {
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            in_flight_max: self.in_flight_max,
+            streams_per_connection_max: self.streams_per_connection_max,
+            pending_reset_streams_max: self.pending_reset_streams_max,
+            keepalive_interval: Duration::from_millis(self.keepalive_interval_ms),
+            keepalive_timeout: Duration::from_millis(self.keepalive_timeout_ms),
+            reflection: self.reflection,
+            transport: Transport::Plaintext {
+                caller: PeerIdentity::Anonymous,
+            },
+        }
+    }
+}
+
+/// How connections arrive and who the callers are.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// TLS; the caller is the SPIFFE id of its verified client certificate, if any.
+    Tls(Box<ServerTlsConfig>),
+    /// No TLS. Every caller is taken to be `caller`. Only code chooses this (the simulation's
+    /// network, which has no TLS, says which host's identity its callers carry); no
+    /// configuration key leads here.
+    Plaintext { caller: PeerIdentity },
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub in_flight_max: usize,
+    pub streams_per_connection_max: u32,
+    pub pending_reset_streams_max: usize,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub reflection: bool,
+    pub transport: Transport,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings {
-            request_timeout: Duration::from_secs(30),
-            concurrency_limit_per_connection: 256,
-            shutdown_grace: Duration::from_secs(5),
-            pending_reset_streams_max: 1024,
-        }
+        ServerSection::default().settings_without_tls()
     }
 }
 
@@ -61,15 +186,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let local_addr = listener.local_addr().ok();
-    tracing::info!(?local_addr, services = ?service_names, "gRPC server listening");
-    serve_incoming(
-        TcpListenerStream::new(listener),
-        routes,
-        service_names,
-        settings,
-        shutdown,
-    )
-    .await
+    let tls = matches!(settings.transport, Transport::Tls(_));
+    tracing::info!(?local_addr, services = ?service_names, tls, reflection = settings.reflection, "gRPC server listening");
+    // tonic's `tcp_nodelay` applies only to listeners it binds itself: set it on every
+    // accepted socket here, or Nagle's algorithm holds back small replies.
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::warn!(%error, "cannot set TCP_NODELAY on an accepted connection");
+            }
+        })
+    });
+    serve_incoming(incoming, routes, service_names, settings, shutdown).await
 }
 
 /// As [`serve`], over any stream of accepted connections (the deterministic simulation
@@ -92,25 +220,36 @@ where
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
-    // Both reflection versions: grpcurl up to 1.8.x (the PyPI wrapper ships 1.8.6)
-    // speaks only v1alpha.
-    // The health service is listed too, so `grpcurl ... grpc.health.v1.Health/Check` works.
-    let reflection = || {
-        service_names.iter().fold(
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(banktransfer_api::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .with_service_name(HEALTH_SERVICE_NAME),
-            |builder, name| builder.with_service_name(*name),
-        )
-    };
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-    let reflection_v1 = reflection().build_v1()?;
-
-    let routes = routes
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    let mut routes = routes.add_service(
+        health_service
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX),
+    );
+    if settings.reflection {
+        // Both reflection versions: grpcurl up to 1.8.x (the PyPI wrapper ships 1.8.6)
+        // speaks only v1alpha. The health service is listed too, so
+        // `grpcurl ... grpc.health.v1.Health/Check` works.
+        let reflection = || {
+            service_names.iter().fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(banktransfer_api::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                    .with_service_name(HEALTH_SERVICE_NAME),
+                |builder, name| builder.with_service_name(*name),
+            )
+        };
+        routes = routes
+            .add_service(
+                reflection()
+                    .build_v1()?
+                    .max_decoding_message_size(MESSAGE_BYTES_MAX),
+            )
+            .add_service(
+                reflection()
+                    .build_v1alpha()?
+                    .max_decoding_message_size(MESSAGE_BYTES_MAX),
+            );
+    }
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
     let reporter = health_reporter.clone();
@@ -128,11 +267,30 @@ where
         let _ = started_tx.send(());
     };
 
-    let server = tonic::transport::Server::builder()
+    let (tls, plaintext_caller) = match settings.transport {
+        Transport::Tls(config) => (Some(*config), None),
+        Transport::Plaintext { caller } => (None, Some(caller)),
+    };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .timeout(settings.request_timeout)
-        .concurrency_limit_per_connection(settings.concurrency_limit_per_connection)
-        .tcp_nodelay(true)
+        .concurrency_limit_per_connection(settings.streams_per_connection_max as usize)
+        .max_concurrent_streams(settings.streams_per_connection_max)
+        .load_shed(true)
+        .http2_keepalive_interval(Some(settings.keepalive_interval))
+        .http2_keepalive_timeout(Some(settings.keepalive_timeout))
+        .http2_max_header_list_size(HEADER_LIST_BYTES_MAX)
         .http2_max_pending_accept_reset_streams(Some(settings.pending_reset_streams_max))
+        .tcp_nodelay(true)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            settings.in_flight_max,
+        ))
+        .layer(CallerLayer {
+            plaintext_caller: plaintext_caller.map(std::sync::Arc::new),
+        })
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, on_signal);
     tokio::pin!(server);
@@ -150,4 +308,80 @@ where
     }
     tracing::info!("gRPC server stopped");
     Ok(())
+}
+
+/// Puts the caller's [`PeerIdentity`] in every request's extensions, where
+/// [`crate::tls::peer_identity`] finds it: over plaintext the identity the code chose; over
+/// TLS nothing (the identity is read from the verified client certificate). Extensions
+/// are set only by server-side code, so a client cannot forge one.
+#[derive(Clone)]
+struct CallerLayer {
+    plaintext_caller: Option<std::sync::Arc<PeerIdentity>>,
+}
+
+impl<S> tower::Layer<S> for CallerLayer {
+    type Service = CallerService<S>;
+
+    fn layer(&self, inner: S) -> CallerService<S> {
+        CallerService {
+            inner,
+            plaintext_caller: self.plaintext_caller.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct CallerService<S> {
+    inner: S,
+    plaintext_caller: Option<std::sync::Arc<PeerIdentity>>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for CallerService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> S::Future {
+        if let Some(caller) = &self.plaintext_caller {
+            request.extensions_mut().insert((**caller).clone());
+        }
+        self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_reflection_is_off() {
+        let section = ServerSection::default();
+        section.validate().unwrap();
+        assert!(!section.reflection);
+    }
+
+    #[test]
+    fn a_zero_limit_names_its_key() {
+        let section = ServerSection {
+            in_flight_max: 0,
+            ..ServerSection::default()
+        };
+        let message = section.validate().unwrap_err().to_string();
+        assert!(message.contains("server.in_flight_max"), "{message}");
+    }
+
+    #[test]
+    fn tls_settings_require_the_tls_section() {
+        let error = ServerSection::default()
+            .server_settings(&TlsSection::default())
+            .unwrap_err();
+        assert!(matches!(error, TlsError::Required), "{error}");
+    }
 }

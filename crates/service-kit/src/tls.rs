@@ -48,9 +48,9 @@ const SPIFFE_SCHEME: &str = "spiffe://";
 
 /// The `[tls]` table of a service's configuration.
 ///
-/// All three paths empty means TLS off: plaintext, for the local demo and the tests that
-/// predate TLS. **Production configurations must set all three**; setting only some is an
-/// error, not a silent fallback to plaintext.
+/// Every service requires all three (`server::ServerSection::server_settings`); setting only
+/// some is an error naming the missing one. Only code can serve plaintext (the
+/// simulation's network).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct TlsSection {
@@ -66,9 +66,13 @@ pub struct TlsSection {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error(
-        "TLS configuration is incomplete: {missing} is empty (set cert_path, key_path and ca_path, or none of them)"
+        "TLS configuration is incomplete: tls.{missing} is empty (set cert_path, key_path and ca_path)"
     )]
     Incomplete { missing: &'static str },
+    #[error(
+        "[tls] is required: set tls.cert_path, tls.key_path and tls.ca_path (every BankTransfer port speaks TLS; `make pki` creates a development set in data/pki)"
+    )]
+    Required,
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -85,6 +89,41 @@ struct TlsMaterial {
 }
 
 impl TlsSection {
+    /// `<dir>/<name>.pem`, `<dir>/<name>-key.pem` and `<dir>/ca.pem`: the layout of
+    /// `banktransfer-pki init` (`data/pki/` for the local demo; a mounted secret in
+    /// Kubernetes).
+    pub fn in_dir(dir: &str, name: &str) -> TlsSection {
+        TlsSection {
+            cert_path: format!("{dir}/{name}.pem"),
+            key_path: format!("{dir}/{name}-key.pem"),
+            ca_path: format!("{dir}/ca.pem"),
+        }
+    }
+
+    /// All three paths set ([`TlsError::Required`] when none is, [`TlsError::Incomplete`]
+    /// naming the first missing one otherwise). The files are read at start-up.
+    pub fn validate(&self) -> Result<(), TlsError> {
+        if !self.is_enabled() {
+            return Err(TlsError::Required);
+        }
+        for (value, name) in [
+            (&self.cert_path, "cert_path"),
+            (&self.key_path, "key_path"),
+            (&self.ca_path, "ca_path"),
+        ] {
+            if value.is_empty() {
+                return Err(TlsError::Incomplete { missing: name });
+            }
+        }
+        Ok(())
+    }
+
+    /// The client side, required: as [`TlsSection::client_config`], with
+    /// [`TlsError::Required`] when the section is empty.
+    pub fn required_client_config(&self) -> Result<ClientTlsConfig, TlsError> {
+        self.client_config()?.ok_or(TlsError::Required)
+    }
+
     /// True when any path is set (then all must be).
     pub fn is_enabled(&self) -> bool {
         !(self.cert_path.is_empty() && self.key_path.is_empty() && self.ca_path.is_empty())
@@ -121,15 +160,7 @@ impl TlsSection {
         if !self.is_enabled() {
             return Ok(None);
         }
-        for (value, name) in [
-            (&self.cert_path, "cert_path"),
-            (&self.key_path, "key_path"),
-            (&self.ca_path, "ca_path"),
-        ] {
-            if value.is_empty() {
-                return Err(TlsError::Incomplete { missing: name });
-            }
-        }
+        self.validate()?;
         let cert = read_certificates(Path::new(&self.cert_path), "PEM certificate")?;
         let key = read_private_key(Path::new(&self.key_path))?;
         let ca = read_certificates(Path::new(&self.ca_path), "PEM CA certificate")?;
@@ -210,8 +241,10 @@ impl std::fmt::Display for SpiffeId {
 /// Cancel and GetReservation.
 pub const COORDINATOR_IDENTITIES: &[SpiffeId] =
     &[SpiffeId::GATEWAY_COORDINATOR, SpiffeId::RECONCILER];
-/// The callers of the reconciler's operator API.
+/// The callers of the operator APIs: opening accounts, fault injection, RunPass, Audit.
 pub const OPERATOR_IDENTITIES: &[SpiffeId] = &[SpiffeId::OPERATOR];
+/// Who may read a participant's accounts: operators, and the reconciler's audit.
+pub const ACCOUNT_READER_IDENTITIES: &[SpiffeId] = &[SpiffeId::OPERATOR, SpiffeId::RECONCILER];
 
 /// Who is calling, as far as TLS can tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -265,8 +298,13 @@ pub fn identity_from_chain(chain: Option<&[CertificateDer<'_>]>) -> PeerIdentity
     }
 }
 
-/// The caller of `request`, from its verified client certificate.
+/// The caller of `request`: from its verified client certificate, or, on a transport
+/// without TLS, the identity the server shell put in the request's extensions (only
+/// server-side code sets extensions; see `server::Transport::Plaintext`).
 pub fn peer_identity<T>(request: &tonic::Request<T>) -> PeerIdentity {
+    if let Some(identity) = request.extensions().get::<PeerIdentity>() {
+        return identity.clone();
+    }
     let chain = request.peer_certs();
     identity_from_chain(chain.as_deref().map(Vec::as_slice))
 }

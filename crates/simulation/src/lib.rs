@@ -44,6 +44,7 @@ pub mod net;
 pub mod rng;
 pub mod runner;
 pub mod screening;
+pub mod tokens;
 pub mod trace;
 pub mod weather;
 pub mod workload;

@@ -188,9 +188,12 @@ async fn send(
     deadline_ms: u64,
 ) -> Answer {
     let deadline = Duration::from_millis(deadline_ms);
+    let authorization: tonic::metadata::MetadataValue<_> = crate::tokens::bearer(&user.user_id)
+        .parse()
+        .expect("a token is a valid header value");
     let result = match call {
         Call::Approve { amount_minor } => {
-            let request = service_kit::client::with_deadline(
+            let mut request = service_kit::client::with_deadline(
                 ApproveTransferRequest {
                     idempotency_key: key.to_owned(),
                     user_id: user.user_id.clone(),
@@ -203,12 +206,15 @@ async fn send(
                 },
                 deadline,
             );
+            request
+                .metadata_mut()
+                .insert("authorization", authorization);
             tokio::time::timeout(deadline, client.approve_transfer(request))
                 .await
                 .map(|r| r.map(|r| r.into_inner().transfer))
         }
         Call::Get => {
-            let request = service_kit::client::with_deadline(
+            let mut request = service_kit::client::with_deadline(
                 GetTransferRequest {
                     lookup: Some(get_transfer_request::Lookup::IdempotencyKey(
                         IdempotencyKeyLookup {
@@ -219,6 +225,9 @@ async fn send(
                 },
                 deadline,
             );
+            request
+                .metadata_mut()
+                .insert("authorization", authorization);
             tokio::time::timeout(deadline, client.get_transfer(request))
                 .await
                 .map(|r| r.map(|r| r.into_inner().transfer))

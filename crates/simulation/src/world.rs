@@ -21,7 +21,8 @@ use participant::config::SeedAccount;
 use participant::grpc::{NoGate, Participant};
 use reconciler::jitter::Jitter;
 use service_kit::clock::SharedClock;
-use service_kit::server::ServerSettings;
+use service_kit::server::{ServerSection, ServerSettings, Transport};
+use service_kit::tls::{PeerIdentity, SpiffeId};
 use testkit::memory_book::MemoryBook;
 use testkit::memory_transfer_store::MemoryTransferStore;
 use tonic::service::Routes;
@@ -226,9 +227,21 @@ fn clock() -> SharedClock {
     Arc::new(SimClock)
 }
 
-/// The participants' servers: the services' defaults (30 s request timeout).
+/// A server on the simulated network, which has no TLS: every caller of it is taken to be
+/// `caller` (the simulated hosts that call it), with the services' default limits.
+fn server_settings(caller: SpiffeId) -> ServerSettings {
+    ServerSettings {
+        transport: Transport::Plaintext {
+            caller: PeerIdentity::Spiffe(caller),
+        },
+        ..ServerSection::default().settings_without_tls()
+    }
+}
+
+/// The participants' servers: called by the gateway and the reconciler (both coordinator
+/// identities).
 fn participant_server() -> ServerSettings {
-    participant::config::ServerConfig::default().server_settings()
+    server_settings(SpiffeId::GATEWAY_COORDINATOR)
 }
 
 async fn serve(
@@ -289,7 +302,9 @@ fn participants() -> Arc<GrpcParticipants> {
 
 /// The gateway's settings: the defaults (a 200 ms budget).
 pub fn gateway_settings() -> gateway_coordinator::Settings {
-    gateway_coordinator::Settings::default()
+    let mut settings = gateway_coordinator::Settings::default();
+    settings.auth.verify_key_path = crate::tokens::verify_key_path();
+    settings
 }
 
 async fn serve_gateway(
@@ -307,7 +322,13 @@ async fn serve_gateway(
         GATEWAY_PORT,
         routes,
         &[gateway_coordinator::SERVICE_NAME],
-        settings.common.server.server_settings(),
+        // Users authenticate by bearer token; no certificate identity.
+        ServerSettings {
+            transport: Transport::Plaintext {
+                caller: PeerIdentity::Anonymous,
+            },
+            ..ServerSection::default().settings_without_tls()
+        },
     )
     .await
 }
@@ -351,7 +372,7 @@ async fn serve_reconciler(store: Arc<MemoryTransferStore>, jitter: Jitter) -> tu
         RECONCILER_PORT,
         routes,
         &[reconciler::SERVICE_NAME],
-        settings.common.server.server_settings(),
+        server_settings(SpiffeId::OPERATOR),
     )
     .await
 }

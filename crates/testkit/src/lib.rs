@@ -23,6 +23,9 @@
 //!   scripted answers and delays, a reservation book with the real participants' rules,
 //!   and a record of every call, without a network or a database.
 //!
+//! - [`pki`]: [`pki::TestPki`], a throw-away development PKI: TLS settings for a service,
+//!   TLS channels as any identity (a service, the operator, or none), bearer tokens.
+//!
 //! A mutation is a deliberate bug, switched on only by the simulation's mutation tests to
 //! show that the invariants catch it; a store failure is the weather a correct system must
 //! survive.
@@ -31,4 +34,5 @@ pub mod db;
 pub mod memory_book;
 pub mod memory_transfer_store;
 pub mod participants;
+pub mod pki;
 pub mod sim_db;

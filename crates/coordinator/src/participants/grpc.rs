@@ -12,7 +12,7 @@ use banktransfer_api::reservation::v1::{
 };
 use banktransfer_protocol::transfer::{Leg, ReserveReply};
 use service_kit::client::{channel, with_deadline};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::{CallError, Participants, ReservationView, ReserveTerms};
 
@@ -24,27 +24,27 @@ pub struct GrpcParticipants {
 
 impl GrpcParticipants {
     /// Channels connect lazily: the coordinator starts even while a participant is down,
-    /// and each call then fails (within its deadline) instead.
+    /// and each call then fails (within its deadline) instead. Both speak TLS with `tls`
+    /// (this service's certificate: the participants serve only the coordinator's
+    /// identities).
     pub fn connect(
         external_url: &str,
         balance_store_url: &str,
         connect_timeout: Duration,
+        tls: ClientTlsConfig,
     ) -> Result<GrpcParticipants, tonic::transport::Error> {
-        Ok(GrpcParticipants {
-            external: ReservationServiceClient::new(channel(external_url, connect_timeout)?),
-            balance_store: ReservationServiceClient::new(channel(
-                balance_store_url,
-                connect_timeout,
-            )?),
-        })
+        Ok(GrpcParticipants::from_channels(
+            channel(external_url, connect_timeout, tls.clone())?,
+            channel(balance_store_url, connect_timeout, tls)?,
+        ))
     }
 
     /// Over channels built elsewhere (the deterministic simulation dials its simulated
     /// network).
     pub fn from_channels(external: Channel, balance_store: Channel) -> GrpcParticipants {
         GrpcParticipants {
-            external: ReservationServiceClient::new(external),
-            balance_store: ReservationServiceClient::new(balance_store),
+            external: service_kit::limit!(ReservationServiceClient::new(external)),
+            balance_store: service_kit::limit!(ReservationServiceClient::new(balance_store)),
         }
     }
 }

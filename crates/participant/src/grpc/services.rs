@@ -1,6 +1,7 @@
 //! The generated service traits over [`Participant`], written once for both participants:
 //! - [`ReservationApi`]: `banktransfer.reservation.v1.ReservationService`, which both
-//!   serve. Reserve, confirm and cancel pass through a [`CallGate`] first: [`NoGate`] in
+//!   serve, only to the coordinator's identities (client certificates of the gateway and
+//!   the reconciler). Reserve, confirm and cancel pass through a [`CallGate`] first: [`NoGate`] in
 //!   production, the injected faults in the mock external institution.
 //! - [`AccountsApi`]: each participant's own account service
 //!   (`banktransfer.external.v1.ExternalInstitutionService`,
@@ -20,7 +21,10 @@ use banktransfer_api::reservation::v1::reservation_service_server::{
     ReservationService, ReservationServiceServer,
 };
 use banktransfer_protocol::reservation::Side;
+use service_kit::authz::{authorize, require_identities};
+use service_kit::tls::{ACCOUNT_READER_IDENTITIES, COORDINATOR_IDENTITIES, OPERATOR_IDENTITIES};
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use super::Participant;
@@ -36,14 +40,21 @@ pub fn routes<B: ReservationBook, G: CallGate>(
 ) -> Routes {
     let participant = Arc::new(participant);
     let accounts = AccountsApi::new(Arc::clone(&participant));
-    let reservations = ReservationServiceServer::new(ReservationApi::new(participant, gate));
+    // Every reservation method moves or reveals money: the coordinator's identities only.
+    let reservations = InterceptedService::new(
+        service_kit::limit!(ReservationServiceServer::new(ReservationApi::new(
+            participant,
+            gate
+        ))),
+        require_identities(COORDINATOR_IDENTITIES),
+    );
     match side {
-        Side::Debit => {
-            Routes::new(reservations).add_service(ExternalInstitutionServiceServer::new(accounts))
-        }
-        Side::Credit => {
-            Routes::new(reservations).add_service(BalanceStoreServiceServer::new(accounts))
-        }
+        Side::Debit => Routes::new(reservations).add_service(service_kit::limit!(
+            ExternalInstitutionServiceServer::new(accounts)
+        )),
+        Side::Credit => Routes::new(reservations).add_service(service_kit::limit!(
+            BalanceStoreServiceServer::new(accounts)
+        )),
     }
 }
 
@@ -166,7 +177,8 @@ impl<B: ReservationBook, G: CallGate> ReservationService for ReservationApi<B, G
     }
 }
 
-/// A participant's own account service over its handlers: OpenAccount and GetAccount.
+/// A participant's own account service over its handlers: OpenAccount (operators only: it
+/// creates money) and GetAccount (operators and the reconciler's audit).
 pub struct AccountsApi<B> {
     participant: Arc<Participant<B>>,
 }
@@ -186,6 +198,7 @@ macro_rules! accounts_service {
                 &self,
                 request: Request<$package::OpenAccountRequest>,
             ) -> Result<Response<$package::OpenAccountResponse>, Status> {
+                authorize(&request, OPERATOR_IDENTITIES)?;
                 let request = request.into_inner();
                 let opened = self.participant.open_account(
                     request.account_id,
@@ -200,6 +213,7 @@ macro_rules! accounts_service {
                 &self,
                 request: Request<$package::GetAccountRequest>,
             ) -> Result<Response<$package::GetAccountResponse>, Status> {
+                authorize(&request, ACCOUNT_READER_IDENTITIES)?;
                 let account_id = request.into_inner().account_id;
                 let account = Some(self.participant.get_account(account_id).await?);
                 Ok(Response::new($package::GetAccountResponse { account }))
