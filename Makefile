@@ -13,7 +13,7 @@ AGAINST ?= HEAD~1
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-run: tools build-release ## Start all four services on SQLite with demo accounts (Ctrl-C stops them)
+run: tools build-release ## Start all four services on SQLite with demo accounts and TLS (Ctrl-C stops them)
 	scripts/run-local.sh target/release
 
 # The e2e build: debug, with the gateway's TEST-ONLY pause points compiled in. Release builds
@@ -74,9 +74,9 @@ $(GRPCURL):
 # client certificate and the user-token signing key, under $(PKI_DIR). Only what is missing is
 # created, so it is safe to run on every start. Production certificates come from secrets.
 PKI_DIR ?= data/pki
-# `cargo run` (debug): finds the binary wherever CARGO_TARGET_DIR points, and --quiet keeps
-# stdout to what the tool prints.
-PKI := $(CARGO) run --quiet -p banktransfer-pki --bin banktransfer-pki --
+# `cargo run --release` (what `make run` built already): finds the binary wherever
+# CARGO_TARGET_DIR points, and --quiet keeps stdout to what the tool prints.
+PKI := $(CARGO) run --release --quiet -p banktransfer-pki --bin banktransfer-pki --
 
 pki: ## Create the development CA, certificates and token key in data/pki (only what is missing)
 	$(PKI) init --dir $(PKI_DIR)

@@ -6,16 +6,16 @@
 //! - [`telemetry`]: structured logs through `tracing` (pretty or JSON).
 //! - [`db`]: one connection pool over SQLite (embedded default) or PostgreSQL, chosen by the
 //!   URL, with embedded migrations per back end.
-//! - [`server`]: the gRPC server shell: health service, reflection, request timeout,
+//! - [`server`]: the gRPC server shell: `[server]` (the same in every service), TLS, health
+//!   service, reflection switch, message / HTTP/2 / concurrency limits, request timeout,
 //!   graceful shutdown.
-//! - [`client`]: gRPC channels to other services, with connect timeouts.
+//! - [`client`]: TLS channels to other services, with connect timeouts and message limits.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a future, and a signal for background loops.
 //! - [`clock`]: the only place that reads the wall clock.
 //! - [`identity`]: the SPIFFE ids of the services and of operators, and the user-token
 //!   issuer and audience defaults (`banktransfer-pki` issues what these name).
 //! - [`tls`]: TLS from the `[tls]` file paths (server and client configs for tonic/rustls),
-//!   and the caller's SPIFFE id from its verified client certificate. Not yet wired into
-//!   the services.
+//!   and the caller's SPIFFE id from its verified client certificate.
 //! - [`authz`]: per-method allowlists of SPIFFE ids (`unauthenticated` without a client
 //!   certificate, `permission_denied` for another identity).
 //! - [`jwt`]: the user bearer-token validator (EdDSA JWT) for the gateway's public methods.
