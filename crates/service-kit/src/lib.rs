@@ -16,10 +16,13 @@
 //!   issuer and audience defaults (`banktransfer-pki` issues what these name).
 //! - [`tls`]: TLS from the `[tls]` file paths (server and client configs for tonic/rustls),
 //!   and the caller's SPIFFE id from its verified client certificate.
+//! - [`acceptor`]: the servers' TLS acceptor: TLS 1.3 only, bounded handshakes, files
+//!   reloaded on change.
 //! - [`authz`]: per-method allowlists of SPIFFE ids (`unauthenticated` without a client
 //!   certificate, `permission_denied` for another identity).
 //! - [`jwt`]: the user bearer-token validator (EdDSA JWT) for the gateway's public methods.
 
+pub mod acceptor;
 pub mod authz;
 pub mod client;
 pub mod clock;

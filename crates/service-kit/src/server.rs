@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
-use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
 
@@ -111,9 +110,10 @@ impl ServerSection {
     /// The server shell's settings: these limits, with TLS from `tls` (required: every
     /// BankTransfer port speaks TLS).
     pub fn server_settings(&self, tls: &TlsSection) -> Result<ServerSettings, TlsError> {
-        let tls = tls.server_config()?.ok_or(TlsError::Required)?;
+        // Loaded once here so that a bad file fails the start, naming the file.
+        crate::acceptor::server_config(tls)?;
         Ok(ServerSettings {
-            transport: Transport::Tls(Box::new(tls)),
+            transport: Transport::Tls(tls.clone()),
             ..self.settings_without_tls()
         })
     }
@@ -140,8 +140,9 @@ impl ServerSection {
 /// How connections arrive and who the callers are.
 #[derive(Clone, Debug)]
 pub enum Transport {
-    /// TLS; the caller is the SPIFFE id of its verified client certificate, if any.
-    Tls(Box<ServerTlsConfig>),
+    /// TLS 1.3 with the files of this section ([`crate::acceptor`]: reloaded when they
+    /// change); the caller is the SPIFFE id of its verified client certificate, if any.
+    Tls(TlsSection),
     /// No TLS. Every caller is taken to be `caller`. Only code chooses this (the simulation's
     /// network, which has no TLS, says which host's identity its callers carry); no
     /// configuration key leads here.
@@ -173,6 +174,10 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("TLS is served only on a TCP listener (serve), not over other transports")]
+    TlsNeedsTcp,
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then drains for at most
@@ -188,21 +193,49 @@ pub async fn serve(
     let local_addr = listener.local_addr().ok();
     let tls = matches!(settings.transport, Transport::Tls(_));
     tracing::info!(?local_addr, services = ?service_names, tls, reflection = settings.reflection, "gRPC server listening");
-    // tonic's `tcp_nodelay` applies only to listeners it binds itself: set it on every
-    // accepted socket here, or Nagle's algorithm holds back small replies.
-    let incoming = TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::warn!(%error, "cannot set TCP_NODELAY on an accepted connection");
-            }
-        })
-    });
-    serve_incoming(incoming, routes, service_names, settings, shutdown).await
+    match &settings.transport {
+        Transport::Tls(section) => {
+            let incoming = crate::acceptor::incoming(listener, section)?;
+            serve_connections(incoming, routes, service_names, settings, shutdown).await
+        }
+        Transport::Plaintext { .. } => {
+            // tonic's `tcp_nodelay` applies only to listeners it binds itself: set it on
+            // every accepted socket here, or Nagle's algorithm holds back small replies.
+            let incoming = TcpListenerStream::new(listener).map(|accepted| {
+                accepted.inspect(|stream| {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::warn!(%error, "cannot set TCP_NODELAY on an accepted connection");
+                    }
+                })
+            });
+            serve_connections(incoming, routes, service_names, settings, shutdown).await
+        }
+    }
 }
 
-/// As [`serve`], over any stream of accepted connections (the deterministic simulation
-/// accepts them from its simulated network).
+/// As [`serve`], over any stream of accepted plaintext connections (the deterministic
+/// simulation accepts them from its simulated network); `settings.transport` must be
+/// [`Transport::Plaintext`].
 pub async fn serve_incoming<I, IO, IE>(
+    incoming: I,
+    routes: Routes,
+    service_names: &[&str],
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if matches!(settings.transport, Transport::Tls(_)) {
+        return Err(ServeError::TlsNeedsTcp);
+    }
+    serve_connections(incoming, routes, service_names, settings, shutdown).await
+}
+
+/// The server itself, over connections already through TLS (or plaintext).
+async fn serve_connections<I, IO, IE>(
     incoming: I,
     routes: Routes,
     service_names: &[&str],
@@ -267,15 +300,11 @@ where
         let _ = started_tx.send(());
     };
 
-    let (tls, plaintext_caller) = match settings.transport {
-        Transport::Tls(config) => (Some(*config), None),
-        Transport::Plaintext { caller } => (None, Some(caller)),
+    let plaintext_caller = match settings.transport {
+        Transport::Tls(_) => None,
+        Transport::Plaintext { caller } => Some(caller),
     };
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    let server = builder
+    let server = tonic::transport::Server::builder()
         .timeout(settings.request_timeout)
         .concurrency_limit_per_connection(settings.streams_per_connection_max as usize)
         .max_concurrent_streams(settings.streams_per_connection_max)

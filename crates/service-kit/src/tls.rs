@@ -1,33 +1,20 @@
 //! TLS on every port, and who is on the other end.
 //!
-//! rustls through tonic (feature `tls-ring`: the ring provider, no OpenSSL, no aws-lc).
-//! Certificates and keys come from PEM files named in the configuration, so a Kubernetes
-//! secret mounted as files supplies them; `banktransfer-pki init` makes a development set.
+//! rustls with the ring provider (no OpenSSL, no aws-lc). Certificates and keys come from
+//! PEM files named in the configuration (`[tls]`), so a Kubernetes secret mounted as files
+//! supplies them; `banktransfer-pki init` makes a development set.
 //!
-//! - Server side ([`TlsSection::server_config`]): this service's identity, and the CA that
-//!   client certificates must chain to. Client certificates are *optional at the TLS layer*
-//!   so the public gateway port accepts mobile clients without one; a certificate that is
-//!   presented must still verify against the CA, and each method then decides who may call
-//!   it ([`crate::authz`]).
+//! - Server side: [`crate::acceptor`] (TLS 1.3 only; client certificates optional at the
+//!   TLS layer so the public gateway port accepts mobile clients without one, but verified
+//!   against the CA when presented; each method then decides who may call it,
+//!   [`crate::authz`]; files reloaded when they change).
 //! - Client side ([`TlsSection::client_config`]): trust only the CA, present this service's
-//!   certificate. The peer URL must use `https://` (tonic connects in plaintext otherwise).
+//!   certificate. The peer URL must use `https://`. The server decides the version: 1.3.
 //! - Identity: the caller's SPIFFE id, the URI SAN `spiffe://...` of its verified leaf
 //!   certificate ([`peer_identity`]).
 //!
-//! Limits, on purpose for now:
-//! - Protocol versions are rustls' defaults (TLS 1.3, and TLS 1.2 with AEAD suites only):
-//!   tonic's configs do not expose them. Between our services TLS 1.3 is what rustls
-//!   negotiates; refusing 1.2 outright needs our own rustls acceptor (tokio-rustls behind
-//!   `serve_with_incoming`; tonic implements `Connected` for its streams, so `peer_certs`
-//!   keeps working).
-//! - No reload on file change: tonic builds its rustls config once when the server starts,
-//!   with no hook to swap it. Rotation is: replace the files, restart (rolling restart in
-//!   Kubernetes). A custom acceptor with a certificate resolver would allow hot reload.
-//! - tonic's `Identity` and `ClientTlsConfig` derive `Debug` with the private key in it:
-//!   never log them. This module's own types hold paths only.
-//! - tonic finds the peer's certificates only on TCP connections it wrapped in TLS itself
-//!   (`Server::tls_config` with TCP incoming, as the server shell uses); over other
-//!   transports (the simulation's turmoil streams) every caller looks [`PeerIdentity::Anonymous`].
+//! tonic's `Identity` and `ClientTlsConfig` derive `Debug` with the private key in it:
+//! never log them. This module's own types hold paths only.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -37,7 +24,7 @@ use crate::identity;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// A TLS handshake that takes longer than this is dropped (slow-handshake exhaustion).
@@ -127,19 +114,6 @@ impl TlsSection {
     /// True when any path is set (then all must be).
     pub fn is_enabled(&self) -> bool {
         !(self.cert_path.is_empty() && self.key_path.is_empty() && self.ca_path.is_empty())
-    }
-
-    /// The server side: this service's identity, client certificates verified against the
-    /// CA when presented (optional at the TLS layer; methods authorize above it), and a
-    /// bounded handshake. `None` when TLS is off.
-    pub fn server_config(&self) -> Result<Option<ServerTlsConfig>, TlsError> {
-        Ok(self.load()?.map(|material| {
-            ServerTlsConfig::new()
-                .identity(material.identity)
-                .client_ca_root(material.ca)
-                .client_auth_optional(true)
-                .timeout(HANDSHAKE_TIMEOUT)
-        }))
     }
 
     /// The client side: trust only the CA and present this service's certificate. The
@@ -404,13 +378,12 @@ mod tests {
     fn section_all_empty_is_off_and_partial_is_an_error() {
         let off = TlsSection::default();
         assert!(!off.is_enabled());
-        assert!(off.server_config().unwrap().is_none());
         assert!(off.client_config().unwrap().is_none());
         let partial = TlsSection {
             cert_path: "/x/cert.pem".into(),
             ..TlsSection::default()
         };
-        let error = partial.server_config().unwrap_err();
+        let error = partial.client_config().unwrap_err();
         assert!(
             matches!(
                 error,
@@ -444,7 +417,7 @@ mod tests {
             key_path: key_path.display().to_string(),
             ca_path: cert_path.display().to_string(),
         };
-        let message = section.server_config().unwrap_err().to_string();
+        let message = section.client_config().unwrap_err().to_string();
         assert!(message.contains("key.pem"), "{message}");
         let key_body: String = key.serialize_pem().lines().nth(1).unwrap().to_owned();
         assert!(!message.contains(&key_body), "{message}");
@@ -456,6 +429,6 @@ mod tests {
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         let message = missing.client_config().unwrap_err().to_string();
         assert!(message.contains("absent.pem"), "{message}");
-        assert!(section.server_config().unwrap().is_some());
+        assert!(section.client_config().unwrap().is_some());
     }
 }

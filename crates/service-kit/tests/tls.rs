@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use banktransfer_pki::files::PkiFiles;
+use service_kit::acceptor;
 use service_kit::authz::authorize;
 use service_kit::tls::{COORDINATOR_IDENTITIES, PeerIdentity, SpiffeId, TlsSection, peer_identity};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Code;
 use tonic::service::InterceptorLayer;
 use tonic::transport::{ClientTlsConfig, Endpoint};
@@ -44,19 +44,14 @@ async fn serve(dir: &std::path::Path) -> (String, Arc<Mutex<Vec<PeerIdentity>>>)
         authorize(&request, COORDINATOR_IDENTITIES)?;
         Ok(request)
     };
-    let tls = section(dir, "internal-balance-store")
-        .server_config()
-        .unwrap()
-        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let incoming = acceptor::incoming(listener, &section(dir, "internal-balance-store")).unwrap();
     let (_reporter, health) = tonic_health::server::health_reporter();
     let server = tonic::transport::Server::builder()
-        .tls_config(tls)
-        .unwrap()
         .layer(InterceptorLayer::new(gate))
         .add_service(health)
-        .serve_with_incoming(TcpListenerStream::new(listener));
+        .serve_with_incoming(incoming);
     tokio::spawn(server);
     (format!("127.0.0.1:{port}"), seen)
 }
@@ -182,36 +177,140 @@ async fn client_certificate_from_another_ca_is_refused_by_tls() {
     );
 }
 
-#[tokio::test]
-async fn a_rustls_client_negotiates_tls_1_3_and_h2() {
+/// A raw rustls client offering `versions`, trusting the PKI's CA, without a client
+/// certificate.
+async fn raw_handshake(
+    dir: &std::path::Path,
+    addr: &str,
+    versions: &[&'static tokio_rustls::rustls::SupportedProtocolVersion],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, ServerName};
     use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
-    let dir = pki();
-    let (addr, _) = serve(dir.path()).await;
-    let ca = std::fs::read(PkiFiles::new(dir.path()).ca_cert()).unwrap();
+    let ca = std::fs::read(PkiFiles::new(dir).ca_cert()).unwrap();
     let mut roots = RootCertStore::empty();
     for certificate in CertificateDer::pem_slice_iter(&ca) {
         roots.add(certificate.unwrap()).unwrap();
     }
-    // Offers both 1.2 and 1.3, as a generic client would: the server must pick 1.3.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
-        .unwrap();
+}
+
+#[tokio::test]
+async fn a_rustls_client_negotiates_tls_1_3_and_h2() {
+    use tokio_rustls::rustls;
+
+    let dir = pki();
+    let (addr, _) = serve(dir.path()).await;
+    // Offers both 1.2 and 1.3, as a generic client would: the server must pick 1.3.
+    let stream = raw_handshake(
+        dir.path(),
+        &addr,
+        &[&rustls::version::TLS12, &rustls::version::TLS13],
+    )
+    .await
+    .unwrap();
     let (_, session) = stream.get_ref();
     assert_eq!(
         session.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
     assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
+}
+
+#[tokio::test]
+async fn a_tls_1_2_only_client_is_refused() {
+    use tokio_rustls::rustls;
+
+    let dir = pki();
+    let (addr, seen) = serve(dir.path()).await;
+    let refused = raw_handshake(dir.path(), &addr, &[&rustls::version::TLS12]).await;
+    assert!(refused.is_err(), "a TLS 1.2 handshake must fail");
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_certificate_file_fails_the_start_naming_the_file() {
+    let dir = pki();
+    let mut bad = section(dir.path(), "internal-balance-store");
+    // The key of another service: it does not match the certificate.
+    bad.key_path = PkiFiles::new(dir.path())
+        .key("gateway-coordinator")
+        .display()
+        .to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = acceptor::incoming(listener, &bad).unwrap_err().to_string();
+    assert!(error.contains("gateway-coordinator-key.pem"), "{error}");
+}
+
+#[tokio::test]
+async fn rotated_files_are_served_without_a_restart() {
+    let (old, new) = (pki(), pki());
+    // The server's files live in a directory of their own, rotated in place.
+    let live = tempfile::tempdir().unwrap();
+    let copy_from = |from: &std::path::Path| {
+        let (source, target) = (PkiFiles::new(from), PkiFiles::new(live.path()));
+        for name in ["internal-balance-store"] {
+            std::fs::copy(source.cert(name), target.cert(name)).unwrap();
+            std::fs::copy(source.key(name), target.key(name)).unwrap();
+        }
+        std::fs::copy(source.ca_cert(), target.ca_cert()).unwrap();
+    };
+    copy_from(old.path());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = acceptor::incoming_checking_every(
+        listener,
+        &section(live.path(), "internal-balance-store"),
+        Duration::from_millis(50),
+    )
+    .unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming),
+    );
+    let url = format!("https://{addr}");
+    check(
+        url.clone(),
+        Some(client_tls(old.path(), "gateway-coordinator")),
+    )
+    .await
+    .unwrap();
+
+    // Modification times have a coarse grain on some file systems: make the change visible.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    copy_from(new.path());
+    let mut rotated = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if check(
+            url.clone(),
+            Some(client_tls(new.path(), "gateway-coordinator")),
+        )
+        .await
+        .is_ok()
+        {
+            rotated = true;
+            break;
+        }
+    }
+    assert!(rotated, "the new certificate and CA were never served");
+    assert!(
+        check(url, Some(client_tls(old.path(), "gateway-coordinator")))
+            .await
+            .is_err(),
+        "the old CA's certificates must no longer be accepted"
+    );
 }
