@@ -77,7 +77,7 @@ pub async fn audit<S: TransferStore, P: Participants>(
     let records = store.recent(limit).await?;
     let logged: BTreeMap<_, _> = records
         .iter()
-        .map(|record| (record.transfer_id.clone(), books::logged_transfer(record)))
+        .map(|record| (record.transfer_id.clone(), record.logged()))
         .collect();
     let mut report = AuditReport::default();
     let mut reads: JoinSet<Result<(TransferRecord, Verdict), AuditError>> = JoinSet::new();

@@ -20,7 +20,7 @@ use banktransfer_protocol::audit::{
 };
 use banktransfer_protocol::transfer::Leg;
 use coordinator::participants::{CallError, Page, Participants};
-use coordinator::store::{StoreError, TransferRecord, TransferStore};
+use coordinator::store::{StoreError, TransferStore};
 
 /// How an audit reads the books.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,16 +100,6 @@ pub async fn audit_books<S: TransferStore, P: Participants>(
     Ok(report)
 }
 
-/// What the books rule matches a reservation against.
-pub fn logged_transfer(record: &TransferRecord) -> LoggedTransfer {
-    LoggedTransfer {
-        transfer_id: record.transfer_id.clone(),
-        external_account_id: record.external_account_id.clone(),
-        internal_account_id: record.internal_account_id.clone(),
-        amount: record.amount,
-    }
-}
-
 async fn read_book<P: Participants>(
     participants: &P,
     leg: Leg,
@@ -179,7 +169,7 @@ async fn look_up_transfers<S: TransferStore>(
         .collect();
     for transfer_id in missing {
         if let Some(record) = store.get(&transfer_id).await? {
-            logged.insert(transfer_id, logged_transfer(&record));
+            logged.insert(transfer_id, record.logged());
         }
     }
     Ok(())

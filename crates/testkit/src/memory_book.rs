@@ -113,40 +113,52 @@ impl BookSnapshot {
     /// balances and reservation totals (in the account's currency, as the SQL store
     /// counts them).
     pub fn list_accounts(&self, after: Option<&str>, limit: u32) -> Vec<AccountStatement> {
+        let totals = self.reservation_totals();
         self.accounts
             .range::<str, _>((after_bound(after), Bound::Unbounded))
             .take(page_len(limit))
-            .map(|(account_id, account)| self.statement(account_id, account))
+            .map(|(account_id, account)| {
+                let (held, confirmed) =
+                    totals.get(account_id.as_str()).copied().unwrap_or_default();
+                AccountStatement {
+                    account_id: account_id.clone(),
+                    user_id: account.user_id.clone(),
+                    currency: account.currency,
+                    balance: account.balance,
+                    opening_minor: self.opening_minor.get(account_id).copied(),
+                    reservations_held_minor: held,
+                    reservations_confirmed_minor: confirmed,
+                }
+            })
             .collect()
     }
 
-    fn statement(&self, account_id: &str, account: &AccountView) -> AccountStatement {
-        let (mut held, mut confirmed) = (0i64, 0i64);
-        let own = self.reservations.values().filter_map(|stored| {
-            let terms = stored.reservation.terms.as_ref()?;
-            let mine =
-                terms.account_id == account_id && terms.amount.currency() == account.currency;
-            mine.then_some((&stored.reservation.status, terms.amount.minor_units()))
-        });
-        for (status, amount_minor) in own {
-            let total = match status {
-                ReservationStatus::Held => &mut held,
-                ReservationStatus::Confirmed => &mut confirmed,
+    /// (held, confirmed) totals of each account's reservations in its own currency, in
+    /// one pass over the reservations.
+    fn reservation_totals(&self) -> BTreeMap<&str, (i64, i64)> {
+        let mut totals: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for stored in self.reservations.values() {
+            let Some(terms) = &stored.reservation.terms else {
+                continue;
+            };
+            let in_its_currency = self
+                .accounts
+                .get(&terms.account_id)
+                .is_some_and(|account| account.currency == terms.amount.currency());
+            if !in_its_currency {
+                continue;
+            }
+            let (held, confirmed) = totals.entry(terms.account_id.as_str()).or_default();
+            let total = match stored.reservation.status {
+                ReservationStatus::Held => held,
+                ReservationStatus::Confirmed => confirmed,
                 ReservationStatus::Cancelled | ReservationStatus::Refused(_) => continue,
             };
             *total = total
-                .checked_add(amount_minor)
+                .checked_add(terms.amount.minor_units())
                 .expect("reservation totals fit in i64, as in the SQL store");
         }
-        AccountStatement {
-            account_id: account_id.to_owned(),
-            user_id: account.user_id.clone(),
-            currency: account.currency,
-            balance: account.balance,
-            opening_minor: self.opening_minor.get(account_id).copied(),
-            reservations_held_minor: held,
-            reservations_confirmed_minor: confirmed,
-        }
+        totals
     }
 }
 
