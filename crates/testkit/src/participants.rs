@@ -677,11 +677,9 @@ mod tests {
             let found = book_findings(leg, &reservations.entries, &accounts.entries, &log);
             let unmatched: Vec<String> = found
                 .iter()
-                .filter_map(|f| match f {
-                    Finding::UnmatchedReservation(u) => Some(u.transfer_id.clone()),
-                    Finding::UnexplainedBalance(u) => {
-                        panic!("{leg:?}: {u}")
-                    }
+                .map(|f| match f {
+                    Finding::UnmatchedReservation(u) => u.transfer_id.clone(),
+                    Finding::UnexplainedBalance(u) => panic!("{leg:?}: {u}"),
                 })
                 .collect();
             let expected: &[&str] = match leg {
