@@ -13,7 +13,9 @@
 //! - every transfer is confirmed on both sides or on neither: SUCCEEDED => both
 //!   reservations CONFIRMED (same account and amount); FAILED => neither CONFIRMED nor
 //!   HELD (NOT_FOUND is fine);
-//! - the reconciler's Audit reports no mismatch.
+//! - the reconciler's Audit reports no mismatch, no reservation that no transfer
+//!   matches, no account its opening balance and reservations do not explain, and read
+//!   both participants' books whole (`banktransfer_protocol::audit`'s two rules).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -382,6 +384,24 @@ pub fn evaluate(snap: &Snapshot) -> Report {
                     m.transfer_id, m.description
                 ));
             }
+            let _ = writeln!(
+                summary,
+                "audit of the books: {} reservation(s), {} account(s), {} unmatched, {} \
+                 unexplained",
+                audit.reservations_checked,
+                audit.accounts_checked,
+                audit.unmatched_reservations.len(),
+                audit.unexplained_balances.len()
+            );
+            for u in &audit.unmatched_reservations {
+                violations.push(format!("Audit: unmatched reservation: {}", u.description));
+            }
+            for u in &audit.unexplained_balances {
+                violations.push(format!("Audit: unexplained balance: {}", u.description));
+            }
+            if audit.books_incomplete {
+                violations.push("Audit: the books were not read whole".to_string());
+            }
             if audit.transfers_unfinished > 0 {
                 violations.push(format!(
                     "Audit: {} transfer(s) unfinished at rest",
@@ -517,7 +537,9 @@ fn check_terms(
 mod tests {
     use super::*;
     use banktransfer_api::money::v1::Money;
-    use banktransfer_api::reconciler::v1::AuditMismatch;
+    use banktransfer_api::reconciler::v1::{
+        AuditMismatch, UnexplainedBalance, UnmatchedReservation,
+    };
 
     fn account(id: &str, available: i64, reserved: i64, confirmed: i64) -> Account {
         Account {
@@ -622,7 +644,9 @@ mod tests {
             audit: Ok(AuditResponse {
                 transfers_checked: 2,
                 transfers_unfinished: 0,
-                mismatches: Vec::new(),
+                reservations_checked: 4,
+                accounts_checked: 2,
+                ..AuditResponse::default()
             }),
         }
     }
@@ -710,6 +734,7 @@ mod tests {
                 transfer_id: "t1".into(),
                 description: "balance_store says cancelled".into(),
             }],
+            ..AuditResponse::default()
         });
         let v = violations(&snap);
         assert!(v.contains("t2: status Processing at rest"), "{v}");
@@ -719,5 +744,33 @@ mod tests {
             "{v}"
         );
         assert!(v.contains("Audit: 1 transfer(s) unfinished at rest"), "{v}");
+    }
+
+    #[test]
+    fn money_the_books_cannot_explain_is_caught() {
+        let mut snap = consistent();
+        snap.audit = Ok(AuditResponse {
+            transfers_checked: 2,
+            unmatched_reservations: vec![UnmatchedReservation {
+                description: "the balance store holds a CONFIRMED reservation for steal-1".into(),
+                ..UnmatchedReservation::default()
+            }],
+            unexplained_balances: vec![UnexplainedBalance {
+                description: "balance store account int-bob holds more".into(),
+                ..UnexplainedBalance::default()
+            }],
+            books_incomplete: true,
+            ..AuditResponse::default()
+        });
+        let v = violations(&snap);
+        assert!(
+            v.contains("Audit: unmatched reservation: the balance store holds a CONFIRMED"),
+            "{v}"
+        );
+        assert!(
+            v.contains("Audit: unexplained balance: balance store account int-bob"),
+            "{v}"
+        );
+        assert!(v.contains("Audit: the books were not read whole"), "{v}");
     }
 }

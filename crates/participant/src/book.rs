@@ -7,6 +7,7 @@
 
 use std::future::Future;
 
+use banktransfer_protocol::audit::AccountStatement;
 use banktransfer_protocol::money::Money;
 use banktransfer_protocol::reservation::{
     AccountView, Reservation, ReserveOutcome, SettleOutcome, Terms,
@@ -91,4 +92,23 @@ pub trait ReservationBook: Send + Sync + 'static {
         &self,
         account_id: &str,
     ) -> impl Future<Output = Result<Option<AccountView>, StoreError>> + Send;
+
+    /// Up to `limit` reservations of any status (tombstones included), in transfer id
+    /// order, those after `after` (from the first when `None`): a page of the audit's
+    /// ListReservations.
+    fn list_reservations(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Reservation>, StoreError>> + Send;
+
+    /// Up to `limit` accounts in account id order, those after `after` (from the first
+    /// when `None`), each read in one step with its opening balance and the totals of its
+    /// held and confirmed reservations, so that they agree: a page of the audit's
+    /// ListAccounts.
+    fn list_accounts(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AccountStatement>, StoreError>> + Send;
 }

@@ -38,14 +38,27 @@ pub use screening::{NoScreening, Screening};
 pub use store::ReservationStore;
 
 /// The reservation book's schema: `accounts` and `reservations`, with the indexes the
-/// balance store's rate limit and daily limit count with.
+/// balance store's rate limit and daily limit count with; then each account's opening
+/// balance, which the audit explains its balances from.
 pub const MIGRATIONS: service_kit::db::Migrations = service_kit::db::Migrations {
-    sqlite: &[(
-        "reservation book",
-        include_str!("../migrations/sqlite/0001_reservation_book.sql"),
-    )],
-    postgres: &[(
-        "reservation book",
-        include_str!("../migrations/postgres/0001_reservation_book.sql"),
-    )],
+    sqlite: &[
+        (
+            "reservation book",
+            include_str!("../migrations/sqlite/0001_reservation_book.sql"),
+        ),
+        (
+            "opening balance",
+            include_str!("../migrations/sqlite/0002_opening_balance.sql"),
+        ),
+    ],
+    postgres: &[
+        (
+            "reservation book",
+            include_str!("../migrations/postgres/0001_reservation_book.sql"),
+        ),
+        (
+            "opening balance",
+            include_str!("../migrations/postgres/0002_opening_balance.sql"),
+        ),
+    ],
 };

@@ -1,6 +1,15 @@
-//! The money-audit rule: does what both participants hold for a transfer agree with what
-//! the coordinator recorded? One rule, for the reconciler's Audit, the end-to-end and
-//! simulation invariants and the model checker.
+//! The money-audit rules, one of each for the reconciler's Audit, the end-to-end and
+//! simulation invariants and the model checker:
+//! - the legs rule, here: does what both participants hold for a transfer agree with
+//!   what the coordinator recorded? ([`mismatches`], [`leg_mismatch`]);
+//! - the books rule, in [`books`] (re-exported here): does every reservation that holds
+//!   or moved money match a recorded transfer, and does every account's balance follow
+//!   from its opening balance and its reservations? ([`book_findings`]). It catches
+//!   money that moved with no transfer at all, which the legs rule cannot see.
+
+mod books;
+
+pub use books::*;
 
 use std::fmt;
 

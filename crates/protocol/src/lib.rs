@@ -15,8 +15,10 @@
 //!   and how long past it an undecided transfer turns stale.
 //! - [`ids`]: what an id may be (bytes, character set), checked at every boundary.
 //! - [`fingerprint`]: the request fingerprint behind API idempotency.
-//! - [`audit`]: the money-audit rule: what each participant may hold for a transfer, given
-//!   its recorded state.
+//! - [`audit`]: the money-audit rules: what each participant may hold for a transfer, given
+//!   its recorded state; and that every reservation holding or moving money matches a
+//!   transfer, and every account's balance follows from its opening balance and its
+//!   reservations.
 //!
 //! Time is always a parameter (`now_ms`, milliseconds since the Unix epoch); randomness
 //! (backoff jitter) is always an argument.

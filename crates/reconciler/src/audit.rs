@@ -1,16 +1,22 @@
-//! The audit: compare the coordinator's record of recent transfers with what both
-//! participants hold. [`check`] applies the protocol's rule book
-//! (`banktransfer_protocol::audit`); [`audit`] gathers the reservations, a bounded number
-//! of reads at a time.
+//! The audit, in two halves:
+//! - the legs: compare the coordinator's record of recent transfers with what both
+//!   participants hold for each. [`check`] applies the protocol's legs rule
+//!   (`banktransfer_protocol::audit`); [`audit`] gathers the reservations, a bounded
+//!   number of reads at a time;
+//! - the books ([`crate::books`]): every reservation and every account both participants
+//!   hold, explained by the log and by their opening balances; this half finds money
+//!   that moved with no transfer at all.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use banktransfer_protocol::audit;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use coordinator::participants::{CallError, Participants, ReservationView};
 use coordinator::store::{StoreError, TransferRecord, TransferStore};
 use tokio::task::JoinSet;
+
+use crate::books::{self, BookReading, BooksError, BooksReport};
 
 /// Transfers whose reservations are read at once.
 const READS_IN_FLIGHT_MAX: usize = 16;
@@ -41,6 +47,8 @@ pub struct AuditReport {
     pub unfinished: u32,
     /// (transfer_id, description)
     pub mismatches: Vec<(String, String)>,
+    /// What the books rule found in both participants' whole books.
+    pub books: BooksReport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,16 +61,24 @@ pub enum AuditError {
         transfer_id: String,
         error: CallError,
     },
+    #[error(transparent)]
+    Books(#[from] BooksError),
 }
 
-/// Audits the `limit` most recent transfers.
+/// Audits the `limit` most recent transfers, then both participants' whole books (read
+/// as `reading` says).
 pub async fn audit<S: TransferStore, P: Participants>(
     store: &S,
     participants: &Arc<P>,
     limit: u32,
-    call_timeout: Duration,
+    reading: BookReading,
 ) -> Result<AuditReport, AuditError> {
+    let call_timeout = reading.call_timeout;
     let records = store.recent(limit).await?;
+    let logged: BTreeMap<_, _> = records
+        .iter()
+        .map(|record| (record.transfer_id.clone(), record.logged()))
+        .collect();
     let mut report = AuditReport::default();
     let mut reads: JoinSet<Result<(TransferRecord, Verdict), AuditError>> = JoinSet::new();
     for record in records {
@@ -93,6 +109,7 @@ pub async fn audit<S: TransferStore, P: Participants>(
     while let Some(joined) = reads.join_next().await {
         tally(&mut report, joined.expect("audit read task")?);
     }
+    report.books = books::audit_books(store, &**participants, logged, reading).await?;
     Ok(report)
 }
 

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use banktransfer_protocol::audit::BOOK_PAGE_SIZE_MAX;
 use banktransfer_protocol::reconcile::RetryPolicy;
 use coordinator::config::{CommonSettings, validate_listen_addr};
 use serde::Deserialize;
@@ -16,6 +17,13 @@ pub const AUDIT_LIMIT_MAX: u32 = 10_000;
 
 /// Largest batch a pass may claim.
 pub const BATCH_SIZE_MAX: u32 = 10_000;
+
+/// Most pages of one participant's book (of reservations, of accounts) an audit reads.
+pub const AUDIT_PAGES_MAX: u32 = 10_000;
+
+// An audit's counts are u32: both books read whole fit.
+const _: () =
+    assert!(2 * (AUDIT_PAGES_MAX as u64) * (BOOK_PAGE_SIZE_MAX as u64) <= u32::MAX as u64);
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -36,6 +44,12 @@ pub struct Settings {
     pub attempts_alert: u32,
     /// Transfers an Audit checks when its request says 0.
     pub audit_limit_default: u32,
+    /// Entries per page when an Audit reads a participant's book (ListReservations,
+    /// ListAccounts); each page is one call with `call_timeout_ms` as its deadline.
+    pub audit_page_size: u32,
+    /// Pages of each book an Audit reads at most; past them the audit says it is
+    /// incomplete.
+    pub audit_pages_max: u32,
     pub retry: RetrySection,
     /// `[tls]`: this service's certificate and key (served to operators, presented to the
     /// participants) and the CA that peers' certificates chain to (required).
@@ -55,6 +69,8 @@ impl Default for Settings {
             call_timeout_ms: 1_000,
             attempts_alert: 20,
             audit_limit_default: 1_000,
+            audit_page_size: 500,
+            audit_pages_max: 100,
             retry: RetrySection::default(),
         }
     }
@@ -118,6 +134,16 @@ impl Settings {
                 "audit_limit_default must be within 1..={AUDIT_LIMIT_MAX}"
             ));
         }
+        if !(1..=BOOK_PAGE_SIZE_MAX).contains(&self.audit_page_size) {
+            return Err(format!(
+                "audit_page_size must be within 1..={BOOK_PAGE_SIZE_MAX}"
+            ));
+        }
+        if !(1..=AUDIT_PAGES_MAX).contains(&self.audit_pages_max) {
+            return Err(format!(
+                "audit_pages_max must be within 1..={AUDIT_PAGES_MAX}"
+            ));
+        }
         // A lease must outlast the work on one transfer: its decision write, then
         // confirms or cancels bounded by one call timeout, then the outcome write.
         if self.lease_ms < 2 * self.call_timeout_ms {
@@ -157,6 +183,7 @@ mod tests {
             (500, 100, 10_000, 1_000)
         );
         assert_eq!((s.attempts_alert, s.audit_limit_default), (20, 1_000));
+        assert_eq!((s.audit_page_size, s.audit_pages_max), (500, 100));
         s.validate().unwrap();
     }
 
@@ -204,6 +231,9 @@ mod tests {
         assert!(bad(|s| s.retry.backoff_ms_initial = 0).contains("backoff_ms_initial"));
         assert!(bad(|s| s.batch_size = 0).contains("batch_size"));
         assert!(bad(|s| s.audit_limit_default = 20_000).contains("audit_limit_default"));
+        assert!(bad(|s| s.audit_page_size = 1_001).contains("audit_page_size"));
+        assert!(bad(|s| s.audit_page_size = 0).contains("audit_page_size"));
+        assert!(bad(|s| s.audit_pages_max = 0).contains("audit_pages_max"));
         assert!(bad(|s| s.lease_ms = 1_500).contains("lease_ms"));
         assert!(bad(|s| s.pass_interval_ms = 0).contains("pass_interval_ms"));
         assert!(bad(|s| s.common.external_url = String::new()).contains("external_url"));

@@ -8,13 +8,18 @@
 //! - [`config`]: `Settings` (every key has a default).
 //! - [`pass`]: one pass: claim under a lease, `reconcile::takeover`, drive, reschedule.
 //! - [`worker`]: the pass schedule and graceful stop.
-//! - [`audit`]: the protocol's money-audit rule applied to the participants' reservations.
+//! - [`audit`]: the protocol's money-audit rules: recent transfers against the
+//!   participants' reservations, then [`books`]: both participants' whole books (every
+//!   reservation, every account) against the log and their opening balances.
 //! - [`service`]: the gRPC operator API (RunPass, Audit), served only to operator
-//!   certificates (`spiffe://banktransfer/operator`).
+//!   certificates (`spiffe://banktransfer/operator`); [`findings`]: the books rule's
+//!   findings in its reply.
 //! - [`jitter`], [`replica`]: backoff jitter and this replica's lease name.
 
 pub mod audit;
+pub mod books;
 pub mod config;
+pub mod findings;
 pub mod jitter;
 pub mod pass;
 pub mod replica;
@@ -37,6 +42,7 @@ use tonic::service::interceptor::InterceptedService;
 
 pub use config::Settings;
 
+use crate::books::BookReading;
 use crate::jitter::Jitter;
 use crate::pass::{PassOptions, Reconciler};
 use crate::service::ReconcilerApi;
@@ -126,12 +132,17 @@ pub fn routes<S: TransferStore, P: Participants>(
         )
         .with_shutdown(stop),
     );
+    let book_reading = BookReading {
+        page_size: settings.audit_page_size,
+        pages_max: settings.audit_pages_max,
+        call_timeout: Duration::from_millis(settings.call_timeout_ms),
+    };
     let api = ReconcilerApi::new(
         Arc::clone(&reconciler),
         store,
         participants,
         settings.audit_limit_default,
-        Duration::from_millis(settings.call_timeout_ms),
+        book_reading,
     );
     // Every method is an operator's: RunPass moves money (it finishes or aborts
     // transfers) and Audit reads every account.

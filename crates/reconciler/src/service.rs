@@ -1,7 +1,6 @@
-//! The operator API: run a pass now, audit the books.
+//! The operator API: run a pass now, audit the transfers and the books.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use banktransfer_api::reconciler::v1::reconciler_service_server::ReconcilerService as ReconcilerRpc;
 use banktransfer_api::reconciler::v1::{
@@ -12,7 +11,9 @@ use coordinator::store::TransferStore;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{self, AuditError};
+use crate::books::{BookReading, BooksError};
 use crate::config::AUDIT_LIMIT_MAX;
+use crate::findings;
 use crate::pass::Reconciler;
 
 pub struct ReconcilerApi<S, P> {
@@ -20,7 +21,8 @@ pub struct ReconcilerApi<S, P> {
     store: Arc<S>,
     participants: Arc<P>,
     audit_limit_default: u32,
-    call_timeout: Duration,
+    /// How an Audit reads both participants' books (and its calls' deadline).
+    book_reading: BookReading,
 }
 
 impl<S, P> ReconcilerApi<S, P> {
@@ -29,14 +31,14 @@ impl<S, P> ReconcilerApi<S, P> {
         store: Arc<S>,
         participants: Arc<P>,
         audit_limit_default: u32,
-        call_timeout: Duration,
+        book_reading: BookReading,
     ) -> ReconcilerApi<S, P> {
         ReconcilerApi {
             reconciler,
             store,
             participants,
             audit_limit_default,
-            call_timeout,
+            book_reading,
         }
     }
 }
@@ -74,12 +76,17 @@ impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
             }
             limit => limit,
         };
-        let report = audit::audit(&*self.store, &self.participants, limit, self.call_timeout)
-            .await
-            .map_err(|err| match &err {
-                AuditError::Store(store) => coordinator::store_status(store),
-                AuditError::Participant { .. } => Status::unavailable(err.to_string()),
-            })?;
+        let audited = audit::audit(&*self.store, &self.participants, limit, self.book_reading);
+        let report = audited.await.map_err(|err| match &err {
+            AuditError::Store(store) | AuditError::Books(BooksError::Store(store)) => {
+                coordinator::store_status(store)
+            }
+            AuditError::Participant { .. } | AuditError::Books(BooksError::Participant { .. }) => {
+                Status::unavailable(err.to_string())
+            }
+        })?;
+        let (unmatched_reservations, unexplained_balances) =
+            findings::replies(&report.books.findings);
         Ok(Response::new(AuditResponse {
             transfers_checked: report.checked,
             transfers_unfinished: report.unfinished,
@@ -91,6 +98,11 @@ impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
                     description,
                 })
                 .collect(),
+            reservations_checked: report.books.reservations_checked,
+            accounts_checked: report.books.accounts_checked,
+            unmatched_reservations,
+            unexplained_balances,
+            books_incomplete: report.books.incomplete,
         }))
     }
 }

@@ -12,7 +12,9 @@ use banktransfer_api::gateway::v1::{
 };
 use banktransfer_api::money::v1 as money_pb;
 use banktransfer_api::reconciler::v1::reconciler_service_client::ReconcilerServiceClient;
-use banktransfer_api::reconciler::v1::{AuditRequest, RunPassRequest};
+use banktransfer_api::reconciler::v1::{
+    AuditRequest, Participant, RunPassRequest, UnmatchedReason,
+};
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use common::{intent, now_ms, open_store};
 use coordinator::participants::ReservationView;
@@ -184,6 +186,9 @@ async fn a_slow_confirm_answers_processing_then_the_reconciler_finishes_it() {
         assert_eq!(audit.transfers_checked, 1);
         assert_eq!(audit.transfers_unfinished, 0);
         assert!(audit.mismatches.is_empty(), "{:?}", audit.mismatches);
+        assert!(audit.unmatched_reservations.is_empty(), "{audit:?}");
+        assert!(audit.unexplained_balances.is_empty(), "{audit:?}");
+        assert_eq!((audit.reservations_checked, audit.accounts_checked), (2, 2));
         reconciler.stop().await;
         gateway.stop().await;
     }
@@ -233,6 +238,9 @@ async fn the_audit_reports_what_does_not_add_up() {
         assert_eq!(audit.transfers_checked, 3, "{:?}", test_db.backend);
         assert_eq!(audit.transfers_unfinished, 1);
         assert!(audit.mismatches.is_empty(), "{:?}", audit.mismatches);
+        assert!(audit.unmatched_reservations.is_empty(), "{audit:?}");
+        assert!(audit.unexplained_balances.is_empty(), "{audit:?}");
+        assert!(!audit.books_incomplete);
 
         // Money where the log says there is none, and none where it says there is.
         fake.set_reservation(
@@ -269,6 +277,56 @@ async fn the_audit_reports_what_does_not_add_up() {
         ];
         expected.sort();
         assert_eq!(found, expected);
+        // The statuses changed under the reservations, the balances did not: neither
+        // account's balances follow from its reservations any more.
+        let mut unexplained: Vec<(Participant, String)> = audit
+            .unexplained_balances
+            .iter()
+            .map(|u| {
+                let account = u.statement.as_ref().unwrap().account.as_ref().unwrap();
+                (u.participant(), account.account_id.clone())
+            })
+            .collect();
+        unexplained.sort();
+        assert_eq!(
+            unexplained,
+            [
+                (Participant::ExternalInstitution, "ext-1".to_string()),
+                (Participant::BalanceStore, "int-1".to_string()),
+            ]
+        );
+        // The matched reservations still match their transfers.
+        assert!(
+            audit.unmatched_reservations.is_empty(),
+            "{:?}",
+            audit.unmatched_reservations
+        );
+
+        // A reserve and a confirm straight at the balance store, for no transfer.
+        fake.set_reservation(Leg::BalanceStore, "steal-1", ReservationView::Confirmed);
+        let audit = reconciler
+            .client
+            .audit(AuditRequest { limit: 10 })
+            .await
+            .unwrap()
+            .into_inner();
+        let stolen: Vec<(Participant, UnmatchedReason, String)> = audit
+            .unmatched_reservations
+            .iter()
+            .map(|u| {
+                let reservation = u.reservation.as_ref().unwrap();
+                (u.participant(), u.reason(), reservation.transfer_id.clone())
+            })
+            .collect();
+        assert_eq!(
+            stolen,
+            [(
+                Participant::BalanceStore,
+                UnmatchedReason::NoTransfer,
+                "steal-1".to_string()
+            )]
+        );
+        assert_eq!(audit.unexplained_balances.len(), 2, "{audit:?}");
 
         // Bounded.
         let one = reconciler

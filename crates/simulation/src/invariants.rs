@@ -6,7 +6,8 @@
 //! balances match its reservations; no transfer is confirmed at one participant and
 //! cancelled, refused or tombstoned at the other; nothing is confirmed unless the
 //! coordinator recorded the commit; nothing is held once the transfer is final; and the
-//! protocol's money-audit rule (`banktransfer_protocol::audit`, the reconciler's too) agrees.
+//! protocol's money-audit rules (`banktransfer_protocol::audit`, the reconciler's too)
+//! agree: the legs rule on every transfer, the books rule on both whole books.
 //!
 //! Liveness ([`unsettled`], [`check_at_rest`]), once the faults are over: every transfer
 //! final, nothing held, both books agree with the coordinator, and every answer a user
@@ -15,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use banktransfer_api::gateway::v1::TransferStatus;
-use banktransfer_protocol::audit::{self, ReservationView};
+use banktransfer_protocol::audit::{self, BookReservation, LoggedTransfer, ReservationView};
 use banktransfer_protocol::reservation::ReservationStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use coordinator::store::TransferRecord;
@@ -246,6 +247,38 @@ pub fn check_safety(world: &World) -> Result<(), Broken> {
                 ),
             ],
         )?;
+    }
+    check_books(&snapshot)
+}
+
+/// The reconciler's books rule (`banktransfer_protocol::audit::book_findings`) over both
+/// whole books: every reservation holding or moving money matches a recorded transfer,
+/// and every account's balances follow from its opening balance and its reservations.
+fn check_books(snapshot: &Snapshot) -> Result<(), Broken> {
+    let logged: BTreeMap<String, LoggedTransfer> = snapshot
+        .transfers
+        .values()
+        .map(|record| (record.transfer_id.clone(), record.logged()))
+        .collect();
+    let books = [
+        (Leg::External, &snapshot.external),
+        (Leg::BalanceStore, &snapshot.balance_store),
+    ];
+    for (leg, book) in books {
+        let reservations: Vec<BookReservation> = book
+            .reservations
+            .values()
+            .map(|stored| BookReservation {
+                transfer_id: stored.reservation.transfer_id.clone(),
+                terms: stored.reservation.terms.clone(),
+                view: view(Some(stored)),
+            })
+            .collect();
+        let accounts = book.list_accounts(None, u32::MAX);
+        if let Some(finding) = audit::book_findings(leg, &reservations, &accounts, &logged).first()
+        {
+            return broken("reconciler_audit_books", finding.to_string());
+        }
     }
     Ok(())
 }

@@ -11,7 +11,8 @@
 //!   the database, which the handlers answer UNAVAILABLE), replies lost after the commit.
 //!   Reserve, confirm and cancel run detached from their caller, as the SQL store runs
 //!   them;
-//! - [`MemoryBook::snapshot`]: the state, read without failures, for invariant checks;
+//! - [`MemoryBook::snapshot`]: the state, read without failures, for invariant checks
+//!   (with [`BookSnapshot::list_accounts`], the audit's view of its accounts);
 //! - [`BookMutation`]: TEST-ONLY removal of one safety mechanism, so that the simulation
 //!   can show it notices.
 //!
@@ -19,10 +20,13 @@
 //! counterpart of `participant::Screening`.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
+use banktransfer_protocol::audit::AccountStatement;
 use banktransfer_protocol::reservation::{
-    self, AccountView, Balance, Refusal, Reservation, ReserveOutcome, SettleOutcome, Side, Terms,
+    self, AccountView, Balance, Refusal, Reservation, ReservationStatus, ReserveOutcome,
+    SettleOutcome, Side, Terms,
 };
 use participant::{NewAccount, NoScreening, OpenOutcome, ReservationBook, StoreError};
 
@@ -70,6 +74,8 @@ pub enum BookCall {
     GetReservation,
     OpenAccount,
     GetAccount,
+    ListReservations,
+    ListAccounts,
 }
 
 /// TEST-ONLY: a safety mechanism the book leaves out, to show the simulation catches it.
@@ -89,6 +95,79 @@ pub struct BookSnapshot {
     pub accounts: BTreeMap<String, AccountView>,
     /// By transfer id.
     pub reservations: BTreeMap<String, StoredReservation>,
+    /// Each account's opening balance, by account id (the SQL store's `opening_minor`).
+    pub opening_minor: BTreeMap<String, i64>,
+}
+
+impl BookSnapshot {
+    /// Up to `limit` reservations in transfer id order, after `after`.
+    fn list_reservations(&self, after: Option<&str>, limit: u32) -> Vec<Reservation> {
+        self.reservations
+            .range::<str, _>((after_bound(after), Bound::Unbounded))
+            .take(page_len(limit))
+            .map(|(_, stored)| stored.reservation.clone())
+            .collect()
+    }
+
+    /// Up to `limit` accounts in account id order, after `after`, with their opening
+    /// balances and reservation totals (in the account's currency, as the SQL store
+    /// counts them).
+    pub fn list_accounts(&self, after: Option<&str>, limit: u32) -> Vec<AccountStatement> {
+        let totals = self.reservation_totals();
+        self.accounts
+            .range::<str, _>((after_bound(after), Bound::Unbounded))
+            .take(page_len(limit))
+            .map(|(account_id, account)| {
+                let (held, confirmed) =
+                    totals.get(account_id.as_str()).copied().unwrap_or_default();
+                AccountStatement {
+                    account_id: account_id.clone(),
+                    user_id: account.user_id.clone(),
+                    currency: account.currency,
+                    balance: account.balance,
+                    opening_minor: self.opening_minor.get(account_id).copied(),
+                    reservations_held_minor: held,
+                    reservations_confirmed_minor: confirmed,
+                }
+            })
+            .collect()
+    }
+
+    /// (held, confirmed) totals of each account's reservations in its own currency, in
+    /// one pass over the reservations.
+    fn reservation_totals(&self) -> BTreeMap<&str, (i64, i64)> {
+        let mut totals: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for stored in self.reservations.values() {
+            let Some(terms) = &stored.reservation.terms else {
+                continue;
+            };
+            let in_its_currency = self
+                .accounts
+                .get(&terms.account_id)
+                .is_some_and(|account| account.currency == terms.amount.currency());
+            if !in_its_currency {
+                continue;
+            }
+            let (held, confirmed) = totals.entry(terms.account_id.as_str()).or_default();
+            let total = match stored.reservation.status {
+                ReservationStatus::Held => held,
+                ReservationStatus::Confirmed => confirmed,
+                ReservationStatus::Cancelled | ReservationStatus::Refused(_) => continue,
+            };
+            *total = total
+                .checked_add(terms.amount.minor_units())
+                .expect("reservation totals fit in i64, as in the SQL store");
+        }
+        totals
+    }
+}
+
+fn after_bound(after: Option<&str>) -> Bound<&str> {
+    after.map_or(Bound::Unbounded, Bound::Excluded)
+}
+
+fn page_len(limit: u32) -> usize {
+    usize::try_from(limit).expect("a page length fits in usize")
 }
 
 /// The database itself, shared by every handle: the book's tables, and the side and the
@@ -235,6 +314,10 @@ impl<S: MemoryScreening> Database<S> {
                 tables
                     .accounts
                     .insert(account.account_id.clone(), view.clone());
+                tables.opening_minor.insert(
+                    account.account_id.clone(),
+                    account.opening_balance.minor_units(),
+                );
                 self.tables.changed();
                 OpenOutcome::Opened(view)
             }
@@ -313,9 +396,11 @@ impl<S: MemoryScreening> MemoryBook<S> {
             BookCall::Reserve | BookCall::Confirm | BookCall::Cancel => {
                 sim_db::joined(tokio::spawn(planned).await, unreachable)?
             }
-            BookCall::GetReservation | BookCall::OpenAccount | BookCall::GetAccount => {
-                planned.await
-            }
+            BookCall::GetReservation
+            | BookCall::OpenAccount
+            | BookCall::GetAccount
+            | BookCall::ListReservations
+            | BookCall::ListAccounts => planned.await,
         }
     }
 }
@@ -375,6 +460,30 @@ impl<S: MemoryScreening> ReservationBook for MemoryBook<S> {
         let account_id = account_id.to_owned();
         self.execute(BookCall::GetAccount, move |db| {
             db.tables.lock().accounts.get(&account_id).cloned()
+        })
+        .await
+    }
+
+    async fn list_reservations(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let after = after.map(str::to_owned);
+        self.execute(BookCall::ListReservations, move |db| {
+            db.tables.lock().list_reservations(after.as_deref(), limit)
+        })
+        .await
+    }
+
+    async fn list_accounts(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AccountStatement>, StoreError> {
+        let after = after.map(str::to_owned);
+        self.execute(BookCall::ListAccounts, move |db| {
+            db.tables.lock().list_accounts(after.as_deref(), limit)
         })
         .await
     }
@@ -470,6 +579,41 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn listings_page_in_key_order_like_the_sql_store() {
+        let book = book(BookMutation::None).await;
+        book.reserve("t2", terms(40), 1).await.unwrap();
+        book.confirm("t2", 2).await.unwrap();
+        book.reserve("t3", terms(10), 3).await.unwrap();
+        book.cancel("t1", 4).await.unwrap();
+        let first = book.list_reservations(None, 2).await.unwrap();
+        let ids: Vec<&str> = first.iter().map(|r| r.transfer_id.as_str()).collect();
+        assert_eq!(ids, ["t1", "t2"]);
+        assert_eq!(first[0].terms, None, "the tombstone is listed too");
+        let rest = book.list_reservations(Some("t2"), 2).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].transfer_id, "t3");
+
+        let accounts = book.list_accounts(None, 10).await.unwrap();
+        assert_eq!(accounts.len(), 1);
+        let statement = &accounts[0];
+        assert_eq!(statement.opening_minor, Some(100));
+        assert_eq!(
+            (
+                statement.reservations_held_minor,
+                statement.reservations_confirmed_minor
+            ),
+            (10, 40)
+        );
+        assert_eq!(statement.balance, balance(&book));
+        assert!(
+            book.list_accounts(Some("acc"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

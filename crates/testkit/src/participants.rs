@@ -8,17 +8,18 @@
 //! currency: the external leg's with more than any test moves, the balance store's
 //! empty. Only a script refuses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use banktransfer_protocol::money::Money;
+use banktransfer_protocol::audit::{AccountStatement, BookReservation};
+use banktransfer_protocol::money::{Currency, Money};
 use banktransfer_protocol::reservation::{
     self, AccountView, Balance, Refusal, RefusalReason, Reservation, ReservationStatus,
     ReserveOutcome, SettleOutcome, Side, Terms,
 };
 use banktransfer_protocol::transfer::{Leg, ReserveReply};
-use coordinator::participants::{CallError, Participants, ReservationView, ReserveTerms};
+use coordinator::participants::{CallError, Page, Participants, ReservationView, ReserveTerms};
 use tokio::sync::watch;
 
 /// What a leg answers to a reserve it has never seen.
@@ -88,14 +89,10 @@ impl Book {
     }
 
     fn balance(&self, leg: Leg, account_id: &str) -> Balance {
-        let opening_minor = match side(leg) {
-            Side::Debit => EXTERNAL_OPENING_MINOR,
-            Side::Credit => 0,
-        };
         self.balances
             .get(&(leg, account_id.to_owned()))
             .copied()
-            .unwrap_or(Balance::opening(opening_minor))
+            .unwrap_or(Balance::opening(opening_minor(leg)))
     }
 
     /// The account a reserve asks for, opened on demand for its user and currency.
@@ -182,9 +179,8 @@ impl Book {
         Ok(())
     }
 
-    /// Makes `leg` hold `view` for the transfer, keeping its book consistent: a hold or a
-    /// confirmation with no reserve behind it is for [`TAMPERED_AMOUNT_MINOR`] on an
-    /// account of its own.
+    /// Makes `leg` hold `view` for the transfer, as
+    /// [`FakeParticipants::set_reservation`] tells.
     fn tamper(&mut self, leg: Leg, transfer_id: &str, view: ReservationView) {
         let key = (leg, transfer_id.to_owned());
         let status = match view {
@@ -210,14 +206,7 @@ impl Book {
                     user_id: "tampered".into(),
                     amount: Money::positive(TAMPERED_AMOUNT_MINOR, "EUR").expect("a valid amount"),
                 };
-                let mut balance = self.balance(leg, &terms.account_id);
-                match status {
-                    ReservationStatus::Held => balance.reserved_minor += TAMPERED_AMOUNT_MINOR,
-                    ReservationStatus::Confirmed => {
-                        balance.confirmed_minor += TAMPERED_AMOUNT_MINOR;
-                    }
-                    _ => {}
-                }
+                let balance = self.moved_by_the_book(leg, transfer_id, &terms, &status);
                 self.balances
                     .insert((leg, terms.account_id.clone()), balance);
                 terms
@@ -229,6 +218,145 @@ impl Book {
             status,
         };
         self.reservations.insert(key, reservation);
+    }
+}
+
+impl Book {
+    /// The balance of `terms`' account once the participant's own book has moved the
+    /// money `status` says moved (a hold; a hold then its confirm), as a reserve and a
+    /// confirm sent straight to the participant would: with no transfer behind them.
+    fn moved_by_the_book(
+        &self,
+        leg: Leg,
+        transfer_id: &str,
+        terms: &Terms,
+        status: &ReservationStatus,
+    ) -> Balance {
+        let account = self.account(leg, terms);
+        if !matches!(
+            status,
+            ReservationStatus::Held | ReservationStatus::Confirmed
+        ) {
+            return account.balance;
+        }
+        let outcome = reservation::reserve(
+            side(leg),
+            transfer_id,
+            terms.clone(),
+            None,
+            Some(&account),
+            Ok(()),
+        );
+        let ReserveOutcome::Record {
+            reservation: held,
+            balance: Some(balance),
+        } = outcome
+        else {
+            panic!("a tampered hold of {TAMPERED_AMOUNT_MINOR} fits any fake account: {outcome:?}");
+        };
+        if *status == ReservationStatus::Held {
+            return balance;
+        }
+        match reservation::confirm(side(leg), transfer_id, Some(&held), Some(balance)) {
+            SettleOutcome::Apply { balance, .. } => balance,
+            other => panic!("a fresh hold confirms: {other:?}"),
+        }
+    }
+
+    /// `leg`'s reservations in transfer id order, after `after`.
+    fn listed_reservations(&self, leg: Leg, after: &str) -> Vec<BookReservation> {
+        let mut listed: Vec<BookReservation> = self
+            .reservations
+            .iter()
+            .filter(|((on, transfer_id), _)| *on == leg && transfer_id.as_str() > after)
+            .map(|(_, r)| BookReservation {
+                transfer_id: r.transfer_id.clone(),
+                terms: r.terms.clone(),
+                view: ReservationView::of_status(Some(&r.status)),
+            })
+            .collect();
+        listed.sort_by(|a, b| a.transfer_id.cmp(&b.transfer_id));
+        listed
+    }
+
+    /// `leg`'s accounts in account id order, after `after`: every account a reservation
+    /// names or money moved through. An account's currency is its reservations'; its
+    /// opening balance the one it opened with on demand.
+    fn listed_accounts(&self, leg: Leg, after: &str) -> Vec<AccountStatement> {
+        // (currency, owner) by account id.
+        let mut accounts: BTreeMap<&str, (Currency, &str)> = BTreeMap::new();
+        for ((on, _), r) in &self.reservations {
+            if let (true, Some(terms)) = (*on == leg, &r.terms) {
+                accounts
+                    .entry(terms.account_id.as_str())
+                    .or_insert((terms.amount.currency(), terms.user_id.as_str()));
+            }
+        }
+        // Money moved, then the reservation that moved it taken away by a test.
+        for (on, account_id) in self.balances.keys() {
+            if *on == leg {
+                accounts
+                    .entry(account_id.as_str())
+                    .or_insert((Currency::USD, ""));
+            }
+        }
+        accounts
+            .into_iter()
+            .filter(|(account_id, _)| *account_id > after)
+            .map(|(account_id, (currency, user_id))| {
+                let (mut held, mut confirmed) = (0, 0);
+                for ((on, _), r) in &self.reservations {
+                    let Some(terms) = r.terms.as_ref().filter(|t| {
+                        *on == leg && t.account_id == account_id && t.amount.currency() == currency
+                    }) else {
+                        continue;
+                    };
+                    match r.status {
+                        ReservationStatus::Held => held += terms.amount.minor_units(),
+                        ReservationStatus::Confirmed => confirmed += terms.amount.minor_units(),
+                        ReservationStatus::Cancelled | ReservationStatus::Refused(_) => {}
+                    }
+                }
+                AccountStatement {
+                    account_id: account_id.to_owned(),
+                    user_id: user_id.to_owned(),
+                    currency,
+                    balance: self.balance(leg, account_id),
+                    opening_minor: Some(opening_minor(leg)),
+                    reservations_held_minor: held,
+                    reservations_confirmed_minor: confirmed,
+                }
+            })
+            .collect()
+    }
+}
+
+/// What the fake's accounts open with, on demand.
+fn opening_minor(leg: Leg) -> i64 {
+    match side(leg) {
+        Side::Debit => EXTERNAL_OPENING_MINOR,
+        Side::Credit => 0,
+    }
+}
+
+/// One page of `listed` (in key order, after the page token), and the next page's token:
+/// the fake's tokens are the last key of the page before.
+fn page<T>(mut listed: Vec<T>, page_size: u32, key: impl Fn(&T) -> &str) -> Page<T> {
+    let size = usize::try_from(page_size).expect("a page size fits in usize");
+    if listed.len() <= size {
+        return Page {
+            entries: listed,
+            next_page_token: String::new(),
+        };
+    }
+    listed.truncate(size);
+    let next_page_token = listed
+        .last()
+        .map(|last| key(last).to_owned())
+        .unwrap_or_default();
+    Page {
+        entries: listed,
+        next_page_token,
     }
 }
 
@@ -338,7 +466,11 @@ impl FakeParticipants {
     }
 
     /// Overwrites what a leg holds (an audit test's tampering, or a reserve a test
-    /// pretends reached the leg).
+    /// pretends reached the leg). For a transfer id the leg never saw, a hold or a
+    /// confirmation moves the money as the participant's own book would (one minor unit
+    /// of EUR, on an account of its own): a reserve and a confirm sent straight
+    /// to the participant. A status changed under an existing reservation leaves its
+    /// account's balance as it was, as an edit of the database would.
     pub fn set_reservation(&self, leg: Leg, transfer_id: &str, view: ReservationView) {
         self.lock().tamper(leg, transfer_id, view);
     }
@@ -428,10 +560,35 @@ impl Participants for FakeParticipants {
         self.arrive(leg, Op::GetReservation, transfer_id);
         Ok(self.reservation(leg, transfer_id))
     }
+
+    /// Not recorded as a call: the audit's reads of a whole book are no transfer's.
+    async fn list_reservations(
+        &self,
+        leg: Leg,
+        page_size: u32,
+        page_token: &str,
+        _timeout: Duration,
+    ) -> Result<Page<BookReservation>, CallError> {
+        let listed = self.lock().listed_reservations(leg, page_token);
+        Ok(page(listed, page_size, |r| &r.transfer_id))
+    }
+
+    async fn list_accounts(
+        &self,
+        leg: Leg,
+        page_size: u32,
+        page_token: &str,
+        _timeout: Duration,
+    ) -> Result<Page<AccountStatement>, CallError> {
+        let listed = self.lock().listed_accounts(leg, page_token);
+        Ok(page(listed, page_size, |a| &a.account_id))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use banktransfer_protocol::audit::{Finding, book_findings};
+
     use super::*;
 
     fn terms(transfer_id: &str, amount_minor: i64) -> ReserveTerms {
@@ -478,6 +635,59 @@ mod tests {
         assert!(fake.confirm(leg, "t2", t).await.is_err());
         assert_eq!(fake.reservation(leg, "t2"), ReservationView::Cancelled);
         assert_eq!(fake.balance(leg, "ext-1").reserved_minor, 0);
+    }
+
+    #[tokio::test]
+    async fn its_books_list_in_pages_and_explain_themselves() {
+        let fake = FakeParticipants::new();
+        let t = Duration::from_secs(1);
+        for (id, amount) in [("t1", 100), ("t2", 50), ("t3", 25)] {
+            assert_eq!(
+                fake.reserve(Leg::External, &terms(id, amount), t).await,
+                ReserveReply::Held
+            );
+        }
+        fake.confirm(Leg::External, "t1", t).await.unwrap();
+        fake.cancel(Leg::External, "t2", t).await.unwrap();
+        let first = fake
+            .list_reservations(Leg::External, 2, "", t)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = first
+            .entries
+            .iter()
+            .map(|r| r.transfer_id.as_str())
+            .collect();
+        assert_eq!(ids, ["t1", "t2"]);
+        let rest = fake
+            .list_reservations(Leg::External, 2, &first.next_page_token, t)
+            .await
+            .unwrap();
+        assert_eq!(rest.entries.len(), 1);
+        assert_eq!(rest.next_page_token, "");
+
+        // A reserve and a confirm sent straight to the leg: its book explains the
+        // balance, and only the missing transfer tells the theft.
+        fake.set_reservation(Leg::BalanceStore, "steal", ReservationView::Confirmed);
+        let log = BTreeMap::new();
+        for leg in Leg::BOTH {
+            let reservations = fake.list_reservations(leg, 100, "", t).await.unwrap();
+            let accounts = fake.list_accounts(leg, 100, "", t).await.unwrap();
+            assert_eq!(accounts.next_page_token, "");
+            let found = book_findings(leg, &reservations.entries, &accounts.entries, &log);
+            let unmatched: Vec<String> = found
+                .iter()
+                .map(|f| match f {
+                    Finding::UnmatchedReservation(u) => u.transfer_id.clone(),
+                    Finding::UnexplainedBalance(u) => panic!("{leg:?}: {u}"),
+                })
+                .collect();
+            let expected: &[&str] = match leg {
+                Leg::External => &["t1", "t3"],
+                Leg::BalanceStore => &["steal"],
+            };
+            assert_eq!(unmatched, expected, "{leg:?}");
+        }
     }
 
     #[tokio::test]

@@ -8,13 +8,15 @@ use banktransfer_api::money::v1 as money_pb;
 use banktransfer_api::reservation::v1::reservation_service_client::ReservationServiceClient;
 use banktransfer_api::reservation::v1::{
     self as reservation_pb, CancelRequest, ConfirmRequest, GetReservationRequest,
-    ReservationStatus, ReserveRequest,
+    ListAccountsRequest, ListReservationsRequest, ReservationStatus, ReserveRequest,
 };
+use banktransfer_protocol::audit::{AccountStatement, BookReservation};
 use banktransfer_protocol::transfer::{Leg, ReserveReply};
 use service_kit::client::{channel, with_deadline};
 use tonic::transport::{Channel, ClientTlsConfig};
 
-use super::{CallError, Participants, ReservationView, ReserveTerms};
+use super::listing::{accounts_page, reservations_page};
+use super::{CallError, Page, Participants, ReservationView, ReserveTerms};
 
 #[derive(Clone, Debug)]
 pub struct GrpcParticipants {
@@ -121,6 +123,42 @@ impl Participants for GrpcParticipants {
         let result = self.client(leg).get_reservation(request).await;
         reservation_view(result.map(|r| r.into_inner().reservation))
     }
+
+    async fn list_reservations(
+        &self,
+        leg: Leg,
+        page_size: u32,
+        page_token: &str,
+        timeout: Duration,
+    ) -> Result<Page<BookReservation>, CallError> {
+        let request = with_deadline(
+            ListReservationsRequest {
+                page_size,
+                page_token: page_token.to_owned(),
+            },
+            timeout,
+        );
+        let result = self.client(leg).list_reservations(request).await;
+        reservations_page(result.map(tonic::Response::into_inner))
+    }
+
+    async fn list_accounts(
+        &self,
+        leg: Leg,
+        page_size: u32,
+        page_token: &str,
+        timeout: Duration,
+    ) -> Result<Page<AccountStatement>, CallError> {
+        let request = with_deadline(
+            ListAccountsRequest {
+                page_size,
+                page_token: page_token.to_owned(),
+            },
+            timeout,
+        );
+        let result = self.client(leg).list_accounts(request).await;
+        accounts_page(result.map(tonic::Response::into_inner))
+    }
 }
 
 fn reserve_request(terms: &ReserveTerms) -> ReserveRequest {
@@ -135,7 +173,7 @@ fn reserve_request(terms: &ReserveTerms) -> ReserveRequest {
     }
 }
 
-fn status_text(status: &tonic::Status) -> String {
+pub(super) fn status_text(status: &tonic::Status) -> String {
     if status.message().is_empty() {
         status.code().description().to_owned()
     } else {

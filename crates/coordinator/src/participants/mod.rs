@@ -1,13 +1,16 @@
 //! The two participants of every transfer, as the coordinator calls them: reserve,
-//! confirm, cancel, and (for the audit) read a reservation. [`Participants`] is the seam
-//! where tests and the simulator put scripted participants; [`GrpcParticipants`] is the
-//! real thing.
+//! confirm, cancel, and (for the audit) read a reservation, or a whole book a page at a
+//! time. [`Participants`] is the seam where tests and the simulator put scripted
+//! participants; [`GrpcParticipants`] is the real thing (its listings' conversions are
+//! in `listing.rs`).
 
 mod grpc;
+mod listing;
 
 use std::future::Future;
 use std::time::Duration;
 
+use banktransfer_protocol::audit::{AccountStatement, BookReservation};
 use banktransfer_protocol::money::Money;
 use banktransfer_protocol::transfer::{Leg, ReserveReply};
 
@@ -44,6 +47,14 @@ impl ReserveTerms {
 
 /// What a participant holds for a transfer (the audit compares it with the log).
 pub use banktransfer_protocol::audit::ReservationView;
+
+/// One page of a participant's book, as ListReservations and ListAccounts answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub entries: Vec<T>,
+    /// Where the next page starts; "" on the last page.
+    pub next_page_token: String,
+}
 
 /// A call that did not get the answer it needed (error status, wrong state, timeout).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -83,4 +94,26 @@ pub trait Participants: Send + Sync + 'static {
         transfer_id: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<ReservationView, CallError>> + Send;
+
+    /// One page of `leg`'s reservations, whatever their status, in transfer id order:
+    /// at most `page_size` (1 to `banktransfer_protocol::audit::BOOK_PAGE_SIZE_MAX`),
+    /// starting at `page_token` ("" for the first page, else the token the page before
+    /// returned).
+    fn list_reservations(
+        &self,
+        leg: Leg,
+        page_size: u32,
+        page_token: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Page<BookReservation>, CallError>> + Send;
+
+    /// One page of `leg`'s accounts in account id order, each with what explains its
+    /// balances; paged as [`Participants::list_reservations`].
+    fn list_accounts(
+        &self,
+        leg: Leg,
+        page_size: u32,
+        page_token: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Page<AccountStatement>, CallError>> + Send;
 }

@@ -10,6 +10,7 @@ mod sql;
 
 use std::future::Future;
 
+use banktransfer_protocol::audit::LoggedTransfer;
 use banktransfer_protocol::money::Money;
 use banktransfer_protocol::transfer::{Decision, RecordedState};
 use service_kit::db::Migrations;
@@ -66,6 +67,18 @@ pub struct TransferRecord {
     pub next_attempt_at_ms: u64,
     pub lease_owner: Option<String>,
     pub lease_until_ms: Option<u64>,
+}
+
+impl TransferRecord {
+    /// What the audit's books rule matches a participant's reservation against.
+    pub fn logged(&self) -> LoggedTransfer {
+        LoggedTransfer {
+            transfer_id: self.transfer_id.clone(),
+            external_account_id: self.external_account_id.clone(),
+            internal_account_id: self.internal_account_id.clone(),
+            amount: self.amount,
+        }
+    }
 }
 
 /// What recording an intent found under its (user_id, idempotency_key).

@@ -4,6 +4,7 @@
 
 use banktransfer_api::money::v1 as money_pb;
 use banktransfer_api::reservation::v1 as pb;
+use banktransfer_protocol::audit::AccountStatement;
 use banktransfer_protocol::money::{Money, MoneyError};
 use banktransfer_protocol::reservation::{
     AccountView, RefusalReason, Reservation, ReservationStatus, Terms,
@@ -105,6 +106,23 @@ pub fn account(account: &AccountView) -> pb::Account {
         available_minor_units: account.balance.available_minor,
         reserved_minor_units: account.balance.reserved_minor,
         confirmed_minor_units: account.balance.confirmed_minor,
+    }
+}
+
+/// An account with what explains its balances, for ListAccounts.
+pub fn account_statement(statement: &AccountStatement) -> pb::AccountStatement {
+    pb::AccountStatement {
+        account: Some(pb::Account {
+            account_id: statement.account_id.clone(),
+            user_id: statement.user_id.clone(),
+            currency: statement.currency.as_str().to_owned(),
+            available_minor_units: statement.balance.available_minor,
+            reserved_minor_units: statement.balance.reserved_minor,
+            confirmed_minor_units: statement.balance.confirmed_minor,
+        }),
+        opening_minor_units: statement.opening_minor,
+        reservations_held_minor_units: statement.reservations_held_minor,
+        reservations_confirmed_minor_units: statement.reservations_confirmed_minor,
     }
 }
 

@@ -2,7 +2,9 @@
 //! request once, in [`convert`], ask the book, map the outcome to a reply or a status
 //! code, and log it inside a `reservation` span carrying the transfer id), and in
 //! [`services`] the generated service traits over it: `ReservationService`, which both
-//! participants serve, and each participant's own account service.
+//! participants serve, and each participant's own account service. The audit's reads of
+//! a whole book (ListReservations, ListAccounts) are in `listing.rs`, their pages in
+//! [`paging`].
 //!
 //! Outcome -> reply:
 //! - a recorded or replayed reservation -> OK with it (HELD, CONFIRMED, CANCELLED, or
@@ -10,10 +12,13 @@
 //! - the transfer id reused with other terms -> ALREADY_EXISTS;
 //! - confirm/cancel not allowed in the current state -> FAILED_PRECONDITION;
 //! - unknown reservation or account on a read -> NOT_FOUND;
+//! - a page size over the bound or a page token not issued here -> INVALID_ARGUMENT;
 //! - storage unreachable -> UNAVAILABLE; any other storage error -> INTERNAL.
 
 pub mod convert;
 mod errors;
+mod listing;
+pub mod paging;
 pub mod services;
 
 use banktransfer_api::money::v1 as money_pb;

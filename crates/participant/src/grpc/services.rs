@@ -1,8 +1,9 @@
 //! The generated service traits over [`Participant`], written once for both participants:
 //! - [`ReservationApi`]: `banktransfer.reservation.v1.ReservationService`, which both
 //!   serve, only to the coordinator's identities (client certificates of the gateway and
-//!   the reconciler). Reserve, confirm and cancel pass through a [`CallGate`] first: [`NoGate`] in
-//!   production, the injected faults in the mock external institution.
+//!   the reconciler). Reserve, confirm and cancel pass through a [`CallGate`] first:
+//!   [`NoGate`] in production, the injected faults in the mock external institution; the
+//!   reads (GetReservation, and the audit's ListReservations and ListAccounts) never do.
 //! - [`AccountsApi`]: each participant's own account service
 //!   (`banktransfer.external.v1.ExternalInstitutionService`,
 //!   `banktransfer.balance_store.v1.BalanceStoreService`): the same two calls over
@@ -172,6 +173,26 @@ impl<B: ReservationBook, G: CallGate> ReservationService for ReservationApi<B, G
     ) -> Result<Response<pb::GetReservationResponse>, Status> {
         self.participant
             .get_reservation(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_reservations(
+        &self,
+        request: Request<pb::ListReservationsRequest>,
+    ) -> Result<Response<pb::ListReservationsResponse>, Status> {
+        self.participant
+            .list_reservations(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        self.participant
+            .list_accounts(request.into_inner())
             .await
             .map(Response::new)
     }

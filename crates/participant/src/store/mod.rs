@@ -10,6 +10,7 @@ mod sql;
 
 pub use sql::sql_ms;
 
+use banktransfer_protocol::audit::AccountStatement;
 use banktransfer_protocol::reservation::{
     self, AccountView, Balance, Reservation, ReserveOutcome, SettleOutcome, Side, Terms,
 };
@@ -253,5 +254,23 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
     async fn get_account(&self, account_id: &str) -> Result<Option<AccountView>, StoreError> {
         let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
         Ok(sql::select_account(&mut conn, account_id, Lock::None).await?)
+    }
+
+    async fn list_reservations(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Reservation>, StoreError> {
+        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
+        Ok(sql::list_reservations(&mut conn, after.unwrap_or_default(), limit).await?)
+    }
+
+    async fn list_accounts(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AccountStatement>, StoreError> {
+        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
+        Ok(sql::list_accounts(&mut conn, after.unwrap_or_default(), limit).await?)
     }
 }

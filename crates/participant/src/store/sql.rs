@@ -8,6 +8,7 @@
 //! It is also the one place sqlx's errors become storage-neutral [`StoreError`]s
 //! ([`store_error`], through [`SqlError`]).
 
+use banktransfer_protocol::audit::AccountStatement;
 use banktransfer_protocol::money::{Currency, Money};
 use banktransfer_protocol::reservation::{
     AccountView, Balance, Refusal, RefusalReason, Reservation, ReservationStatus, Terms,
@@ -70,10 +71,20 @@ pub enum Lock {
     ForUpdate,
 }
 
+macro_rules! reservation_columns {
+    () => {
+        "transfer_id, account_id, user_id, amount_minor, currency, status, refusal_reason, \
+         refusal_message"
+    };
+}
+
 macro_rules! select_reservation {
     () => {
-        "SELECT transfer_id, account_id, user_id, amount_minor, currency, status, \
-         refusal_reason, refusal_message FROM reservations WHERE transfer_id = $1"
+        concat!(
+            "SELECT ",
+            reservation_columns!(),
+            " FROM reservations WHERE transfer_id = $1"
+        )
     };
 }
 
@@ -89,6 +100,28 @@ const SELECT_RESERVATION_FOR_UPDATE: &str = concat!(select_reservation!(), " FOR
 const SELECT_ACCOUNT: &str = select_account!();
 const SELECT_ACCOUNT_FOR_UPDATE: &str = concat!(select_account!(), " FOR UPDATE");
 
+// Every transfer id is at least one byte long, so the first page starts after "".
+const LIST_RESERVATIONS: &str = concat!(
+    "SELECT ",
+    reservation_columns!(),
+    " FROM reservations WHERE transfer_id > $1 ORDER BY transfer_id LIMIT $2"
+);
+
+// One statement, so each account's balances and its reservation totals come from one
+// snapshot (PostgreSQL takes one per statement; SQLite serializes) and agree with each
+// other. Totals count only the account's own currency: a reserve in another currency
+// is refused, so anything else is for the audit's reservation clause to see. SUM over
+// BIGINT is NUMERIC on PostgreSQL, hence the casts.
+const LIST_ACCOUNTS: &str = "SELECT a.account_id, a.user_id, a.currency, a.available_minor, \
+     a.reserved_minor, a.confirmed_minor, a.opening_minor, \
+     CAST(COALESCE((SELECT SUM(r.amount_minor) FROM reservations r \
+         WHERE r.account_id = a.account_id AND r.currency = a.currency \
+         AND r.status = 'held'), 0) AS BIGINT), \
+     CAST(COALESCE((SELECT SUM(r.amount_minor) FROM reservations r \
+         WHERE r.account_id = a.account_id AND r.currency = a.currency \
+         AND r.status = 'confirmed'), 0) AS BIGINT) \
+     FROM accounts a WHERE a.account_id > $1 ORDER BY a.account_id LIMIT $2";
+
 const INSERT_RESERVATION: &str = "INSERT INTO reservations (transfer_id, account_id, user_id, \
      amount_minor, currency, status, refusal_reason, refusal_message, created_at_ms, \
      updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
@@ -102,8 +135,8 @@ const UPDATE_BALANCE: &str = "UPDATE accounts SET available_minor = $2, reserved
 // `DO NOTHING` makes a concurrent open of the same account a no-op instead of an error;
 // the caller reads the row back to see whose it is.
 const INSERT_ACCOUNT_IF_ABSENT: &str = "INSERT INTO accounts (account_id, user_id, currency, \
-     available_minor, reserved_minor, confirmed_minor, opened_at_ms) \
-     VALUES ($1, $2, $3, $4, 0, 0, $5) ON CONFLICT (account_id) DO NOTHING";
+     available_minor, reserved_minor, confirmed_minor, opening_minor, opened_at_ms) \
+     VALUES ($1, $2, $3, $4, 0, 0, $5, $6) ON CONFLICT (account_id) DO NOTHING";
 
 /// transfer_id, account_id, user_id, amount_minor, currency, status, refusal_reason,
 /// refusal_message.
@@ -120,6 +153,10 @@ type ReservationRow = (
 
 /// account_id, user_id, currency, available_minor, reserved_minor, confirmed_minor.
 type AccountRow = (String, String, String, i64, i64, i64);
+
+/// An [`AccountRow`], then opening_minor and the totals of the account's held and
+/// confirmed reservations.
+type StatementRow = (String, String, String, i64, i64, i64, Option<i64>, i64, i64);
 
 pub async fn select_reservation(
     conn: &mut AnyConnection,
@@ -151,6 +188,41 @@ pub async fn select_account(
         .fetch_optional(&mut *conn)
         .await?;
     Ok(row.map(account_from_row).transpose()?)
+}
+
+/// Up to `limit` reservations in transfer id order, after `after` ("" for the first).
+pub async fn list_reservations(
+    conn: &mut AnyConnection,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<Reservation>, SqlError> {
+    let rows: Vec<ReservationRow> = sqlx::query_as(LIST_RESERVATIONS)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(reservation_from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Up to `limit` accounts in account id order, after `after` ("" for the first), each
+/// with its opening balance and reservation totals.
+pub async fn list_accounts(
+    conn: &mut AnyConnection,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<AccountStatement>, SqlError> {
+    let rows: Vec<StatementRow> = sqlx::query_as(LIST_ACCOUNTS)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(statement_from_row)
+        .collect::<Result<_, _>>()?)
 }
 
 /// Inserts a new reservation. A unique violation means a concurrent call recorded the
@@ -236,6 +308,7 @@ pub async fn insert_account_if_absent(
         .bind(account.user_id.as_str())
         .bind(account.opening_balance.currency().as_str().to_owned())
         .bind(account.opening_balance.minor_units())
+        .bind(account.opening_balance.minor_units())
         .bind(sql_ms(now_ms))
         .execute(&mut *conn)
         .await?;
@@ -307,6 +380,38 @@ fn account_from_row(row: AccountRow) -> Result<AccountView, StoreError> {
         user_id,
         currency,
         balance,
+    })
+}
+
+fn statement_from_row(row: StatementRow) -> Result<AccountStatement, StoreError> {
+    let (
+        account_id,
+        user_id,
+        currency,
+        available,
+        reserved,
+        confirmed,
+        opening,
+        held_total,
+        confirmed_total,
+    ) = row;
+    let corrupt = |what: String| StoreError::Corrupt(format!("account {account_id}: {what}"));
+    if opening.is_some_and(|o| o < 0) || held_total < 0 || confirmed_total < 0 {
+        return Err(corrupt(format!(
+            "negative opening balance {opening:?} or reservation totals {held_total}, {confirmed_total}"
+        )));
+    }
+    let account = account_from_row((
+        account_id, user_id, currency, available, reserved, confirmed,
+    ))?;
+    Ok(AccountStatement {
+        account_id: account.account_id,
+        user_id: account.user_id,
+        currency: account.currency,
+        balance: account.balance,
+        opening_minor: opening,
+        reservations_held_minor: held_total,
+        reservations_confirmed_minor: confirmed_total,
     })
 }
 
@@ -406,6 +511,38 @@ mod tests {
         assert!(account_from_row(bad_currency).is_err());
         let negative = ("acc".into(), "alice".into(), "USD".into(), -1, 0, 0);
         assert!(account_from_row(negative).is_err());
+    }
+
+    #[test]
+    fn statement_rows_keep_an_unrecorded_opening_and_refuse_negatives() {
+        let row = |opening, held| {
+            let row: StatementRow = (
+                "acc".into(),
+                "alice".into(),
+                "USD".into(),
+                5,
+                2,
+                3,
+                opening,
+                held,
+                3,
+            );
+            statement_from_row(row)
+        };
+        let statement = row(Some(0), 2).unwrap();
+        assert_eq!(statement.opening_minor, Some(0));
+        assert_eq!(
+            (
+                statement.reservations_held_minor,
+                statement.reservations_confirmed_minor
+            ),
+            (2, 3)
+        );
+        assert_eq!(statement.balance.available_minor, 5);
+        assert_eq!(row(None, 2).unwrap().opening_minor, None);
+        for bad in [row(Some(-1), 2), row(Some(0), -2)] {
+            assert!(matches!(bad, Err(StoreError::Corrupt(_))), "{bad:?}");
+        }
     }
 
     #[test]
