@@ -62,6 +62,7 @@ impl CommonSettings {
             ("balance_store_url", &self.balance_store_url),
         ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
+                let url = service_kit::db::redact_passwords(url);
                 return Err(format!("{key} {url:?}: use http://HOST:PORT"));
             }
         }
@@ -208,6 +209,11 @@ mod tests {
         assert!(bad(|s| s.log_format = "xml".into()).contains("log_format"));
         assert!(bad(|s| s.balance_store_url = "127.0.0.1:1".into()).contains("balance_store_url"));
         assert!(bad(|s| s.external_url = String::new()).contains("external_url"));
+        let peer = bad(|s| s.external_url = "grpc://u:hunter2@h:1".into());
+        assert!(
+            peer.contains("u:***@h:1") && !peer.contains("hunter2"),
+            "{peer}"
+        );
         assert!(bad(|s| s.connect_timeout_ms = 0).contains("connect_timeout_ms"));
         assert!(bad(|s| s.database.connections_max = 0).contains("connections_max"));
         assert!(bad(|s| s.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
