@@ -13,6 +13,10 @@ pub struct Settings {
     pub common: CommonSettings,
     /// Requests in flight at once; more are refused with RESOURCE_EXHAUSTED.
     pub in_flight_max: usize,
+    /// The largest amount one ApproveTransfer may ask for, in minor units of its currency;
+    /// above it: INVALID_ARGUMENT before anything is recorded. A bound on input, not a
+    /// business limit: the balance store's `rules.transfer_minor_max` is that.
+    pub amount_minor_max: i64,
 }
 
 impl Default for Settings {
@@ -21,6 +25,8 @@ impl Default for Settings {
             listen_addr: "127.0.0.1:50051".into(),
             common: CommonSettings::default(),
             in_flight_max: 1_024,
+            // 1,000,000.00 in a currency of two decimals.
+            amount_minor_max: 100_000_000,
         }
     }
 }
@@ -32,6 +38,12 @@ impl Settings {
         self.common.validate()?;
         if self.in_flight_max == 0 {
             return Err("in_flight_max must be at least 1".into());
+        }
+        if self.amount_minor_max <= 0 {
+            return Err(format!(
+                "amount_minor_max must be positive, got {}",
+                self.amount_minor_max
+            ));
         }
         Ok(())
     }
@@ -57,6 +69,7 @@ mod tests {
         assert_eq!(s.listen_addr, "127.0.0.1:50051");
         assert_eq!(s.common.budget.policy(), BudgetPolicy::DEFAULT);
         assert_eq!(s.in_flight_max, 1_024);
+        assert_eq!(s.amount_minor_max, 100_000_000);
         s.validate().unwrap();
     }
 
@@ -72,12 +85,14 @@ mod tests {
     #[test]
     fn file_and_environment_set_the_exact_keys() {
         let s = load(
-            "listen_addr = \"127.0.0.1:1\"\nin_flight_max = 7\n[budget]\ntotal_ms = 300\n\
+            "listen_addr = \"127.0.0.1:1\"\nin_flight_max = 7\namount_minor_max = 50\n\
+             [budget]\ntotal_ms = 300\n\
              [database]\nconnections_max = 3\n[server]\nshutdown_grace_ms = 9\n",
             &[("BANKTRANSFER__BUDGET__AFTER_RESERVE_MS", "80")],
         );
         assert_eq!(s.listen_addr, "127.0.0.1:1");
         assert_eq!(s.in_flight_max, 7);
+        assert_eq!(s.amount_minor_max, 50);
         assert_eq!(s.common.budget.total_ms, 300);
         assert_eq!(s.common.budget.after_reserve_ms, 80);
         assert_eq!(s.common.budget.reply_margin_ms, 10);
@@ -97,6 +112,7 @@ mod tests {
         };
         assert!(bad(|s| s.common.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
         assert!(bad(|s| s.in_flight_max = 0).contains("in_flight_max"));
+        assert!(bad(|s| s.amount_minor_max = 0).contains("amount_minor_max"));
         assert!(bad(|s| s.common.database_url = "mysql://x".into()).contains("database_url"));
         assert!(bad(|s| s.common.log_format = "xml".into()).contains("log_format"));
         assert!(bad(|s| s.listen_addr = String::new()).contains("listen_addr"));

@@ -87,6 +87,13 @@ pub fn routes<S: TransferStore, P: Participants>(
     let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), pauses);
     let approver =
         Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy).with_ids(ids);
-    let api = TransferApi::new(approver, store, clock, policy, settings.in_flight_max);
+    let api = TransferApi::new(
+        approver,
+        store,
+        clock,
+        policy,
+        settings.in_flight_max,
+        settings.amount_minor_max,
+    );
     Ok(tonic::service::Routes::new(TransferServiceServer::new(api)))
 }

@@ -25,6 +25,7 @@ pub struct TransferApi<S, P> {
     policy: BudgetPolicy,
     in_flight: Semaphore,
     in_flight_max: usize,
+    amount_minor_max: i64,
 }
 
 impl<S: TransferStore, P: Participants> TransferApi<S, P> {
@@ -34,6 +35,7 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
         clock: SharedClock,
         policy: BudgetPolicy,
         in_flight_max: usize,
+        amount_minor_max: i64,
     ) -> TransferApi<S, P> {
         TransferApi {
             approver,
@@ -42,6 +44,7 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
             policy,
             in_flight: Semaphore::new(in_flight_max),
             in_flight_max,
+            amount_minor_max,
         }
     }
 
@@ -69,7 +72,7 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
             self.clock.now_ms(),
             client_timeout_ms(request.metadata()),
         );
-        let request = TransferRequest::try_from(request.into_inner())?;
+        let request = TransferRequest::parse(request.into_inner(), self.amount_minor_max)?;
         let record = self.approver.approve(request, budget).await?;
         Ok(Response::new(ApproveTransferResponse {
             transfer: Some(convert::transfer_to_proto(&record)),

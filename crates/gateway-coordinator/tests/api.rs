@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banktransfer_api::gateway::v1::{
-    GetTransferRequest, IdempotencyKeyLookup, TransferStatus, get_transfer_request,
+    ApproveTransferRequest, GetTransferRequest, IdempotencyKeyLookup, TransferStatus,
+    get_transfer_request,
 };
 use banktransfer_protocol::transfer::ClientStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
@@ -17,6 +18,7 @@ use coordinator::participants::ReservationView;
 use coordinator::pause::PausePoints;
 use coordinator::store::{SqlTransferStore, TransferStore};
 use gateway_coordinator::Settings;
+use gateway_coordinator::convert::TransferRequest;
 use service_kit::clock::SystemClock;
 use testkit::participants::{FakeParticipants, FakeReserve, Op};
 
@@ -43,6 +45,13 @@ fn recovery(
         Arc::new(SystemClock),
         PausePoints::off(),
     )
+}
+
+/// The fingerprint the gateway records for `request`.
+fn fingerprint_of(request: ApproveTransferRequest) -> String {
+    TransferRequest::parse(request, Settings::default().amount_minor_max)
+        .unwrap()
+        .fingerprint()
 }
 
 fn recovery_deadlines() -> Deadlines {
@@ -446,11 +455,7 @@ async fn a_replay_takes_over_a_stale_undecided_transfer_and_aborts_it() {
         let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
         // An intent whose gateway died long ago (past any budget), before deciding.
         let mut orphan = intent("alice", "k1", 250, now_ms() - 60_000);
-        orphan.fingerprint = gateway_coordinator::convert::TransferRequest::try_from(
-            approve_request("alice", "k1", 250),
-        )
-        .unwrap()
-        .fingerprint();
+        orphan.fingerprint = fingerprint_of(approve_request("alice", "k1", 250));
         store.insert_intent(&orphan).await.unwrap();
 
         let transfer = gateway
@@ -494,11 +499,7 @@ async fn a_replay_of_a_live_undecided_transfer_polls_and_answers_processing() {
     let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
     // Its own request is (as far as anyone can tell) still deciding.
     let mut live = intent("alice", "k1", 250, now_ms() + 60_000);
-    live.fingerprint = gateway_coordinator::convert::TransferRequest::try_from(approve_request(
-        "alice", "k1", 250,
-    ))
-    .unwrap()
-    .fingerprint();
+    live.fingerprint = fingerprint_of(approve_request("alice", "k1", 250));
     store.insert_intent(&live).await.unwrap();
     let transfer = gateway
         .client
@@ -543,6 +544,29 @@ async fn invalid_requests_are_refused_with_nothing_written() {
     let err = gateway.client.approve_transfer(bad).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().starts_with("user_id"), "{}", err.message());
+    let max = Settings::default().amount_minor_max;
+    let err = gateway
+        .client
+        .approve_transfer(approve_request("alice", "k1", max + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with(&format!(
+            "amount.minor_units: amount must be at most {max} minor units"
+        )),
+        "{}",
+        err.message()
+    );
+    let mut not_iso = approve_request("alice", "k1", 10);
+    not_iso.amount.as_mut().unwrap().currency = "ABC".into();
+    let err = gateway.client.approve_transfer(not_iso).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("amount.currency"),
+        "{}",
+        err.message()
+    );
     assert!(store.recent(10).await.unwrap().is_empty());
     assert!(fake.calls().is_empty());
 
