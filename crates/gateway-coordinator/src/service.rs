@@ -92,7 +92,13 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
                 idempotency_key,
             } => self.store.find_by_key(user_id, idempotency_key).await,
         }
-        .map_err(|e| coordinator::store_status(&e))?;
+        .map_err(|e| {
+            let transfer_id = match &lookup {
+                Lookup::TransferId(transfer_id) => Some(transfer_id.as_str()),
+                Lookup::IdempotencyKey { .. } => None,
+            };
+            coordinator::store_status(&e, transfer_id, "retry later")
+        })?;
         let record = found.ok_or_else(|| match &lookup {
             Lookup::TransferId(transfer_id) => {
                 Status::not_found(format!("no transfer {transfer_id:?}"))

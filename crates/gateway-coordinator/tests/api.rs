@@ -601,7 +601,24 @@ async fn an_unreachable_store_answers_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
+    // The database's own words stay in the log.
+    assert_eq!(
+        err.message(),
+        "the transfer store is unavailable; retry with the same idempotency key"
+    );
     assert!(fake.calls().is_empty());
+    let err = gateway
+        .client
+        .get_transfer(GetTransferRequest {
+            lookup: Some(get_transfer_request::Lookup::TransferId("t-1".into())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert_eq!(
+        err.message(),
+        "the transfer store is unavailable; retry later"
+    );
     gateway.stop().await;
 
     // At the decision: the transfer stays undecided and nothing is settled.
@@ -627,6 +644,10 @@ async fn an_unreachable_store_answers_unavailable() {
     store.db().pool.close().await;
     let err = call.await.unwrap().unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{}", err.message());
+    assert_eq!(
+        err.message(),
+        "the transfer store is unavailable; retry with the same idempotency key"
+    );
     let after = observer.get(&record.transfer_id).await.unwrap().unwrap();
     assert_eq!(after.state, RecordedState::Started);
     assert_eq!(fake.count_op(Op::Confirm) + fake.count_op(Op::Cancel), 0);

@@ -41,6 +41,23 @@ impl<S, P> ReconcilerApi<S, P> {
     }
 }
 
+/// What the operator is told when the transfer log fails.
+const STORE_RETRY: &str = "retry later";
+
+/// An audit that could not finish, without the store's or the participant's own text
+/// (logged here instead).
+fn audit_status(err: &AuditError) -> Status {
+    match err {
+        AuditError::Store(store) => coordinator::store_status(store, None, STORE_RETRY),
+        AuditError::Participant { transfer_id, error } => {
+            tracing::warn!(transfer_id, error = ?error, "audit: a reservation could not be read");
+            Status::unavailable(format!(
+                "a participant did not answer for transfer {transfer_id}; retry the audit"
+            ))
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
     async fn run_pass(
@@ -51,7 +68,7 @@ impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
             .reconciler
             .run_pass()
             .await
-            .map_err(|e| coordinator::store_status(&e))?;
+            .map_err(|e| coordinator::store_status(&e, None, STORE_RETRY))?;
         Ok(Response::new(RunPassResponse {
             transfers_examined: report.examined,
             transfers_aborted: report.aborted,
@@ -76,10 +93,7 @@ impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
         };
         let report = audit::audit(&*self.store, &self.participants, limit, self.call_timeout)
             .await
-            .map_err(|err| match &err {
-                AuditError::Store(store) => coordinator::store_status(store),
-                AuditError::Participant { .. } => Status::unavailable(err.to_string()),
-            })?;
+            .map_err(|err| audit_status(&err))?;
         Ok(Response::new(AuditResponse {
             transfers_checked: report.checked,
             transfers_unfinished: report.unfinished,
