@@ -724,3 +724,108 @@ async fn a_hanging_store_answers_unavailable_within_the_budget() {
     blocker.execute("ROLLBACK").await.unwrap();
     gateway.stop().await;
 }
+
+/// Sends raw bytes as the request body and reads the reply's bytes: what a client that
+/// does not speak our protobuf sends.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+
+struct RawDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// A body that is not the method's protobuf message is the client's mistake:
+/// INVALID_ARGUMENT with one stable message (not prost's INTERNAL "failed to decode
+/// Protobuf message"), and nothing is recorded or called.
+#[tokio::test]
+async fn an_undecodable_body_is_invalid_argument() {
+    use tonic::codegen::http::uri::PathAndQuery;
+
+    let test_db = testkit::db::sqlite("undecodable");
+    let store = open_store(&test_db).await;
+    let fake = Arc::new(FakeParticipants::new());
+    let gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let bodies: [(&str, Vec<u8>); 3] = [
+        (
+            "not protobuf at all (a varint that never ends)",
+            vec![0xff; 16],
+        ),
+        (
+            "field 1 (a string) that is not UTF-8",
+            vec![0x0a, 0x02, 0xc3, 0x28],
+        ),
+        ("a length past the end of the body", vec![0x0a, 0x7f, 0x61]),
+    ];
+    for method in ["ApproveTransfer", "GetTransfer"] {
+        let path = format!("/banktransfer.gateway.v1.TransferService/{method}");
+        for (what, body) in &bodies {
+            grpc.ready().await.unwrap();
+            let err = grpc
+                .unary(
+                    tonic::Request::new(body.clone()),
+                    PathAndQuery::try_from(path.as_str()).unwrap(),
+                    RawCodec,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.code(),
+                tonic::Code::InvalidArgument,
+                "{method}, {what}: {err:?}"
+            );
+            assert_eq!(err.message(), banktransfer_api::codec::UNDECODABLE_MSG);
+        }
+    }
+    assert!(store.recent(10).await.unwrap().is_empty());
+    assert!(fake.calls().is_empty());
+    gateway.stop().await;
+}
