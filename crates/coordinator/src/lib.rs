@@ -116,7 +116,7 @@ mod tests {
         let reference = corrupt
             .message()
             .strip_prefix("internal error; reference ")
-            .expect(corrupt.message());
+            .unwrap_or_else(|| panic!("{corrupt:?}"));
         assert!(uuid::Uuid::parse_str(reference).is_ok(), "{corrupt:?}");
     }
 }
