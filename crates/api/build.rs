@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // prost's codec, except that an undecodable body is INVALID_ARGUMENT (src/codec.rs).
+        .codec_path("crate::codec::ProtobufCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -10,11 +10,16 @@
 //! - [`gateway::v1`]: the public `TransferService`.
 //! - [`reconciler::v1`]: the operator's `ReconcilerService`.
 //!
+//! - [`codec`]: the codec of every generated client and server: prost's, with an
+//!   undecodable body answered INVALID_ARGUMENT.
+//!
 //! Protobuf types stop at the service boundary: each service converts them into the
 //! domain types of `banktransfer-protocol` exactly once (see each service's `convert`
 //! module). The file descriptor set is exported for gRPC server reflection.
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+pub mod codec;
 
 pub mod money {
     pub mod v1 {

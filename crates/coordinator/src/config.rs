@@ -182,6 +182,11 @@ mod tests {
         assert!(bad(|s| s.log_format = "xml".into()).contains("log_format"));
         assert!(bad(|s| s.balance_store_url = "127.0.0.1:1".into()).contains("balance_store_url"));
         assert!(bad(|s| s.external_url = String::new()).contains("external_url"));
+        let peer = bad(|s| s.external_url = "grpc://u:hunter2@h:1".into());
+        assert!(
+            peer.contains("u:***@h:1") && !peer.contains("hunter2"),
+            "{peer}"
+        );
         assert!(bad(|s| s.connect_timeout_ms = 0).contains("connect_timeout_ms"));
         assert!(bad(|s| s.database.connections_max = 0).contains("connections_max"));
         assert!(bad(|s| s.budget.after_reserve_ms = 500).contains("after_reserve_ms"));

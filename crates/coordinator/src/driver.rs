@@ -204,7 +204,7 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
                 effects
             }
             Err(err) => {
-                tracing::warn!(error = %err, "cannot record the decision: stopping");
+                tracing::warn!(error = ?err, "cannot record the decision: stopping");
                 drive.stop(err)
             }
         }
@@ -227,7 +227,7 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
                 })
             }
             Err(err) => {
-                tracing::warn!(error = %err, "cannot record the outcome: stopping");
+                tracing::warn!(error = ?err, "cannot record the outcome: stopping");
                 drive.stop(err)
             }
         }
@@ -310,7 +310,7 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             match result {
                 Ok(()) => Event::Settled { leg },
                 Err(err) => {
-                    tracing::warn!(leg = leg.name(), confirm, error = %err, "settle failed");
+                    tracing::warn!(leg = leg.name(), confirm, error = ?err, "settle failed");
                     Event::SettleFailed { leg }
                 }
             }
@@ -383,7 +383,7 @@ impl Calls {
                     .effects
                     .remove(&err.id())
                     .expect("every call task is registered");
-                tracing::error!(?effect, error = %err, "participant call task died");
+                tracing::error!(?effect, error = ?err, "participant call task died");
                 match effect {
                     Effect::Reserve(leg) => Event::ReserveAnswered {
                         leg,

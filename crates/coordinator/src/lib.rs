@@ -8,7 +8,8 @@
 //!   one validation.
 //! - [`store`]: the durable transfer log ([`store::TransferStore`], over SQL in
 //!   [`store::SqlTransferStore`]; in memory for the simulation in
-//!   `testkit::memory_transfer_store`); every write a single guarded statement. [`store_status`] maps its errors to gRPC.
+//!   `testkit::memory_transfer_store`); every write a single guarded statement. [`store_status`] maps its errors to gRPC,
+//!   without the database's text.
 //! - [`participants`]: the external institution and the balance store
 //!   ([`participants::Participants`], over gRPC in [`participants::GrpcParticipants`]).
 //! - [`driver`]: runs `banktransfer_protocol::transfer::TransferMachine` against the store
@@ -70,11 +71,56 @@ pub async fn connect(
     })
 }
 
-/// A store failure as an API reports it: unreachable or busy is UNAVAILABLE (retry),
-/// anything else INTERNAL.
-pub fn store_status(err: &StoreError) -> tonic::Status {
+/// A store failure as an API reports it, never with the database's own text (which can
+/// name hosts, tables and values): unreachable or busy is UNAVAILABLE, "the transfer store
+/// is unavailable; `retry`"; anything else is INTERNAL, "internal error; reference R",
+/// where R is `transfer_id` when the call was about one, else a fresh id. The detail is
+/// logged here, with the transfer id or the reference, for operators to find.
+pub fn store_status(err: &StoreError, transfer_id: Option<&str>, retry: &str) -> tonic::Status {
     match err {
-        StoreError::Unavailable(_) => tonic::Status::unavailable(err.to_string()),
-        StoreError::Failed(_) | StoreError::Corrupt(_) => tonic::Status::internal(err.to_string()),
+        StoreError::Unavailable(_) => {
+            tracing::warn!(transfer_id, error = ?err, "transfer store unavailable");
+            tonic::Status::unavailable(format!("the transfer store is unavailable; {retry}"))
+        }
+        StoreError::Failed(_) | StoreError::Corrupt(_) => {
+            let reference =
+                transfer_id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+            tracing::error!(reference, error = ?err, "transfer store error");
+            tonic::Status::internal(format!("internal error; reference {reference}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_reach_clients_without_the_database_text() {
+        let detail = "connection to server at \"db.internal\" (10.1.2.3), port 5432 failed";
+        let down = store_status(
+            &StoreError::Unavailable(detail.into()),
+            Some("t-1"),
+            "retry with the same idempotency key",
+        );
+        assert_eq!(down.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            down.message(),
+            "the transfer store is unavailable; retry with the same idempotency key"
+        );
+        let refused = store_status(
+            &StoreError::Failed("invalid byte sequence for encoding \"UTF8\": 0x00".into()),
+            Some("t-1"),
+            "retry later",
+        );
+        assert_eq!(refused.code(), tonic::Code::Internal);
+        assert_eq!(refused.message(), "internal error; reference t-1");
+        let corrupt = store_status(&StoreError::Corrupt(detail.into()), None, "retry later");
+        assert_eq!(corrupt.code(), tonic::Code::Internal);
+        let reference = corrupt
+            .message()
+            .strip_prefix("internal error; reference ")
+            .unwrap_or_else(|| panic!("{corrupt:?}"));
+        assert!(uuid::Uuid::parse_str(reference).is_ok(), "{corrupt:?}");
     }
 }

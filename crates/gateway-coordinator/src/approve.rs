@@ -30,15 +30,35 @@ pub enum ApproveError {
     #[error("idempotency key {0:?} was already used for a different request")]
     KeyReused(String),
     /// Nothing is known to have happened, or the decision is unknown: retry later.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// `transfer_id` is the transfer the request stands for (recorded or not): the
+    /// reference the client is given and the log line carries.
+    #[error("transfer {transfer_id}: {error}")]
+    Store {
+        transfer_id: String,
+        error: StoreError,
+    },
 }
+
+impl ApproveError {
+    fn store(transfer_id: &str) -> impl FnOnce(StoreError) -> ApproveError + '_ {
+        move |error| ApproveError::Store {
+            transfer_id: transfer_id.to_owned(),
+            error,
+        }
+    }
+}
+
+/// What the client is told when the transfer log fails: a retry with the same key
+/// returns the real outcome.
+pub const STORE_RETRY: &str = "retry with the same idempotency key";
 
 impl From<ApproveError> for tonic::Status {
     fn from(err: ApproveError) -> tonic::Status {
         match &err {
             ApproveError::KeyReused(_) => tonic::Status::already_exists(err.to_string()),
-            ApproveError::Store(store) => coordinator::store_status(store),
+            ApproveError::Store { transfer_id, error } => {
+                coordinator::store_status(error, Some(transfer_id), STORE_RETRY)
+            }
         }
     }
 }
@@ -115,7 +135,8 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             now_ms,
             self.store.insert_intent(&new),
         )
-        .await?;
+        .await
+        .map_err(ApproveError::store(&new.transfer_id))?;
         // Every line of this transfer's work carries its id (the driver logs inside).
         let span = match &intent {
             Intent::Created(record) | Intent::Existing(record) => {
@@ -180,10 +201,11 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             tokio::time::sleep(POLL_INTERVAL).await;
             let read = self.store.get(&record.transfer_id);
             record = within_deadline(budget.settle_deadline_ms(), self.clock.now_ms(), read)
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("transfer {} vanished", record.transfer_id))
-                })?;
+                .await
+                .and_then(|found| {
+                    found.ok_or_else(|| StoreError::Corrupt("the transfer vanished".into()))
+                })
+                .map_err(ApproveError::store(&record.transfer_id))?;
         }
     }
 }
@@ -195,9 +217,10 @@ fn answer(
     store_error: Option<StoreError>,
 ) -> Result<TransferRecord, ApproveError> {
     match store_error {
-        Some(err) if record.state == RecordedState::Started => Err(ApproveError::Store(
-            StoreError::Unavailable(format!("the decision could not be recorded: {err}")),
-        )),
+        Some(err) if record.state == RecordedState::Started => Err(ApproveError::Store {
+            transfer_id: record.transfer_id,
+            error: StoreError::Unavailable(format!("the decision could not be recorded: {err}")),
+        }),
         _ => Ok(record),
     }
 }

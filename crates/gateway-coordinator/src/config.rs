@@ -23,6 +23,10 @@ pub struct Settings {
     /// `[tls]`: this service's certificate and key (served to clients, presented to the
     /// participants) and the CA that peers' certificates chain to (required).
     pub tls: TlsSection,
+    /// The largest amount one ApproveTransfer may ask for, in minor units of its currency;
+    /// above it: INVALID_ARGUMENT before anything is recorded. A bound on input, not a
+    /// business limit: the balance store's `rules.transfer_minor_max` is that.
+    pub amount_minor_max: i64,
 }
 
 impl Default for Settings {
@@ -36,6 +40,8 @@ impl Default for Settings {
                 verify_key_path: format!("{PKI_DIR_DEFAULT}/token-verify-key.pem"),
                 ..TokenSection::default()
             },
+            // 1,000,000.00 in a currency of two decimals.
+            amount_minor_max: 100_000_000,
         }
     }
 }
@@ -57,6 +63,12 @@ impl Settings {
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return Err("auth.issuer and auth.audience must not be empty".into());
+        }
+        if self.amount_minor_max <= 0 {
+            return Err(format!(
+                "amount_minor_max must be positive, got {}",
+                self.amount_minor_max
+            ));
         }
         Ok(())
     }
@@ -82,6 +94,7 @@ mod tests {
         assert_eq!(s.listen_addr, "127.0.0.1:50051");
         assert_eq!(s.common.budget.policy(), BudgetPolicy::DEFAULT);
         assert_eq!(s.in_flight_max, 1_024);
+        assert_eq!(s.amount_minor_max, 100_000_000);
         s.validate().unwrap();
     }
 
@@ -100,12 +113,14 @@ mod tests {
     #[test]
     fn file_and_environment_set_the_exact_keys() {
         let s = load(
-            "listen_addr = \"127.0.0.1:1\"\nin_flight_max = 7\n[budget]\ntotal_ms = 300\n\
+            "listen_addr = \"127.0.0.1:1\"\nin_flight_max = 7\namount_minor_max = 50\n\
+             [budget]\ntotal_ms = 300\n\
              [database]\nconnections_max = 3\n[server]\nshutdown_grace_ms = 9\n",
             &[("BANKTRANSFER__BUDGET__AFTER_RESERVE_MS", "80")],
         );
         assert_eq!(s.listen_addr, "127.0.0.1:1");
         assert_eq!(s.in_flight_max, 7);
+        assert_eq!(s.amount_minor_max, 50);
         assert_eq!(s.common.budget.total_ms, 300);
         assert_eq!(s.common.budget.after_reserve_ms, 80);
         assert_eq!(s.common.budget.reply_margin_ms, 10);
@@ -125,6 +140,7 @@ mod tests {
         };
         assert!(bad(|s| s.common.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
         assert!(bad(|s| s.in_flight_max = 0).contains("in_flight_max"));
+        assert!(bad(|s| s.amount_minor_max = 0).contains("amount_minor_max"));
         assert!(bad(|s| s.common.database_url = "mysql://x".into()).contains("database_url"));
         assert!(bad(|s| s.common.log_format = "xml".into()).contains("log_format"));
         assert!(bad(|s| s.listen_addr = String::new()).contains("listen_addr"));

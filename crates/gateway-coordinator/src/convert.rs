@@ -37,10 +37,13 @@ impl TransferRequest {
     }
 }
 
-impl TryFrom<ApproveTransferRequest> for TransferRequest {
-    type Error = tonic::Status;
-
-    fn try_from(request: ApproveTransferRequest) -> Result<Self, Self::Error> {
+impl TransferRequest {
+    /// Checks every field: ids (`banktransfer_protocol::ids`), the currency (ISO 4217) and
+    /// the amount (positive, at most `amount_minor_max`).
+    pub fn parse(
+        request: ApproveTransferRequest,
+        amount_minor_max: i64,
+    ) -> Result<TransferRequest, tonic::Status> {
         let idempotency_key = id("idempotency_key", request.idempotency_key)?;
         let user_id = id("user_id", request.user_id)?;
         let external_account_id = id("external_account_id", request.external_account_id)?;
@@ -51,12 +54,8 @@ impl TryFrom<ApproveTransferRequest> for TransferRequest {
         } = request
             .amount
             .ok_or_else(|| invalid("amount", "is required"))?;
-        let amount = Money::positive(minor_units, &currency).map_err(|e| match e {
-            MoneyError::InvalidCurrency(_) => invalid("amount.currency", &e.to_string()),
-            MoneyError::NotPositive(_) | MoneyError::Negative(_) => {
-                invalid("amount.minor_units", &e.to_string())
-            }
-        })?;
+        let amount =
+            Money::transfer(minor_units, &currency, amount_minor_max).map_err(|e| money(&e))?;
         Ok(TransferRequest {
             idempotency_key,
             user_id,
@@ -136,6 +135,15 @@ fn id(field: &str, value: String) -> Result<String, tonic::Status> {
     Ok(value)
 }
 
+fn money(err: &MoneyError) -> tonic::Status {
+    let field = if err.is_about_currency() {
+        "amount.currency"
+    } else {
+        "amount.minor_units"
+    };
+    invalid(field, &err.to_string())
+}
+
 fn invalid(field: &str, what: &str) -> tonic::Status {
     tonic::Status::invalid_argument(format!("{field}: {what}"))
 }
@@ -159,17 +167,23 @@ mod tests {
         }
     }
 
+    const MAX: i64 = 1_000_000;
+
+    fn parse(request: ApproveTransferRequest) -> Result<TransferRequest, tonic::Status> {
+        TransferRequest::parse(request, MAX)
+    }
+
     fn rejected(request: ApproveTransferRequest) -> String {
-        let status = TransferRequest::try_from(request).unwrap_err();
+        let status = parse(request).unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         status.message().to_owned()
     }
 
     #[test]
     fn a_valid_request_converts_and_fingerprints_without_the_key() {
-        let parsed = TransferRequest::try_from(request()).unwrap();
+        let parsed = parse(request()).unwrap();
         assert_eq!(parsed.amount, Money::positive(500, "USD").unwrap());
-        let other_key = TransferRequest::try_from(ApproveTransferRequest {
+        let other_key = parse(ApproveTransferRequest {
             idempotency_key: "key-2".into(),
             ..request()
         })
@@ -256,7 +270,7 @@ mod tests {
         // Exactly the limit is fine; bytes of printable ASCII are counted, and nothing
         // else is an id: NUL, control characters, spaces, escapes, non-ASCII.
         assert!(
-            TransferRequest::try_from(ApproveTransferRequest {
+            parse(ApproveTransferRequest {
                 user_id: "x".repeat(128),
                 ..request()
             })
@@ -268,7 +282,7 @@ mod tests {
             "alice\n".into(),
             "\u{1b}[2J".into(),
         ] {
-            let status = TransferRequest::try_from(ApproveTransferRequest {
+            let status = parse(ApproveTransferRequest {
                 user_id: bad.clone(),
                 ..request()
             })
@@ -276,6 +290,49 @@ mod tests {
             assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad:?}");
             assert!(status.message().starts_with("user_id:"), "{status:?}");
             assert!(!status.message().contains(&bad), "not echoed: {status:?}");
+        }
+    }
+
+    fn with_amount(minor_units: i64, currency: &str) -> ApproveTransferRequest {
+        ApproveTransferRequest {
+            amount: Some(money_pb::Money {
+                minor_units,
+                currency: currency.into(),
+            }),
+            ..request()
+        }
+    }
+
+    #[test]
+    fn amounts_are_bounded_by_the_configured_maximum() {
+        assert_eq!(
+            parse(with_amount(MAX, "USD")).unwrap().amount.minor_units(),
+            MAX
+        );
+        for above in [MAX + 1, i64::MAX] {
+            let message = rejected(with_amount(above, "USD"));
+            assert!(
+                message
+                    .starts_with("amount.minor_units: amount must be at most 1000000 minor units"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn currencies_are_iso_4217_and_never_echoed_raw() {
+        assert!(parse(with_amount(5, "EUR")).is_ok());
+        let unknown = rejected(with_amount(5, "ABC"));
+        assert!(
+            unknown.starts_with("amount.currency: \"ABC\" is not an ISO 4217 currency"),
+            "{unknown}"
+        );
+        assert!(rejected(with_amount(5, "XXX")).starts_with("amount.currency:"));
+        for malformed in ["A".repeat(100_000), "US\nD".into(), "\u{1b}[2J".into()] {
+            let message = rejected(with_amount(5, &malformed));
+            assert!(message.starts_with("amount.currency:"), "{message}");
+            assert!(!message.contains(&malformed), "echoed: {message:?}");
+            assert!(message.len() < 200, "{message}");
         }
     }
 

@@ -93,6 +93,7 @@ pub fn routes<S: TransferStore, P: Participants>(
         clock,
         policy,
         settings.in_flight_max,
+        settings.amount_minor_max,
     );
     Ok(tonic::service::Routes::new(service_kit::limit!(
         TransferServiceServer::new(api)

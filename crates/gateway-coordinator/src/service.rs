@@ -37,6 +37,7 @@ pub struct TransferApi<S, P> {
     policy: BudgetPolicy,
     in_flight: Semaphore,
     in_flight_max: usize,
+    amount_minor_max: i64,
 }
 
 impl<S: TransferStore, P: Participants> TransferApi<S, P> {
@@ -47,6 +48,7 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
         clock: SharedClock,
         policy: BudgetPolicy,
         in_flight_max: usize,
+        amount_minor_max: i64,
     ) -> TransferApi<S, P> {
         TransferApi {
             approver,
@@ -56,6 +58,7 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
             policy,
             in_flight: Semaphore::new(in_flight_max),
             in_flight_max,
+            amount_minor_max,
         }
     }
 
@@ -107,7 +110,7 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
             client_timeout_ms(request.metadata()),
         );
         let user = self.authenticate(&request)?;
-        let request = TransferRequest::try_from(request.into_inner())?;
+        let request = TransferRequest::parse(request.into_inner(), self.amount_minor_max)?;
         if request.user_id != user.user_id {
             tracing::warn!(token_user = ?user.user_id, "ApproveTransfer refused: user_id is not the token's subject");
             return Err(Status::permission_denied(NOT_YOUR_ACCOUNT_MSG));
@@ -133,7 +136,13 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
             } if *user_id == user.user_id => self.store.find_by_key(user_id, idempotency_key).await,
             Lookup::IdempotencyKey { .. } => Ok(None),
         }
-        .map_err(|e| coordinator::store_status(&e))?;
+        .map_err(|e| {
+            let transfer_id = match &lookup {
+                Lookup::TransferId(transfer_id) => Some(transfer_id.as_str()),
+                Lookup::IdempotencyKey { .. } => None,
+            };
+            coordinator::store_status(&e, transfer_id, "retry later")
+        })?;
         let record = found
             .filter(|record| record.user_id == user.user_id)
             .ok_or_else(|| no_such_transfer(&lookup))?;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banktransfer_api::gateway::v1::{
-    GetTransferRequest, IdempotencyKeyLookup, TransferStatus, get_transfer_request,
+    ApproveTransferRequest, GetTransferRequest, IdempotencyKeyLookup, TransferStatus,
+    get_transfer_request,
 };
 use banktransfer_protocol::transfer::ClientStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
@@ -17,6 +18,7 @@ use coordinator::participants::ReservationView;
 use coordinator::pause::PausePoints;
 use coordinator::store::{SqlTransferStore, TransferStore};
 use gateway_coordinator::Settings;
+use gateway_coordinator::convert::TransferRequest;
 use service_kit::clock::SystemClock;
 use testkit::participants::{FakeParticipants, FakeReserve, Op};
 
@@ -43,6 +45,13 @@ fn recovery(
         Arc::new(SystemClock),
         PausePoints::off(),
     )
+}
+
+/// The fingerprint the gateway records for `request`.
+fn fingerprint_of(request: ApproveTransferRequest) -> String {
+    TransferRequest::parse(request, Settings::default().amount_minor_max)
+        .unwrap()
+        .fingerprint()
 }
 
 fn recovery_deadlines() -> Deadlines {
@@ -446,11 +455,7 @@ async fn a_replay_takes_over_a_stale_undecided_transfer_and_aborts_it() {
         let mut gateway = spawn_gateway(roomy_settings(), store.clone(), fake.clone()).await;
         // An intent whose gateway died long ago (past any budget), before deciding.
         let mut orphan = intent("alice", "k1", 250, now_ms() - 60_000);
-        orphan.fingerprint = gateway_coordinator::convert::TransferRequest::try_from(
-            approve_request("alice", "k1", 250),
-        )
-        .unwrap()
-        .fingerprint();
+        orphan.fingerprint = fingerprint_of(approve_request("alice", "k1", 250));
         store.insert_intent(&orphan).await.unwrap();
 
         let transfer = gateway
@@ -494,11 +499,7 @@ async fn a_replay_of_a_live_undecided_transfer_polls_and_answers_processing() {
     let mut gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
     // Its own request is (as far as anyone can tell) still deciding.
     let mut live = intent("alice", "k1", 250, now_ms() + 60_000);
-    live.fingerprint = gateway_coordinator::convert::TransferRequest::try_from(approve_request(
-        "alice", "k1", 250,
-    ))
-    .unwrap()
-    .fingerprint();
+    live.fingerprint = fingerprint_of(approve_request("alice", "k1", 250));
     store.insert_intent(&live).await.unwrap();
     let transfer = gateway
         .client
@@ -543,6 +544,29 @@ async fn invalid_requests_are_refused_with_nothing_written() {
     let err = gateway.client.approve_transfer(bad).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().starts_with("user_id"), "{}", err.message());
+    let max = Settings::default().amount_minor_max;
+    let err = gateway
+        .client
+        .approve_transfer(approve_request("alice", "k1", max + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with(&format!(
+            "amount.minor_units: amount must be at most {max} minor units"
+        )),
+        "{}",
+        err.message()
+    );
+    let mut not_iso = approve_request("alice", "k1", 10);
+    not_iso.amount.as_mut().unwrap().currency = "ABC".into();
+    let err = gateway.client.approve_transfer(not_iso).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("amount.currency"),
+        "{}",
+        err.message()
+    );
     assert!(store.recent(10).await.unwrap().is_empty());
     assert!(fake.calls().is_empty());
 
@@ -577,7 +601,24 @@ async fn an_unreachable_store_answers_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
+    // The database's own words stay in the log.
+    assert_eq!(
+        err.message(),
+        "the transfer store is unavailable; retry with the same idempotency key"
+    );
     assert!(fake.calls().is_empty());
+    let err = gateway
+        .client
+        .get_transfer(GetTransferRequest {
+            lookup: Some(get_transfer_request::Lookup::TransferId("t-1".into())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert_eq!(
+        err.message(),
+        "the transfer store is unavailable; retry later"
+    );
     gateway.stop().await;
 
     // At the decision: the transfer stays undecided and nothing is settled.
@@ -603,6 +644,10 @@ async fn an_unreachable_store_answers_unavailable() {
     store.db().pool.close().await;
     let err = call.await.unwrap().unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{}", err.message());
+    assert_eq!(
+        err.message(),
+        "the transfer store is unavailable; retry with the same idempotency key"
+    );
     let after = observer.get(&record.transfer_id).await.unwrap().unwrap();
     assert_eq!(after.state, RecordedState::Started);
     assert_eq!(fake.count_op(Op::Confirm) + fake.count_op(Op::Cancel), 0);
@@ -677,5 +722,110 @@ async fn a_hanging_store_answers_unavailable_within_the_budget() {
     assert!(fake.calls().is_empty());
 
     blocker.execute("ROLLBACK").await.unwrap();
+    gateway.stop().await;
+}
+
+/// Sends raw bytes as the request body and reads the reply's bytes: what a client that
+/// does not speak our protobuf sends.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+
+struct RawDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// A body that is not the method's protobuf message is the client's mistake:
+/// INVALID_ARGUMENT with one stable message (not prost's INTERNAL "failed to decode
+/// Protobuf message"), and nothing is recorded or called.
+#[tokio::test]
+async fn an_undecodable_body_is_invalid_argument() {
+    use tonic::codegen::http::uri::PathAndQuery;
+
+    let test_db = testkit::db::sqlite("undecodable");
+    let store = open_store(&test_db).await;
+    let fake = Arc::new(FakeParticipants::new());
+    let gateway = spawn_gateway(Settings::default(), store.clone(), fake.clone()).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let bodies: [(&str, Vec<u8>); 3] = [
+        (
+            "not protobuf at all (a varint that never ends)",
+            vec![0xff; 16],
+        ),
+        (
+            "field 1 (a string) that is not UTF-8",
+            vec![0x0a, 0x02, 0xc3, 0x28],
+        ),
+        ("a length past the end of the body", vec![0x0a, 0x7f, 0x61]),
+    ];
+    for method in ["ApproveTransfer", "GetTransfer"] {
+        let path = format!("/banktransfer.gateway.v1.TransferService/{method}");
+        for (what, body) in &bodies {
+            grpc.ready().await.unwrap();
+            let err = grpc
+                .unary(
+                    tonic::Request::new(body.clone()),
+                    PathAndQuery::try_from(path.as_str()).unwrap(),
+                    RawCodec,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.code(),
+                tonic::Code::InvalidArgument,
+                "{method}, {what}: {err:?}"
+            );
+            assert_eq!(err.message(), banktransfer_api::codec::UNDECODABLE_MSG);
+        }
+    }
+    assert!(store.recent(10).await.unwrap().is_empty());
+    assert!(fake.calls().is_empty());
     gateway.stop().await;
 }

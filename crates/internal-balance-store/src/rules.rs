@@ -110,8 +110,8 @@ pub fn evaluate(rules: &Rules, terms: &Terms, counts: Counts) -> Result<(), Refu
         return Err(Refusal::new(
             RefusalReason::RateLimited,
             format!(
-                "user {} made {} transfers in the last {} ms, the most allowed: retry later",
-                terms.user_id, counts.reserves_in_window, rules.rate_limit_window_ms
+                "user {} reached the limit of {} transfers per {} ms: retry later",
+                terms.user_id, rules.rate_limit_reserves_max, rules.rate_limit_window_ms
             ),
         ));
     }
@@ -128,9 +128,11 @@ pub fn evaluate(rules: &Rules, terms: &Terms, counts: Counts) -> Result<(), Refu
     if inbound_minor.is_none_or(|total| total > rules.daily_inbound_limit_minor) {
         return Err(Refusal::new(
             RefusalReason::LimitExceeded,
+            // What the account already received is not told: it is the account's history,
+            // and refusals travel back towards the client.
             format!(
-                "account {} would receive more than {} minor units in 24 hours ({} already)",
-                terms.account_id, rules.daily_inbound_limit_minor, counts.inbound_last_day_minor
+                "account {} would receive more than {} minor units in 24 hours",
+                terms.account_id, rules.daily_inbound_limit_minor
             ),
         ));
     }
@@ -229,9 +231,12 @@ mod tests {
             ..Counts::default()
         };
         assert_eq!(evaluate(&rules, &terms("alice", 400), counts(600)), Ok(()));
-        assert_eq!(
-            reason(evaluate(&rules, &terms("alice", 401), counts(600))),
-            Some(RefusalReason::LimitExceeded)
+        let over = evaluate(&rules, &terms("alice", 401), counts(600)).unwrap_err();
+        assert_eq!(over.reason, RefusalReason::LimitExceeded);
+        assert!(
+            !over.message.contains("600"),
+            "what the account already received is not told: {}",
+            over.message
         );
         assert_eq!(
             reason(evaluate(&rules, &terms("alice", 1), counts(i64::MAX))),

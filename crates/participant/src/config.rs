@@ -71,7 +71,7 @@ impl<D: Defaults> CommonSettings<D> {
         if Backend::of_url(&self.database_url).is_none() {
             return Err(invalid(format!(
                 "database_url {:?} is neither sqlite://PATH nor postgres://USER@HOST/DB",
-                self.database_url
+                service_kit::db::redact_passwords(&self.database_url)
             )));
         }
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
@@ -245,6 +245,14 @@ mod tests {
         };
         let err = mysql.validate().unwrap_err();
         assert!(err.to_string().contains("database_url"), "{err}");
+        let with_password = Settings {
+            database_url: "mysql://app:hunter2@db/x".into(),
+            ..Settings::default()
+        };
+        let err = with_password.validate().unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("mysql://app:***@db/x"), "{shown}");
         let xml = Settings {
             log_format: "xml".into(),
             ..Settings::default()

@@ -197,9 +197,10 @@ pub fn reserve(
             // A tombstone: the coordinator already gave up on this transfer.
             None => ReserveOutcome::Replay(existing.clone()),
             Some(recorded) if *recorded == terms => ReserveOutcome::Replay(existing.clone()),
-            Some(recorded) => ReserveOutcome::Conflict(format!(
-                "transfer {transfer_id} already has a reservation for {} on account {}; a retry must repeat the same terms",
-                recorded.amount, recorded.account_id
+            // The recorded terms are not repeated: they are not the caller's to read.
+            Some(_) => ReserveOutcome::Conflict(format!(
+                "transfer {transfer_id} already has a reservation with other terms; a retry \
+                 must repeat the same terms"
             )),
         };
     }
@@ -302,7 +303,8 @@ pub fn confirm(
             "transfer {transfer_id} was cancelled here; it can no longer be confirmed"
         )),
         ReservationStatus::Refused(refusal) => SettleOutcome::Reject(format!(
-            "transfer {transfer_id} was refused here ({refusal}); there is nothing to confirm"
+            "transfer {transfer_id} was refused here ({}); there is nothing to confirm",
+            refusal.reason.as_str()
         )),
     }
 }
@@ -354,10 +356,9 @@ fn hold(side: Side, balance: Balance, amount_minor: i64) -> Result<Balance, Refu
             if balance.available_minor < amount_minor {
                 return Err(Refusal::new(
                     RefusalReason::InsufficientFunds,
-                    format!(
-                        "insufficient funds: {} minor units available, {} requested",
-                        balance.available_minor, amount_minor
-                    ),
+                    // The balance itself is not told: a refusal travels back to the
+                    // client, and balances are not the client's to read.
+                    format!("insufficient funds for {amount_minor} minor units"),
                 ));
             }
             Balance {
@@ -588,10 +589,17 @@ mod tests {
             cancel(Side::Debit, "t1", Some(&res), None),
             SettleOutcome::Replay(res.clone())
         );
-        assert!(matches!(
-            confirm(Side::Debit, "t1", Some(&res), None),
-            SettleOutcome::Reject(_)
-        ));
+        let SettleOutcome::Reject(why) = confirm(Side::Debit, "t1", Some(&res), None) else {
+            panic!("a refused reservation cannot be confirmed")
+        };
+        assert!(why.contains("insufficient_funds"), "{why}");
+        // Neither the refusal nor the rejection tells the account's balance.
+        let ReservationStatus::Refused(refusal) = &res.status else {
+            panic!()
+        };
+        for told in [refusal.message.as_str(), why.as_str()] {
+            assert!(!told.contains("1000"), "the balance leaked: {told}");
+        }
     }
 
     #[test]
@@ -683,10 +691,13 @@ mod tests {
             reserve(Side::Debit, "t1", terms(10), Some(&res), Some(&acc), Ok(())),
             ReserveOutcome::Replay(res.clone())
         );
-        assert!(matches!(
-            reserve(Side::Debit, "t1", terms(11), Some(&res), Some(&acc), Ok(())),
-            ReserveOutcome::Conflict(_)
-        ));
+        let ReserveOutcome::Conflict(why) =
+            reserve(Side::Debit, "t1", terms(11), Some(&res), Some(&acc), Ok(()))
+        else {
+            panic!("other terms under the same transfer id conflict")
+        };
+        // The recorded terms (10 on "acc") are not told to whoever sent other ones.
+        assert!(!why.contains("10") && !why.contains("acc"), "{why}");
         let SettleOutcome::Apply {
             reservation: confirmed,
             ..

@@ -120,7 +120,7 @@ impl<S: TransferStore, P: Participants> Reconciler<S, P> {
                 // One transfer's trouble must not stop the pass; its lease expires.
                 Err(err) => tracing::warn!(
                     transfer_id = %candidate.transfer_id,
-                    error = %err,
+                    error = ?err,
                     "reconciling failed; retried once the lease expires"
                 ),
             }
@@ -133,7 +133,7 @@ impl<S: TransferStore, P: Participants> Reconciler<S, P> {
         match self.store.release_all(&self.options.replica_id).await {
             Ok(0) => {}
             Ok(released) => tracing::info!(released, "leases released"),
-            Err(err) => tracing::warn!(error = %err, "cannot release leases; they will expire"),
+            Err(err) => tracing::warn!(error = ?err, "cannot release leases; they will expire"),
         }
     }
 

@@ -43,6 +43,32 @@ impl<S, P> ReconcilerApi<S, P> {
     }
 }
 
+/// What the operator is told when the transfer log fails.
+const STORE_RETRY: &str = "retry later";
+
+/// An audit that could not finish, without the store's or the participant's own text
+/// (logged here instead).
+fn audit_status(err: &AuditError) -> Status {
+    match err {
+        AuditError::Store(store) | AuditError::Books(BooksError::Store(store)) => {
+            coordinator::store_status(store, None, STORE_RETRY)
+        }
+        AuditError::Participant { transfer_id, error } => {
+            tracing::warn!(transfer_id, error = ?error, "audit: a reservation could not be read");
+            Status::unavailable(format!(
+                "a participant did not answer for transfer {transfer_id}; retry the audit"
+            ))
+        }
+        AuditError::Books(BooksError::Participant { leg, error }) => {
+            tracing::warn!(leg = leg.name(), error = ?error, "audit: a book could not be read");
+            Status::unavailable(format!(
+                "the {} did not answer while its book was read; retry the audit",
+                leg.name()
+            ))
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
     async fn run_pass(
@@ -53,7 +79,7 @@ impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
             .reconciler
             .run_pass()
             .await
-            .map_err(|e| coordinator::store_status(&e))?;
+            .map_err(|e| coordinator::store_status(&e, None, STORE_RETRY))?;
         Ok(Response::new(RunPassResponse {
             transfers_examined: report.examined,
             transfers_aborted: report.aborted,
@@ -77,14 +103,7 @@ impl<S: TransferStore, P: Participants> ReconcilerRpc for ReconcilerApi<S, P> {
             limit => limit,
         };
         let audited = audit::audit(&*self.store, &self.participants, limit, self.book_reading);
-        let report = audited.await.map_err(|err| match &err {
-            AuditError::Store(store) | AuditError::Books(BooksError::Store(store)) => {
-                coordinator::store_status(store)
-            }
-            AuditError::Participant { .. } | AuditError::Books(BooksError::Participant { .. }) => {
-                Status::unavailable(err.to_string())
-            }
-        })?;
+        let report = audited.await.map_err(|err| audit_status(&err))?;
         let (unmatched_reservations, unexplained_balances) =
             findings::replies(&report.books.findings);
         Ok(Response::new(AuditResponse {

@@ -30,7 +30,7 @@ pub async fn run<S: TransferStore, P: Participants>(
         match reconciler.run_pass().await {
             Ok(report) if report == PassReport::default() => {}
             Ok(report) => tracing::info!(?report, "pass done"),
-            Err(err) => tracing::warn!(error = %err, "pass failed; trying again next interval"),
+            Err(err) => tracing::warn!(error = ?err, "pass failed; trying again next interval"),
         }
     }
     reconciler.release_leases().await;

@@ -12,20 +12,31 @@ use serde::de::DeserializeOwned;
 
 pub const ENV_PREFIX: &str = "BANKTRANSFER__";
 
-#[derive(Debug, thiserror::Error)]
+/// Every message is shown with the passwords of the URLs it quotes redacted
+/// ([`crate::db::redact_passwords`]): a parse error quotes the offending line, a type
+/// error the offending value, and either may be a `database_url`. The TOML parser's error
+/// is kept as text only, never as a source that would be printed unredacted, and `Debug`
+/// shows the redacted message too.
+#[derive(thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("configuration file {path} is not valid TOML: {source}")]
-    Parse {
-        path: String,
-        source: Box<toml::de::Error>,
-    },
-    #[error("invalid configuration: {0}")]
+    #[error(
+        "configuration file {path} is not valid TOML: {}",
+        crate::db::redact_passwords(message)
+    )]
+    Parse { path: String, message: String },
+    #[error("invalid configuration: {}", crate::db::redact_passwords(.0))]
     Invalid(String),
+}
+
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConfigError({:?})", self.to_string())
+    }
 }
 
 /// Loads `path` (optional: defaults apply without a file) and the process environment.
@@ -47,7 +58,7 @@ pub fn load_with_env<T: DeserializeOwned>(
             text.parse::<toml::Table>()
                 .map_err(|source| ConfigError::Parse {
                     path: path.display().to_string(),
-                    source: Box::new(source),
+                    message: source.to_string(),
                 })?
         }
         None => toml::Table::new(),
@@ -134,6 +145,47 @@ mod tests {
         )];
         let s: Settings = load_with_env(Some(&file), env).unwrap();
         assert_eq!(s.listen_addr, "0.0.0.0:9");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)] // only deserialized
+    struct WithDatabase {
+        database_url: String,
+        connections_max: u32,
+    }
+
+    #[test]
+    fn errors_never_show_a_database_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        // A missing quote: the parser's message quotes the line.
+        std::fs::write(
+            &file,
+            "database_url = \"postgres://app:hunter2@db/x\nconnections_max = 1\n",
+        )
+        .unwrap();
+        let err = load_with_env::<WithDatabase>(Some(&file), vec![]).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        // A value of the wrong type: serde's message quotes the value.
+        std::fs::write(
+            &file,
+            "database_url = \"x\"\nconnections_max = \"postgres://app:hunter2@db/x\"\n",
+        )
+        .unwrap();
+        let typed = load_with_env::<WithDatabase>(Some(&file), vec![]).unwrap_err();
+        // And one from the environment.
+        let env = vec![(
+            "BANKTRANSFER__CONNECTIONS_MAX".to_string(),
+            "postgres://app:hunter2@db/x".to_string(),
+        )];
+        let from_env = load_with_env::<WithDatabase>(None, env).unwrap_err();
+        for err in [err, typed, from_env] {
+            // `main` prints the message and its sources; `{:?}` shows up in logs.
+            let shown = format!("{err} / {err:?} / {:?}", std::error::Error::source(&err));
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("postgres://app:***@db/x"), "{shown}");
+            assert!(std::error::Error::source(&err).is_none(), "{shown}");
+        }
     }
 
     #[test]

@@ -3,28 +3,129 @@
 //!
 //! `log_format = "json"` for machines, `"pretty"` for people; `RUST_LOG` filters
 //! (default `info`). Tracing across services and metrics plug in here later.
+//!
+//! No request can forge a log line. JSON escapes every value. The pretty format writes a
+//! `%field` (Display) as it is, so the services follow one rule: a value from a request
+//! is logged only once checked (ids: `banktransfer_protocol::ids`, printable ASCII without
+//! spaces; currencies: three upper-case letters), and any other text that can carry what
+//! a client, a peer or a database wrote (error messages, refusal reasons) is logged with
+//! `?field` (Debug), which escapes control characters, or as a plain `&str` field, which
+//! the pretty format writes with Debug too. The tests below pin both halves.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the process-wide subscriber. Safe to call more than once (later calls are
 /// ignored), so in-process tests can start several services.
 pub fn init(service: &'static str, log_format: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let result = subscriber(log_format, filter, ansi, std::io::stdout).try_init();
+    if result.is_ok() {
+        tracing::info!(service, "telemetry initialised");
+    }
+}
+
+/// The subscriber [`init`] installs, writing to `writer`.
+fn subscriber<W>(
+    log_format: &str,
+    filter: EnvFilter,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        // Colour only on a terminal: log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    let result = if log_format == "json" {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init()
+        .with_ansi(ansi)
+        .with_writer(writer);
+    if log_format == "json" {
+        Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .finish(),
+        )
     } else {
-        builder.compact().try_init()
-    };
-    if result.is_ok() {
-        tracing::info!(service, "telemetry initialised");
+        Box::new(builder.compact().finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'w self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// The lines `log` writes in `log_format`, as the services' subscriber writes them.
+    fn lines(log_format: &str, log: impl FnOnce()) -> Vec<String> {
+        let captured = Captured::default();
+        let subscriber = subscriber(log_format, EnvFilter::new("info"), false, captured.clone());
+        tracing::subscriber::with_default(subscriber, log);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    const FORGED: &str = "alice\n2026-11-30T00:00:00Z  INFO transfer approved user=mallory";
+
+    #[test]
+    fn debug_fields_cannot_forge_a_line_in_the_pretty_format() {
+        let written = lines("pretty", || {
+            let span = tracing::info_span!("reservation", transfer_id = "t-1");
+            let _entered = span.enter();
+            tracing::info!(why = ?FORGED, "invalid request");
+            tracing::info!(user_id = FORGED, "a plain &str field");
+            tracing::warn!(error = ?std::io::Error::other(FORGED), "an error's text");
+        });
+        assert_eq!(written.len(), 3, "{written:#?}");
+        for line in &written {
+            assert!(line.contains("alice\\n2026"), "escaped: {line}");
+            assert!(line.contains("transfer_id"), "{line}");
+        }
+    }
+
+    /// Why the rule is needed: Display writes the value as it is.
+    #[test]
+    fn display_fields_write_the_value_as_it_is() {
+        let written = lines("pretty", || tracing::info!(why = %FORGED, "unchecked"));
+        assert_eq!(written.len(), 2, "{written:#?}");
+    }
+
+    #[test]
+    fn the_json_format_escapes_every_field() {
+        let written = lines("json", || {
+            tracing::info!(why = %FORGED, user_id = ?FORGED, "{FORGED}");
+        });
+        assert_eq!(written.len(), 1, "{written:#?}");
+        assert!(written[0].starts_with('{') && written[0].ends_with('}'));
     }
 }

@@ -324,9 +324,11 @@ impl<S: MemoryScreening> Database<S> {
             Some(stored) if stored.user_id == account.user_id && stored.currency == currency => {
                 OpenOutcome::Existing(stored.clone())
             }
+            // The same words as the SQL book's.
             Some(stored) => OpenOutcome::Conflict(format!(
-                "account {} already exists for user {} in {}; it cannot be reopened for user {} in {}",
-                stored.account_id, stored.user_id, stored.currency, account.user_id, currency
+                "account {} already exists for another user or in another currency; choose \
+                 another account_id",
+                stored.account_id
             )),
         }
     }

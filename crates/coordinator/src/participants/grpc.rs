@@ -1,6 +1,12 @@
 //! [`Participants`] over gRPC: the external institution and our balance store both serve
 //! `banktransfer.reservation.v1.ReservationService`, so one client type and one set of
 //! conversions serve both.
+//!
+//! What a participant says is not passed on verbatim: a reserve's answer becomes the
+//! transfer's `failure_reason`, which the gateway's clients read. A refusal is told by its
+//! reason code alone ([`refusal_text`]: no balances, no other user's data, whatever the
+//! participant wrote), an error by its status code alone ([`unknown_text`]: no database
+//! or transport text). What the participant said is logged, escaped, with the transfer.
 
 use std::time::Duration;
 
@@ -65,7 +71,9 @@ impl Participants for GrpcParticipants {
     async fn reserve(&self, leg: Leg, terms: &ReserveTerms, timeout: Duration) -> ReserveReply {
         let request = with_deadline(reserve_request(terms), timeout);
         let result = self.client(leg).reserve(request).await;
-        reserve_reply(result.map(|r| r.into_inner().reservation))
+        let result = result.map(|r| r.into_inner().reservation);
+        log_reserve_detail(leg, &result);
+        reserve_reply(result)
     }
 
     async fn confirm(
@@ -173,6 +181,58 @@ fn reserve_request(terms: &ReserveTerms) -> ReserveRequest {
     }
 }
 
+/// The participant's own words on a reserve, for the log only (Debug escapes them).
+fn log_reserve_detail(
+    leg: Leg,
+    result: &Result<Option<reservation_pb::Reservation>, tonic::Status>,
+) {
+    match result {
+        Ok(Some(reservation)) if reservation.status() == ReservationStatus::Refused => {
+            tracing::info!(
+                leg = leg.name(),
+                reason = reservation.refusal_reason().as_str_name(),
+                message = ?reservation.refusal_message,
+                "reserve refused"
+            );
+        }
+        Err(status) => tracing::warn!(
+            leg = leg.name(),
+            code = ?status.code(),
+            message = ?status.message(),
+            "reserve failed"
+        ),
+        Ok(_) => {}
+    }
+}
+
+/// A refusal as the transfer's `failure_reason` tells it: why, from the reason code, and
+/// nothing else.
+pub fn refusal_text(reason: reservation_pb::RefusalReason) -> &'static str {
+    use reservation_pb::RefusalReason as R;
+    match reason {
+        R::InsufficientFunds => "insufficient funds",
+        // One answer for both, so that account ids cannot be probed.
+        R::AccountNotFound | R::AccountNotOwned => {
+            "the account does not exist or is not the user's"
+        }
+        R::CurrencyMismatch => "the account holds another currency",
+        R::Antifraud => "antifraud screening",
+        R::LimitExceeded => "a transfer limit is exceeded",
+        R::RateLimited => "too many transfers in a short time; retry later",
+        R::Unspecified => "no reason given",
+    }
+}
+
+/// A reserve that failed, as the transfer's `failure_reason` tells it: from the status
+/// code only.
+pub fn unknown_text(code: tonic::Code) -> String {
+    match code {
+        tonic::Code::Unavailable => "it is unavailable".into(),
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => "no answer in time".into(),
+        other => format!("it answered with an error ({other:?})"),
+    }
+}
+
 pub(super) fn status_text(status: &tonic::Status) -> String {
     if status.message().is_empty() {
         status.code().description().to_owned()
@@ -190,11 +250,13 @@ fn reserve_reply(
     let reservation = match result {
         Ok(Some(reservation)) => reservation,
         Ok(None) => return ReserveReply::Unknown("reserve answered without a reservation".into()),
-        Err(status) => return ReserveReply::Unknown(status_text(&status)),
+        Err(status) => return ReserveReply::Unknown(unknown_text(status.code())),
     };
     match reservation.status() {
         ReservationStatus::Held | ReservationStatus::Confirmed => ReserveReply::Held,
-        ReservationStatus::Refused => ReserveReply::Refused(reservation.refusal_message),
+        ReservationStatus::Refused => {
+            ReserveReply::Refused(refusal_text(reservation.refusal_reason()).to_owned())
+        }
         ReservationStatus::Cancelled => {
             ReserveReply::Refused("cancelled before the reserve arrived".into())
         }
@@ -271,23 +333,79 @@ mod tests {
         assert_eq!(held, ReserveReply::Held);
         let replayed = reserve_reply(Ok(Some(reservation(ReservationStatus::Confirmed, ""))));
         assert_eq!(replayed, ReserveReply::Held);
-        let refused = reserve_reply(Ok(Some(reservation(
-            ReservationStatus::Refused,
-            "insufficient funds",
-        ))));
-        assert_eq!(refused, ReserveReply::Refused("insufficient funds".into()));
         let tombstone = reserve_reply(Ok(Some(reservation(ReservationStatus::Cancelled, ""))));
         assert_eq!(
             tombstone,
             ReserveReply::Refused("cancelled before the reserve arrived".into())
         );
         let down = reserve_reply(Err(tonic::Status::unavailable("connection refused")));
-        assert_eq!(down, ReserveReply::Unknown("connection refused".into()));
+        assert_eq!(down, ReserveReply::Unknown("it is unavailable".into()));
         let silent = reserve_reply(Err(tonic::Status::deadline_exceeded("")));
-        assert!(matches!(silent, ReserveReply::Unknown(why) if !why.is_empty()));
+        assert_eq!(silent, ReserveReply::Unknown("no answer in time".into()));
         assert!(matches!(reserve_reply(Ok(None)), ReserveReply::Unknown(_)));
         let unspecified = reserve_reply(Ok(Some(reservation(ReservationStatus::Unspecified, ""))));
         assert!(matches!(unspecified, ReserveReply::Unknown(_)));
+    }
+
+    #[test]
+    fn a_refusal_is_told_by_its_reason_code_alone() {
+        let refused = |reason: reservation_pb::RefusalReason, message: &str| {
+            let mut refused = reservation(ReservationStatus::Refused, message);
+            refused.refusal_reason = reason as i32;
+            match reserve_reply(Ok(Some(refused))) {
+                ReserveReply::Refused(why) => why,
+                other => panic!("{other:?}"),
+            }
+        };
+        let why = refused(
+            reservation_pb::RefusalReason::InsufficientFunds,
+            "insufficient funds: 1234 minor units available, 5000 requested",
+        );
+        assert_eq!(why, "insufficient funds");
+        // Not found and not owned read the same: account ids cannot be probed.
+        assert_eq!(
+            refused(
+                reservation_pb::RefusalReason::AccountNotOwned,
+                "account ext-bob does not belong to user alice"
+            ),
+            refused(reservation_pb::RefusalReason::AccountNotFound, "")
+        );
+        for reason in [
+            reservation_pb::RefusalReason::CurrencyMismatch,
+            reservation_pb::RefusalReason::Antifraud,
+            reservation_pb::RefusalReason::LimitExceeded,
+            reservation_pb::RefusalReason::RateLimited,
+            reservation_pb::RefusalReason::Unspecified,
+        ] {
+            let why = refused(reason, "user mallory\nINFO forged line, balance 1234");
+            assert!(
+                !why.is_empty() && !why.contains("1234") && !why.contains('\n'),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_reserve_is_told_by_its_code_alone() {
+        let detail = "error returned from database: invalid byte sequence; password=hunter2";
+        for status in [
+            tonic::Status::internal(detail),
+            tonic::Status::unknown(detail),
+            tonic::Status::unavailable(detail),
+            tonic::Status::already_exists(detail),
+        ] {
+            let ReserveReply::Unknown(why) = reserve_reply(Err(status.clone())) else {
+                panic!("{status:?}")
+            };
+            assert!(
+                !why.contains("database") && !why.contains("hunter2"),
+                "{why}"
+            );
+        }
+        assert_eq!(
+            unknown_text(tonic::Code::Internal),
+            "it answered with an error (Internal)"
+        );
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl SqlTransferStore {
             match db::migrate(&db, &MIGRATIONS).await {
                 Ok(()) => break,
                 Err(err) if attempt < MIGRATE_ATTEMPTS_MAX => {
-                    tracing::warn!(attempt, error = %err, "migration failed; retrying");
+                    tracing::warn!(attempt, error = ?err, "migration failed; retrying");
                     attempt += 1;
                     tokio::time::sleep(MIGRATE_RETRY_DELAY).await;
                 }

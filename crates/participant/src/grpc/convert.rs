@@ -66,9 +66,10 @@ pub fn new_account(
 }
 
 fn money_status(field: &str, err: &MoneyError) -> Status {
-    let part = match err {
-        MoneyError::InvalidCurrency(_) => "currency",
-        MoneyError::NotPositive(_) | MoneyError::Negative(_) => "minor_units",
+    let part = if err.is_about_currency() {
+        "currency"
+    } else {
+        "minor_units"
     };
     Status::invalid_argument(format!("{field}.{part}: {err}"))
 }
@@ -228,6 +229,31 @@ mod tests {
         }
         let negative = invalid_message(reserve_request(reserve(Some((-5, "USD")))));
         assert!(negative.contains("positive"), "{negative}");
+    }
+
+    #[test]
+    fn currencies_are_iso_4217_wherever_money_arrives() {
+        let unknown = invalid_message(reserve_request(reserve(Some((10, "ABC")))));
+        assert!(
+            unknown.starts_with("amount.currency: \"ABC\" is not an ISO 4217 currency"),
+            "{unknown}"
+        );
+        let huge = "U".repeat(1_000_000);
+        let malformed = invalid_message(reserve_request(reserve(Some((10, &huge)))));
+        assert!(malformed.starts_with("amount.currency:"), "{malformed}");
+        assert!(
+            malformed.len() < 200,
+            "the value is not echoed: {malformed}"
+        );
+        let opening = Some(money_pb::Money {
+            minor_units: 0,
+            currency: "XXX".into(),
+        });
+        let no_currency = invalid_message(new_account("acc".into(), "alice".into(), opening));
+        assert!(
+            no_currency.starts_with("opening_balance.currency:"),
+            "{no_currency}"
+        );
     }
 
     #[test]

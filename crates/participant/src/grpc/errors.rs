@@ -8,11 +8,11 @@ use crate::book::StoreError;
 pub fn storage_status(err: StoreError) -> Status {
     match err {
         StoreError::Unavailable(_) => {
-            tracing::warn!(error = %err, "database unavailable");
+            tracing::warn!(error = ?err, "database unavailable");
             Status::unavailable("the reservation book's database is unavailable; retry later")
         }
         StoreError::Failed(_) | StoreError::Corrupt(_) => {
-            tracing::error!(error = %err, "storage error");
+            tracing::error!(error = ?err, "storage error");
             Status::internal("internal storage error")
         }
     }

@@ -61,10 +61,10 @@ impl<B: ReservationBook> Participant<B> {
         &self,
         request: pb::ReserveRequest,
     ) -> Result<pb::ReserveResponse, Status> {
-        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
+        // Checked before anything is logged: the span carries a valid id only.
+        let (transfer_id, terms) = convert::reserve_request(request).inspect_err(log_invalid)?;
+        let span = tracing::info_span!("reservation", transfer_id = %transfer_id);
         async move {
-            let (transfer_id, terms) =
-                convert::reserve_request(request).inspect_err(log_invalid)?;
             let outcome = self
                 .book
                 .reserve(&transfer_id, terms, self.now_ms())
@@ -80,7 +80,7 @@ impl<B: ReservationBook> Participant<B> {
                     reservation
                 }
                 ReserveOutcome::Conflict(why) => {
-                    tracing::warn!(%why, "reserve conflicts with the recorded terms");
+                    tracing::warn!(?why, "reserve conflicts with the recorded terms");
                     return Err(Status::already_exists(why));
                 }
             };
@@ -117,9 +117,9 @@ impl<B: ReservationBook> Participant<B> {
         settlement: Settlement,
         transfer_id: String,
     ) -> Result<pb::Reservation, Status> {
+        let transfer_id = convert::id("transfer_id", transfer_id).inspect_err(log_invalid)?;
         let span = tracing::info_span!("reservation", transfer_id = %transfer_id);
         async move {
-            let transfer_id = convert::id("transfer_id", transfer_id).inspect_err(log_invalid)?;
             let now_ms = self.now_ms();
             let (name, outcome) = match settlement {
                 Settlement::Confirm => ("confirm", self.book.confirm(&transfer_id, now_ms).await),
@@ -136,10 +136,10 @@ impl<B: ReservationBook> Participant<B> {
         &self,
         request: pb::GetReservationRequest,
     ) -> Result<pb::GetReservationResponse, Status> {
-        let span = tracing::info_span!("reservation", transfer_id = %request.transfer_id);
+        let transfer_id =
+            convert::id("transfer_id", request.transfer_id).inspect_err(log_invalid)?;
+        let span = tracing::info_span!("reservation", transfer_id = %transfer_id);
         async move {
-            let transfer_id =
-                convert::id("transfer_id", request.transfer_id).inspect_err(log_invalid)?;
             let reservation = self
                 .book
                 .get_reservation(&transfer_id)
@@ -165,10 +165,10 @@ impl<B: ReservationBook> Participant<B> {
         user_id: String,
         opening_balance: Option<money_pb::Money>,
     ) -> Result<pb::Account, Status> {
-        let span = tracing::info_span!("account", account_id = %account_id);
+        let account =
+            convert::new_account(account_id, user_id, opening_balance).inspect_err(log_invalid)?;
+        let span = tracing::info_span!("account", account_id = %account.account_id);
         async move {
-            let account = convert::new_account(account_id, user_id, opening_balance)
-                .inspect_err(log_invalid)?;
             let outcome = self
                 .book
                 .open_account(account, self.now_ms())
@@ -187,7 +187,7 @@ impl<B: ReservationBook> Participant<B> {
                     account
                 }
                 OpenOutcome::Conflict(why) => {
-                    tracing::warn!(%why, "account id taken");
+                    tracing::warn!(?why, "account id taken");
                     return Err(Status::already_exists(why));
                 }
             };
@@ -199,9 +199,9 @@ impl<B: ReservationBook> Participant<B> {
 
     /// GetAccount, for either participant's own account service.
     pub async fn get_account(&self, account_id: String) -> Result<pb::Account, Status> {
+        let account_id = convert::id("account_id", account_id).inspect_err(log_invalid)?;
         let span = tracing::info_span!("account", account_id = %account_id);
         async move {
-            let account_id = convert::id("account_id", account_id).inspect_err(log_invalid)?;
             let account = self
                 .book
                 .get_account(&account_id)
@@ -242,7 +242,7 @@ fn settled(operation: &'static str, outcome: SettleOutcome) -> Result<Reservatio
             Ok(reservation)
         }
         SettleOutcome::Reject(why) => {
-            tracing::warn!(operation, %why, "rejected in the current state");
+            tracing::warn!(operation, ?why, "rejected in the current state");
             Err(Status::failed_precondition(why))
         }
     }
@@ -254,7 +254,7 @@ fn log_answer(message: &'static str, reservation: &Reservation) {
             tracing::info!(
                 status = "refused",
                 reason = refusal.reason.as_str(),
-                why = %refusal.message,
+                why = ?refusal.message,
                 "{message}"
             );
         }
@@ -262,6 +262,8 @@ fn log_answer(message: &'static str, reservation: &Reservation) {
     }
 }
 
+/// The message names the field and never holds the bad value (`convert` sees to it);
+/// Debug escapes it all the same.
 fn log_invalid(status: &Status) {
-    tracing::info!(why = status.message(), "invalid request");
+    tracing::info!(why = ?status.message(), "invalid request");
 }

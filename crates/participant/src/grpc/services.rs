@@ -117,6 +117,12 @@ impl CallGate for NoGate {
     }
 }
 
+/// The transfer id a gate sees (and may log): checked first, so that neither a gate nor
+/// an injected fault ever meets an invalid one.
+fn gate_id(transfer_id: &str) -> Result<String, Status> {
+    super::convert::id("transfer_id", transfer_id.to_owned()).inspect_err(super::log_invalid)
+}
+
 /// `ReservationService` over the participant's handlers, behind `gate`.
 pub struct ReservationApi<B, G = NoGate> {
     participant: Arc<Participant<B>>,
@@ -136,7 +142,7 @@ impl<B: ReservationBook, G: CallGate> ReservationService for ReservationApi<B, G
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::ReserveResponse>, Status> {
         let request = request.into_inner();
-        let transfer_id = request.transfer_id.clone();
+        let transfer_id = gate_id(&request.transfer_id)?;
         let participant = Arc::clone(&self.participant);
         let apply = async move { participant.reserve(request).await };
         let gated = self.gate.pass(Operation::Reserve, &transfer_id, apply);
@@ -148,7 +154,7 @@ impl<B: ReservationBook, G: CallGate> ReservationService for ReservationApi<B, G
         request: Request<pb::ConfirmRequest>,
     ) -> Result<Response<pb::ConfirmResponse>, Status> {
         let request = request.into_inner();
-        let transfer_id = request.transfer_id.clone();
+        let transfer_id = gate_id(&request.transfer_id)?;
         let participant = Arc::clone(&self.participant);
         let apply = async move { participant.confirm(request).await };
         let gated = self.gate.pass(Operation::Confirm, &transfer_id, apply);
@@ -160,7 +166,7 @@ impl<B: ReservationBook, G: CallGate> ReservationService for ReservationApi<B, G
         request: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::CancelResponse>, Status> {
         let request = request.into_inner();
-        let transfer_id = request.transfer_id.clone();
+        let transfer_id = gate_id(&request.transfer_id)?;
         let participant = Arc::clone(&self.participant);
         let apply = async move { participant.cancel(request).await };
         let gated = self.gate.pass(Operation::Cancel, &transfer_id, apply);

@@ -244,9 +244,11 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         if stored.user_id == account.user_id && stored.currency == currency {
             Ok(OpenOutcome::Existing(stored))
         } else {
+            // Whose it is and in what currency are not the caller's to read.
             Ok(OpenOutcome::Conflict(format!(
-                "account {} already exists for user {} in {}; it cannot be reopened for user {} in {}",
-                stored.account_id, stored.user_id, stored.currency, account.user_id, currency
+                "account {} already exists for another user or in another currency; choose \
+                 another account_id",
+                stored.account_id
             )))
         }
     }
