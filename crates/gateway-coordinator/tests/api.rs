@@ -113,9 +113,12 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
         // GetTransfer finds it both ways.
         let by_id = gateway
             .client
-            .get_transfer(GetTransferRequest {
-                lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
-            })
+            .get_transfer_as(
+                "alice",
+                GetTransferRequest {
+                    lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
+                },
+            )
             .await
             .unwrap()
             .into_inner()
@@ -124,14 +127,17 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
         assert_eq!(status_of(&by_id), TransferStatus::Succeeded);
         let by_key = gateway
             .client
-            .get_transfer(GetTransferRequest {
-                lookup: Some(get_transfer_request::Lookup::IdempotencyKey(
-                    IdempotencyKeyLookup {
-                        user_id: "alice".into(),
-                        idempotency_key: "k1".into(),
-                    },
-                )),
-            })
+            .get_transfer_as(
+                "alice",
+                GetTransferRequest {
+                    lookup: Some(get_transfer_request::Lookup::IdempotencyKey(
+                        IdempotencyKeyLookup {
+                            user_id: "alice".into(),
+                            idempotency_key: "k1".into(),
+                        },
+                    )),
+                },
+            )
             .await
             .unwrap()
             .into_inner()
@@ -332,9 +338,12 @@ async fn a_slow_confirm_answers_processing_and_recovery_finishes_it() {
         assert_eq!(driven.record.state, RecordedState::Succeeded);
         let now = gateway
             .client
-            .get_transfer(GetTransferRequest {
-                lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
-            })
+            .get_transfer_as(
+                "alice",
+                GetTransferRequest {
+                    lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
+                },
+            )
             .await
             .unwrap()
             .into_inner()
@@ -539,8 +548,13 @@ async fn invalid_requests_are_refused_with_nothing_written() {
         "{}",
         err.message()
     );
+    // alice's token, so that only the body is wrong.
     bad = approve_request("", "k1", 10);
-    let err = gateway.client.approve_transfer(bad).await.unwrap_err();
+    let err = gateway
+        .client
+        .approve_transfer_as("alice", bad)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().starts_with("user_id"), "{}", err.message());
     assert!(store.recent(10).await.unwrap().is_empty());
@@ -548,15 +562,18 @@ async fn invalid_requests_are_refused_with_nothing_written() {
 
     let err = gateway
         .client
-        .get_transfer(GetTransferRequest { lookup: None })
+        .get_transfer_as("alice", GetTransferRequest { lookup: None })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     let err = gateway
         .client
-        .get_transfer(GetTransferRequest {
-            lookup: Some(get_transfer_request::Lookup::TransferId("nope".into())),
-        })
+        .get_transfer_as(
+            "alice",
+            GetTransferRequest {
+                lookup: Some(get_transfer_request::Lookup::TransferId("nope".into())),
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
