@@ -142,10 +142,7 @@ async fn only_the_operator_injects_faults() {
         calls: 1,
     };
     let mut anonymous = FaultInjectionServiceClient::new(bank.channel_as(None).await);
-    expect_code(
-        anonymous.inject_fault(fault.clone()).await,
-        Code::Unauthenticated,
-    );
+    expect_code(anonymous.inject_fault(fault).await, Code::Unauthenticated);
     expect_code(
         anonymous.list_faults(ListFaultsRequest {}).await,
         Code::Unauthenticated,
