@@ -122,9 +122,12 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
         // GetTransfer finds it both ways.
         let by_id = gateway
             .client
-            .get_transfer(GetTransferRequest {
-                lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
-            })
+            .get_transfer_as(
+                "alice",
+                GetTransferRequest {
+                    lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
+                },
+            )
             .await
             .unwrap()
             .into_inner()
@@ -133,14 +136,17 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
         assert_eq!(status_of(&by_id), TransferStatus::Succeeded);
         let by_key = gateway
             .client
-            .get_transfer(GetTransferRequest {
-                lookup: Some(get_transfer_request::Lookup::IdempotencyKey(
-                    IdempotencyKeyLookup {
-                        user_id: "alice".into(),
-                        idempotency_key: "k1".into(),
-                    },
-                )),
-            })
+            .get_transfer_as(
+                "alice",
+                GetTransferRequest {
+                    lookup: Some(get_transfer_request::Lookup::IdempotencyKey(
+                        IdempotencyKeyLookup {
+                            user_id: "alice".into(),
+                            idempotency_key: "k1".into(),
+                        },
+                    )),
+                },
+            )
             .await
             .unwrap()
             .into_inner()
@@ -341,9 +347,12 @@ async fn a_slow_confirm_answers_processing_and_recovery_finishes_it() {
         assert_eq!(driven.record.state, RecordedState::Succeeded);
         let now = gateway
             .client
-            .get_transfer(GetTransferRequest {
-                lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
-            })
+            .get_transfer_as(
+                "alice",
+                GetTransferRequest {
+                    lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
+                },
+            )
             .await
             .unwrap()
             .into_inner()
@@ -540,8 +549,13 @@ async fn invalid_requests_are_refused_with_nothing_written() {
         "{}",
         err.message()
     );
+    // alice's token, so that only the body is wrong.
     bad = approve_request("", "k1", 10);
-    let err = gateway.client.approve_transfer(bad).await.unwrap_err();
+    let err = gateway
+        .client
+        .approve_transfer_as("alice", bad)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().starts_with("user_id"), "{}", err.message());
     let max = Settings::default().amount_minor_max;
@@ -572,15 +586,18 @@ async fn invalid_requests_are_refused_with_nothing_written() {
 
     let err = gateway
         .client
-        .get_transfer(GetTransferRequest { lookup: None })
+        .get_transfer_as("alice", GetTransferRequest { lookup: None })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     let err = gateway
         .client
-        .get_transfer(GetTransferRequest {
-            lookup: Some(get_transfer_request::Lookup::TransferId("nope".into())),
-        })
+        .get_transfer_as(
+            "alice",
+            GetTransferRequest {
+                lookup: Some(get_transfer_request::Lookup::TransferId("nope".into())),
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
@@ -609,9 +626,12 @@ async fn an_unreachable_store_answers_unavailable() {
     assert!(fake.calls().is_empty());
     let err = gateway
         .client
-        .get_transfer(GetTransferRequest {
-            lookup: Some(get_transfer_request::Lookup::TransferId("t-1".into())),
-        })
+        .get_transfer_as(
+            "alice",
+            GetTransferRequest {
+                lookup: Some(get_transfer_request::Lookup::TransferId("t-1".into())),
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);

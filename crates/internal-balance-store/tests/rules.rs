@@ -232,13 +232,13 @@ async fn the_reserve_after_the_allowed_number_in_the_window_is_rate_limited() {
 #[tokio::test]
 async fn invalid_rules_stop_the_start_up() {
     let db = testkit::db::sqlite("balance_store_bad_rules");
-    let mut settings = internal_balance_store::Settings {
+    let (mut settings, _pki) = common::with_tls(internal_balance_store::Settings {
         rules: Rules {
             rate_limit_window_ms: 0,
             ..Rules::default()
         },
         ..Default::default()
-    };
+    });
     settings.common.database_url = db.url.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = internal_balance_store::run(settings, listener, std::future::pending())

@@ -37,11 +37,11 @@ async fn a_seed_account_that_conflicts_with_the_data_stops_the_start_up() {
         let bank = start(&db, vec![seed("ext-alice", "alice", 1)]).await;
         bank.stop().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let settings = mock_external_institution::Settings {
+        let (settings, _pki) = common::with_tls(mock_external_institution::Settings {
             database_url: db.url.clone(),
             accounts: vec![seed("ext-alice", "mallory", 1)],
             ..Default::default()
-        };
+        });
         let err = mock_external_institution::run(settings, listener, std::future::pending())
             .await
             .unwrap_err();

@@ -1,47 +1,26 @@
-//! The reconciler's operator API in-process, next to an in-process gateway over the same
-//! transfer log and the same scripted participants.
+//! The reconciler's operator API in-process (called as the operator), next to an
+//! in-process gateway (called as alice) over the same transfer log and the same scripted
+//! participants.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use banktransfer_api::gateway::v1::transfer_service_client::TransferServiceClient;
 use banktransfer_api::gateway::v1::{
     ApproveTransferRequest, GetTransferRequest, TransferStatus, get_transfer_request,
 };
 use banktransfer_api::money::v1 as money_pb;
-use banktransfer_api::reconciler::v1::reconciler_service_client::ReconcilerServiceClient;
 use banktransfer_api::reconciler::v1::{
     AuditRequest, Participant, RunPassRequest, UnmatchedReason,
 };
 use banktransfer_protocol::transfer::{Leg, RecordedState};
-use common::{intent, now_ms, open_store};
+use common::{intent, now_ms, open_store, spawn_gateway, spawn_reconciler};
 use coordinator::participants::ReservationView;
-use coordinator::store::{SqlTransferStore, TransferStore};
-use service_kit::clock::{ManualClock, SharedClock, SystemClock};
+use coordinator::store::TransferStore;
+use service_kit::clock::{ManualClock, SystemClock};
 use testkit::participants::{FakeParticipants, FakeReserve};
-use tokio::sync::oneshot;
-use tonic::transport::Channel;
-
-struct Running<C> {
-    client: C,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl<C> Running<C> {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-async fn listener() -> (tokio::net::TcpListener, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    (listener, url)
-}
+use testkit::pki::TestPki;
 
 /// Roomy: long enough for a loaded machine, for the tests that are not about budgets.
 fn roomy_gateway() -> gateway_coordinator::Settings {
@@ -49,61 +28,6 @@ fn roomy_gateway() -> gateway_coordinator::Settings {
     settings.common.budget.total_ms = 5_000;
     settings.common.budget.after_reserve_ms = 2_000;
     settings
-}
-
-async fn spawn_gateway(
-    settings: gateway_coordinator::Settings,
-    store: Arc<SqlTransferStore>,
-    fake: Arc<FakeParticipants>,
-) -> Running<TransferServiceClient<Channel>> {
-    let (listener, url) = listener().await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        gateway_coordinator::serve(
-            &settings,
-            coordinator::Backends {
-                store,
-                participants: fake,
-                clock: Arc::new(SystemClock),
-            },
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        )
-        .await
-    });
-    let client = TransferServiceClient::connect(url).await.unwrap();
-    Running { client, stop, task }
-}
-
-/// A reconciler whose schedule never fires during a test: passes run through RunPass.
-async fn spawn_reconciler(
-    store: Arc<SqlTransferStore>,
-    fake: Arc<FakeParticipants>,
-    clock: SharedClock,
-    replica_id: &str,
-) -> Running<ReconcilerServiceClient<Channel>> {
-    let settings = reconciler::Settings {
-        pass_interval_ms: 3_600_000,
-        replica_id: replica_id.into(),
-        ..reconciler::Settings::default()
-    };
-    let (listener, url) = listener().await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let backends = coordinator::Backends {
-            store,
-            participants: fake,
-            clock,
-        };
-        reconciler::serve(&settings, backends, listener, async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    let client = ReconcilerServiceClient::connect(url).await.unwrap();
-    Running { client, stop, task }
 }
 
 fn approve_request(key: &str) -> ApproveTransferRequest {
@@ -123,9 +47,11 @@ fn approve_request(key: &str) -> ApproveTransferRequest {
 async fn a_slow_confirm_answers_processing_then_the_reconciler_finishes_it() {
     for test_db in testkit::db::all("slowconfirm").await {
         let store = open_store(&test_db).await;
+        let pki = TestPki::new();
         let fake = Arc::new(FakeParticipants::new());
         fake.script(Leg::External, |s| s.settle_delay = Duration::from_secs(30));
         let mut gateway = spawn_gateway(
+            &pki,
             gateway_coordinator::Settings::default(),
             store.clone(),
             fake.clone(),
@@ -148,7 +74,7 @@ async fn a_slow_confirm_answers_processing_then_the_reconciler_finishes_it() {
         fake.script(Leg::External, |s| s.settle_delay = Duration::ZERO);
         let clock = ManualClock::new(now_ms() + 1_000);
         let mut reconciler =
-            spawn_reconciler(store.clone(), fake.clone(), Arc::new(clock), "r1").await;
+            spawn_reconciler(&pki, store.clone(), fake.clone(), Arc::new(clock), "r1").await;
         let pass = reconciler
             .client
             .run_pass(RunPassRequest {})
@@ -198,8 +124,9 @@ async fn a_slow_confirm_answers_processing_then_the_reconciler_finishes_it() {
 async fn the_audit_reports_what_does_not_add_up() {
     for test_db in testkit::db::all("audit").await {
         let store = open_store(&test_db).await;
+        let pki = TestPki::new();
         let fake = Arc::new(FakeParticipants::new());
-        let mut gateway = spawn_gateway(roomy_gateway(), store.clone(), fake.clone()).await;
+        let mut gateway = spawn_gateway(&pki, roomy_gateway(), store.clone(), fake.clone()).await;
         let succeeded = gateway
             .client
             .approve_transfer(approve_request("ok"))
@@ -227,8 +154,14 @@ async fn the_audit_reports_what_does_not_add_up() {
             .await
             .unwrap();
 
-        let mut reconciler =
-            spawn_reconciler(store.clone(), fake.clone(), Arc::new(SystemClock), "r1").await;
+        let mut reconciler = spawn_reconciler(
+            &pki,
+            store.clone(),
+            fake.clone(),
+            Arc::new(SystemClock),
+            "r1",
+        )
+        .await;
         let audit = reconciler
             .client
             .audit(AuditRequest { limit: 0 })
@@ -351,6 +284,7 @@ async fn the_audit_reports_what_does_not_add_up() {
 async fn shutdown_stops_the_schedule_and_releases_this_replicas_leases() {
     let test_db = testkit::db::sqlite("shutdown");
     let store = open_store(&test_db).await;
+    let pki = TestPki::new();
     let fake = Arc::new(FakeParticipants::new());
     let t0 = now_ms();
     let new = intent("alice", "k1", t0 - 60_000);
@@ -363,8 +297,14 @@ async fn shutdown_stops_the_schedule_and_releases_this_replicas_leases() {
             .unwrap()
     );
 
-    let reconciler =
-        spawn_reconciler(store.clone(), fake.clone(), Arc::new(SystemClock), "r-7").await;
+    let reconciler = spawn_reconciler(
+        &pki,
+        store.clone(),
+        fake.clone(),
+        Arc::new(SystemClock),
+        "r-7",
+    )
+    .await;
     reconciler.stop().await;
     let record = store.get(&new.transfer_id).await.unwrap().unwrap();
     assert_eq!(record.lease_owner, None);

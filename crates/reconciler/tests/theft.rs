@@ -28,6 +28,7 @@ use participant::config::SeedAccount;
 use service_kit::clock::SystemClock;
 use service_kit::db::{self, PoolSettings};
 use testkit::db::TestDatabase;
+use testkit::pki::{OPERATOR_NAME, TestPki};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -56,7 +57,8 @@ where
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    // HOST:PORT; every port speaks TLS.
+    let url = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, stopped));
     Running { url, stop, task }
@@ -71,9 +73,10 @@ fn seed(account_id: &str, user_id: &str, opening_balance_minor: i64) -> SeedAcco
     }
 }
 
-async fn external_institution(db: &TestDatabase) -> Running {
+async fn external_institution(pki: &TestPki, db: &TestDatabase) -> Running {
     let settings = mock_external_institution::Settings {
         database_url: db.url.clone(),
+        tls: pki.tls_section("mock-external-institution"),
         accounts: vec![seed("ext-alice", "alice", 100_000)],
         ..Default::default()
     };
@@ -85,9 +88,10 @@ async fn external_institution(db: &TestDatabase) -> Running {
     .await
 }
 
-async fn balance_store(db: &TestDatabase) -> Running {
+async fn balance_store(pki: &TestPki, db: &TestDatabase) -> Running {
     let mut settings = internal_balance_store::Settings::default();
     settings.common.database_url = db.url.clone();
+    settings.common.tls = pki.tls_section("internal-balance-store");
     settings.common.accounts = vec![seed("int-alice", "alice", 0), seed("int-bob", "bob", 0)];
     spawn(|listener, stopped| {
         internal_balance_store::run(settings, listener, async move {
@@ -97,14 +101,11 @@ async fn balance_store(db: &TestDatabase) -> Running {
     .await
 }
 
-/// A client of a participant's ReservationService, once it answers (migrated, seeded).
-async fn reservations(url: &str) -> ReservationServiceClient<Channel> {
-    let channel = Channel::from_shared(url.to_owned())
-        .unwrap()
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .unwrap();
+/// A client of a participant's ReservationService, once it answers (migrated, seeded),
+/// holding the gateway's certificate: the thief here has stolen a coordinator's key (or
+/// is a compromised gateway), the case mTLS alone cannot stop and the audit must catch.
+async fn reservations(pki: &TestPki, addr: &str) -> ReservationServiceClient<Channel> {
+    let channel = pki.channel(addr, Some("gateway-coordinator")).await;
     let mut client = ReservationServiceClient::new(channel);
     client
         .list_accounts(ListAccountsRequest::default())
@@ -113,9 +114,15 @@ async fn reservations(url: &str) -> ReservationServiceClient<Channel> {
     client
 }
 
-async fn gateway(store: Arc<SqlTransferStore>, participants: Arc<GrpcParticipants>) -> Running {
+async fn gateway(
+    pki: &TestPki,
+    store: Arc<SqlTransferStore>,
+    participants: Arc<GrpcParticipants>,
+) -> Running {
     // Roomy: a loaded machine must not fail the legitimate transfer.
     let mut settings = gateway_coordinator::Settings::default();
+    settings.tls = pki.tls_section("gateway-coordinator");
+    settings.auth = pki.token_section();
     settings.common.budget.total_ms = 5_000;
     settings.common.budget.after_reserve_ms = 2_000;
     spawn(|listener, stopped| async move {
@@ -134,8 +141,13 @@ async fn gateway(store: Arc<SqlTransferStore>, participants: Arc<GrpcParticipant
 
 /// A reconciler whose schedule never fires during the test, reading the books one entry
 /// per page (every page boundary is crossed).
-async fn reconciler(store: Arc<SqlTransferStore>, participants: Arc<GrpcParticipants>) -> Running {
+async fn reconciler(
+    pki: &TestPki,
+    store: Arc<SqlTransferStore>,
+    participants: Arc<GrpcParticipants>,
+) -> Running {
     let settings = reconciler::Settings {
+        tls: pki.tls_section("reconciler"),
         pass_interval_ms: 3_600_000,
         replica_id: "r1".into(),
         audit_page_size: 1,
@@ -155,10 +167,9 @@ async fn reconciler(store: Arc<SqlTransferStore>, participants: Arc<GrpcParticip
     .await
 }
 
-async fn audit(url: &str) -> AuditResponse {
-    let mut client = ReconcilerServiceClient::connect(url.to_owned())
-        .await
-        .unwrap();
+/// The operator's Audit.
+async fn audit(pki: &TestPki, addr: &str) -> AuditResponse {
+    let mut client = ReconcilerServiceClient::new(pki.channel(addr, Some(OPERATOR_NAME)).await);
     client
         .audit(AuditRequest { limit: 0 })
         .await
@@ -183,36 +194,45 @@ async fn a_credit_reserved_and_confirmed_with_no_transfer_is_reported() {
         logs.iter().zip(&externals).zip(&balance_stores)
     {
         let backend = log_db.backend;
-        let external = external_institution(external_db).await;
-        let internal = balance_store(balance_store_db).await;
-        let mut internal_client = reservations(&internal.url).await;
-        reservations(&external.url).await;
+        let pki = TestPki::new();
+        let external = external_institution(&pki, external_db).await;
+        let internal = balance_store(&pki, balance_store_db).await;
+        let mut internal_client = reservations(&pki, &internal.url).await;
+        reservations(&pki, &external.url).await;
         let store = open_store(log_db).await;
         let participants = Arc::new(
-            GrpcParticipants::connect(&external.url, &internal.url, CALL_TIMEOUT).unwrap(),
+            GrpcParticipants::connect(
+                &format!("https://{}", external.url),
+                &format!("https://{}", internal.url),
+                CALL_TIMEOUT,
+                pki.client_tls("gateway-coordinator"),
+            )
+            .unwrap(),
         );
-        let gateway = gateway(Arc::clone(&store), Arc::clone(&participants)).await;
-        let reconciler = reconciler(Arc::clone(&store), Arc::clone(&participants)).await;
+        let gateway = gateway(&pki, Arc::clone(&store), Arc::clone(&participants)).await;
+        let reconciler = reconciler(&pki, Arc::clone(&store), Arc::clone(&participants)).await;
 
         // One legitimate transfer: 250.00 USD from ext-alice to int-alice.
-        let mut transfers = TransferServiceClient::connect(gateway.url.clone())
-            .await
-            .unwrap();
+        let mut transfers = TransferServiceClient::new(pki.channel(&gateway.url, None).await);
+        let mut request = tonic::Request::new(ApproveTransferRequest {
+            idempotency_key: "k1".into(),
+            user_id: "alice".into(),
+            external_account_id: "ext-alice".into(),
+            internal_account_id: "int-alice".into(),
+            amount: usd(25_000),
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", pki.bearer("alice"));
         let approved = transfers
-            .approve_transfer(ApproveTransferRequest {
-                idempotency_key: "k1".into(),
-                user_id: "alice".into(),
-                external_account_id: "ext-alice".into(),
-                internal_account_id: "int-alice".into(),
-                amount: usd(25_000),
-            })
+            .approve_transfer(request)
             .await
             .unwrap()
             .into_inner()
             .transfer
             .unwrap();
         assert_eq!(approved.status(), TransferStatus::Succeeded, "{backend:?}");
-        let clean = audit(&reconciler.url).await;
+        let clean = audit(&pki, &reconciler.url).await;
         assert!(clean.mismatches.is_empty(), "{clean:?}");
         assert!(clean.unmatched_reservations.is_empty(), "{clean:?}");
         assert!(clean.unexplained_balances.is_empty(), "{clean:?}");
@@ -247,7 +267,7 @@ async fn a_credit_reserved_and_confirmed_with_no_transfer_is_reported() {
             .await
             .unwrap();
 
-        let theft = audit(&reconciler.url).await;
+        let theft = audit(&pki, &reconciler.url).await;
         // The log knows nothing of it: the legs rule sees nothing wrong.
         assert!(theft.mismatches.is_empty(), "{theft:?}");
         assert_eq!(theft.transfers_checked, 1);
@@ -286,7 +306,7 @@ async fn a_credit_reserved_and_confirmed_with_no_transfer_is_reported() {
         .await
         .unwrap();
         sql.pool.close().await;
-        let edited = audit(&reconciler.url).await;
+        let edited = audit(&pki, &reconciler.url).await;
         assert_eq!(edited.unmatched_reservations.len(), 1, "{edited:?}");
         assert_eq!(edited.unexplained_balances.len(), 1, "{edited:?}");
         let found = &edited.unexplained_balances[0];

@@ -1,5 +1,7 @@
 //! Shared by this crate's integration tests: fresh stores on every back end, transfer
-//! fixtures, and an in-process gateway over scripted participants.
+//! fixtures, and an in-process gateway over scripted participants, serving TLS from a
+//! throw-away PKI and called as the mobile app calls it (no client certificate, a bearer
+//! token for the user).
 
 #![allow(dead_code)] // each test file uses its own part
 
@@ -7,7 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use banktransfer_api::gateway::v1::transfer_service_client::TransferServiceClient;
-use banktransfer_api::gateway::v1::{ApproveTransferRequest, Transfer};
+use banktransfer_api::gateway::v1::{
+    ApproveTransferRequest, ApproveTransferResponse, GetTransferRequest, GetTransferResponse,
+    Transfer,
+};
 use banktransfer_api::money::v1 as money_pb;
 use banktransfer_protocol::fingerprint::request_fingerprint;
 use banktransfer_protocol::money::Money;
@@ -15,10 +20,16 @@ use coordinator::store::{MIGRATIONS, NewTransfer, SqlTransferStore};
 use gateway_coordinator::Settings;
 use service_kit::clock::{Clock, SystemClock};
 use service_kit::db::{self, PoolSettings};
+use service_kit::jwt::AUTHORIZATION_HEADER;
 use testkit::db::TestDatabase;
 use testkit::participants::FakeParticipants;
+use testkit::pki::TestPki;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
+use tonic::{IntoRequest, Response, Status};
+
+/// The certificate the gateway serves with.
+pub const SERVICE: &str = "gateway-coordinator";
 
 pub fn now_ms() -> u64 {
     SystemClock.now_ms()
@@ -65,9 +76,62 @@ pub fn approve_request(user: &str, key: &str, amount_minor: i64) -> ApproveTrans
     }
 }
 
+/// The TransferService as the mobile app calls it: TLS trusting the PKI's CA, no client
+/// certificate, and `authorization: Bearer <token>` for the user each call is for.
+#[derive(Clone)]
+pub struct UserClient {
+    inner: TransferServiceClient<Channel>,
+    pki: Arc<TestPki>,
+}
+
+impl UserClient {
+    /// ApproveTransfer with a valid token for the request's own `user_id`.
+    pub async fn approve_transfer(
+        &mut self,
+        request: impl IntoRequest<ApproveTransferRequest>,
+    ) -> Result<Response<ApproveTransferResponse>, Status> {
+        let request = request.into_request();
+        let user_id = request.get_ref().user_id.clone();
+        self.approve_transfer_as(&user_id, request).await
+    }
+
+    /// ApproveTransfer with a valid token for `user_id`, whatever the body says.
+    pub async fn approve_transfer_as(
+        &mut self,
+        user_id: &str,
+        request: impl IntoRequest<ApproveTransferRequest>,
+    ) -> Result<Response<ApproveTransferResponse>, Status> {
+        let mut request = request.into_request();
+        request
+            .metadata_mut()
+            .insert(AUTHORIZATION_HEADER, self.pki.bearer(user_id));
+        self.inner.approve_transfer(request).await
+    }
+
+    /// GetTransfer with a valid token for `user_id`.
+    pub async fn get_transfer_as(
+        &mut self,
+        user_id: &str,
+        request: impl IntoRequest<GetTransferRequest>,
+    ) -> Result<Response<GetTransferResponse>, Status> {
+        let mut request = request.into_request();
+        request
+            .metadata_mut()
+            .insert(AUTHORIZATION_HEADER, self.pki.bearer(user_id));
+        self.inner.get_transfer(request).await
+    }
+
+    /// The bare client: its calls carry whatever metadata the test puts there (or none).
+    pub fn without_token(&self) -> TransferServiceClient<Channel> {
+        self.inner.clone()
+    }
+}
+
 pub struct Gateway {
-    pub client: TransferServiceClient<Channel>,
+    pub client: UserClient,
     pub addr: SocketAddr,
+    /// The PKI the gateway's certificate and token key come from.
+    pub pki: Arc<TestPki>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -79,12 +143,16 @@ impl Gateway {
     }
 }
 
-/// A gateway on a free port, over `store` and `participants`.
+/// A gateway on a free port, over `store` and `participants`, with TLS and user tokens
+/// from a fresh PKI.
 pub async fn spawn_gateway(
-    settings: Settings,
+    mut settings: Settings,
     store: Arc<SqlTransferStore>,
     participants: Arc<FakeParticipants>,
 ) -> Gateway {
+    let pki = Arc::new(TestPki::new());
+    settings.tls = pki.tls_section(SERVICE);
+    settings.auth = pki.token_section();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -103,12 +171,14 @@ pub async fn spawn_gateway(
         )
         .await
     });
-    let client = TransferServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let client = UserClient {
+        inner: TransferServiceClient::new(pki.channel(addr, None).await),
+        pki: Arc::clone(&pki),
+    };
     Gateway {
         client,
         addr,
+        pki,
         stop: Some(stop),
         task: Some(task),
     }

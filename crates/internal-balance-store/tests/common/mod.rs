@@ -1,5 +1,7 @@
 //! Starts the balance store in-process on a free port over a test database, with a clock
-//! the test moves, and hands back a connected client plus small helpers.
+//! the test moves and TLS from a throw-away PKI, and hands back clients connected as the
+//! identities that really call it (reservations as the gateway-coordinator, accounts as
+//! the operator) plus small helpers.
 
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
@@ -18,6 +20,7 @@ use participant::config::SeedAccount;
 use service_kit::clock::ManualClock;
 use service_kit::db::Backend;
 use testkit::db::TestDatabase;
+use testkit::pki::TestPki;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Status;
@@ -29,13 +32,25 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// 2024-01-01T00:00:00Z: any fixed instant will do.
 pub const START_MS: u64 = 1_704_067_200_000;
 
+/// The certificate this service serves with.
+pub const SERVICE: &str = "internal-balance-store";
+/// Who calls Reserve/Confirm/Cancel/GetReservation in production (the reconciler may too).
+pub const GATEWAY: &str = "gateway-coordinator";
+pub const RECONCILER: &str = "reconciler";
+/// Another participant: a valid certificate, but not a coordinator's.
+pub const EXTERNAL_INSTITUTION: &str = "mock-external-institution";
+pub use testkit::pki::OPERATOR_NAME as OPERATOR;
+
 pub struct BalanceStore {
-    /// The shared ReservationService.
+    /// The shared ReservationService, as the gateway-coordinator.
     pub client: ReservationServiceClient<Channel>,
-    /// The balance store's own BalanceStoreService.
+    /// The balance store's own BalanceStoreService, as the operator.
     pub accounts: BalanceStoreServiceClient<Channel>,
     pub clock: ManualClock,
     pub backend: Backend,
+    /// `127.0.0.1:PORT`, for channels as other identities ([`BalanceStore::channel_as`]).
+    pub addr: std::net::SocketAddr,
+    pki: TestPki,
     stop: oneshot::Sender<()>,
     server: JoinHandle<anyhow::Result<()>>,
 }
@@ -60,11 +75,20 @@ pub async fn start(db: &TestDatabase, rules: Rules) -> BalanceStore {
     start_with(settings).await
 }
 
+/// A fresh PKI, and `settings` serving with this service's certificate from it.
+pub fn with_tls(mut settings: Settings) -> (Settings, TestPki) {
+    let pki = TestPki::new();
+    settings.common.tls = pki.tls_section(SERVICE);
+    (settings, pki)
+}
+
+/// The balance store with `settings`, serving TLS with a certificate from a fresh PKI.
 pub async fn start_with(settings: Settings) -> BalanceStore {
     // Logs only on request (RUST_LOG=info): they go to stdout, past the test harness.
     if std::env::var_os("RUST_LOG").is_some() {
         service_kit::telemetry::init("internal-balance-store-test", "pretty");
     }
+    let (settings, pki) = with_tls(settings);
     let backend = Backend::of_url(&settings.common.database_url).expect("a test database URL");
     let clock = ManualClock::new(START_MS);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,23 +102,49 @@ pub async fn start_with(settings: Settings) -> BalanceStore {
             let _ = stopped.await;
         },
     ));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .expect("connect to the balance store");
+    let coordinator = pki.channel(addr, Some(GATEWAY)).await;
+    let operator = pki.channel(addr, Some(OPERATOR)).await;
     BalanceStore {
-        client: ReservationServiceClient::new(channel.clone()),
-        accounts: BalanceStoreServiceClient::new(channel),
+        client: ReservationServiceClient::new(coordinator),
+        accounts: BalanceStoreServiceClient::new(operator),
         clock,
         backend,
+        addr,
+        pki,
         stop,
         server,
     }
 }
 
 impl BalanceStore {
+    /// A TLS channel to the balance store as `identity` (a service name or [`OPERATOR`]),
+    /// or with no client certificate when `None`.
+    pub async fn channel_as(&self, identity: Option<&str>) -> Channel {
+        self.pki.channel(self.addr, identity).await
+    }
+
+    pub async fn reservations_as(
+        &self,
+        identity: Option<&str>,
+    ) -> ReservationServiceClient<Channel> {
+        ReservationServiceClient::new(self.channel_as(identity).await)
+    }
+
+    pub async fn accounts_as(&self, identity: Option<&str>) -> BalanceStoreServiceClient<Channel> {
+        BalanceStoreServiceClient::new(self.channel_as(identity).await)
+    }
+
+    /// A plaintext (`http://`) channel to the TLS port: `Err` when even the connection
+    /// fails, as it may.
+    pub async fn plaintext_channel(&self) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("a valid URL")
+            .connect_timeout(CALL_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .connect()
+            .await
+    }
+
     /// Shuts the server down and checks that it ran without error.
     pub async fn stop(self) {
         drop(self.client);

@@ -1,5 +1,7 @@
-//! Starts the institution in-process on a free port over a test database and hands back
-//! connected clients, plus small helpers that keep the tests about behaviour.
+//! Starts the institution in-process on a free port over a test database, with TLS from a
+//! throw-away PKI, and hands back clients connected as the identities that really call it
+//! (reservations as the gateway-coordinator, accounts and faults as the operator), plus
+//! small helpers that keep the tests about behaviour.
 
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
@@ -16,6 +18,7 @@ use mock_external_institution::Settings;
 use participant::config::SeedAccount;
 use service_kit::db::Backend;
 use testkit::db::TestDatabase;
+use testkit::pki::TestPki;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Status;
@@ -24,13 +27,26 @@ use tonic::transport::Channel;
 /// Guards against a hung test, not a timing assertion: no call here takes near this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The certificate this service serves with.
+pub const SERVICE: &str = "mock-external-institution";
+/// Who calls Reserve/Confirm/Cancel/GetReservation in production (the reconciler may too).
+pub const GATEWAY: &str = "gateway-coordinator";
+pub const RECONCILER: &str = "reconciler";
+/// Another participant: a valid certificate, but not a coordinator's.
+pub const BALANCE_STORE: &str = "internal-balance-store";
+pub use testkit::pki::OPERATOR_NAME as OPERATOR;
+
 pub struct Institution {
-    /// The shared ReservationService.
+    /// The shared ReservationService, as the gateway-coordinator.
     pub client: ReservationServiceClient<Channel>,
-    /// The institution's own ExternalInstitutionService.
+    /// The institution's own ExternalInstitutionService, as the operator.
     pub accounts: ExternalInstitutionServiceClient<Channel>,
+    /// The FaultInjectionService, as the operator.
     pub faults: FaultInjectionServiceClient<Channel>,
     pub backend: Backend,
+    /// `127.0.0.1:PORT`, for channels as other identities ([`Institution::channel_as`]).
+    pub addr: std::net::SocketAddr,
+    pki: TestPki,
     stop: oneshot::Sender<()>,
     server: JoinHandle<anyhow::Result<()>>,
 }
@@ -54,11 +70,20 @@ pub async fn start(db: &TestDatabase, accounts: Vec<SeedAccount>) -> Institution
     .await
 }
 
+/// A fresh PKI, and `settings` serving with this service's certificate from it.
+pub fn with_tls(mut settings: Settings) -> (Settings, TestPki) {
+    let pki = TestPki::new();
+    settings.tls = pki.tls_section(SERVICE);
+    (settings, pki)
+}
+
+/// The institution with `settings`, serving TLS with a certificate from a fresh PKI.
 pub async fn start_with(settings: Settings) -> Institution {
     // Logs only on request (RUST_LOG=info): they go to stdout, past the test harness.
     if std::env::var_os("RUST_LOG").is_some() {
         service_kit::telemetry::init("mock-external-institution-test", "pretty");
     }
+    let (settings, pki) = with_tls(settings);
     let backend = Backend::of_url(&settings.database_url).expect("a test database URL");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -66,23 +91,52 @@ pub async fn start_with(settings: Settings) -> Institution {
     let server = tokio::spawn(mock_external_institution::run(settings, listener, async {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .expect("connect to the institution");
+    let coordinator = pki.channel(addr, Some(GATEWAY)).await;
+    let operator = pki.channel(addr, Some(OPERATOR)).await;
     Institution {
-        client: ReservationServiceClient::new(channel.clone()),
-        accounts: ExternalInstitutionServiceClient::new(channel.clone()),
-        faults: FaultInjectionServiceClient::new(channel),
+        client: ReservationServiceClient::new(coordinator),
+        accounts: ExternalInstitutionServiceClient::new(operator.clone()),
+        faults: FaultInjectionServiceClient::new(operator),
         backend,
+        addr,
+        pki,
         stop,
         server,
     }
 }
 
 impl Institution {
+    /// A TLS channel to the institution as `identity` (a service name or [`OPERATOR`]), or
+    /// with no client certificate when `None`.
+    pub async fn channel_as(&self, identity: Option<&str>) -> Channel {
+        self.pki.channel(self.addr, identity).await
+    }
+
+    pub async fn reservations_as(
+        &self,
+        identity: Option<&str>,
+    ) -> ReservationServiceClient<Channel> {
+        ReservationServiceClient::new(self.channel_as(identity).await)
+    }
+
+    pub async fn accounts_as(
+        &self,
+        identity: Option<&str>,
+    ) -> ExternalInstitutionServiceClient<Channel> {
+        ExternalInstitutionServiceClient::new(self.channel_as(identity).await)
+    }
+
+    /// A plaintext (`http://`) channel to the TLS port: `Err` when even the connection
+    /// fails, as it may.
+    pub async fn plaintext_channel(&self) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("a valid URL")
+            .connect_timeout(CALL_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .connect()
+            .await
+    }
+
     /// Shuts the server down and checks that it ran without error.
     pub async fn stop(self) {
         drop(self.client);
