@@ -34,8 +34,11 @@
 //! - [`cluster`]: [`cluster::Cluster`], the four services together.
 //! - [`invariants`]: the money invariants, checked once the system is at rest.
 //! - [`scenarios`]: scenarios run on more than one back end.
+//! - [`attack`]: what the attack tests check after a refused call (the status, no database
+//!   text, unchanged books, nothing recorded in the logs).
 
 pub mod accounts;
+pub mod attack;
 pub mod binaries;
 pub mod clients;
 pub mod cluster;
