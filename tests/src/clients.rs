@@ -35,6 +35,8 @@ use crate::service::Service;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a fresh connection gets (TCP and the TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`Clients::warm`] keeps trying to connect a channel to a SERVING service.
+pub const WARM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A lazily connected TLS channel to `127.0.0.1:port`; it reconnects after a restart.
 pub fn channel(port: u16, tls: ClientTlsConfig) -> Channel {
@@ -120,12 +122,23 @@ impl Clients {
     /// Connects every channel to `service` (TCP and the TLS handshake) with one health
     /// check each, so that the first call of a test does not pay for the handshake: a
     /// test that times a call times the service, not the connection set-up.
+    ///
+    /// A channel whose old connection died with a restarted service may fail its first
+    /// call while it reconnects: each check is retried for up to [`WARM_TIMEOUT`].
     pub async fn warm(&self, service: Service) -> Result<(), String> {
         for (to, caller, channel) in &self.channels {
-            if *to == service {
-                health::check_on(channel.clone(), CALL_TIMEOUT)
-                    .await
-                    .map_err(|e| format!("warming the channel to {service} as {caller:?}: {e}"))?;
+            if *to != service {
+                continue;
+            }
+            let started = Instant::now();
+            while let Err(e) = health::check_on(channel.clone(), CALL_TIMEOUT).await {
+                if started.elapsed() >= WARM_TIMEOUT {
+                    return Err(format!(
+                        "the channel to {service} as {caller:?} did not connect within \
+                         {WARM_TIMEOUT:?}: {e}"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         Ok(())
