@@ -1,6 +1,7 @@
-//! gRPC clients for every service, each call with a deadline, and [`Transfers`]: the
-//! public API as tests use it, remembering every transfer it asked for so that the
-//! invariant checker can look them all up.
+//! gRPC clients for every service, over TLS as the identity each call needs, each call
+//! with a deadline; and [`Transfers`]: the public API as tests use it (with a bearer token
+//! for the request's user), remembering every transfer it asked for so that the invariant
+//! checker can look them all up.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,17 +22,39 @@ use banktransfer_api::reconciler::v1::reconciler_service_client::ReconcilerServi
 use banktransfer_api::reservation::v1::reservation_service_client::ReservationServiceClient;
 use banktransfer_api::reservation::v1::{Account, GetReservationRequest, Reservation};
 use banktransfer_api::{balance_store::v1 as balance_store_pb, external::v1 as external_pb};
-use tonic::transport::{Channel, Endpoint};
+use service_kit::jwt::AUTHORIZATION_HEADER;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
+
+use crate::config::Endpoints;
+use crate::health;
+use crate::pki::{Caller, ClusterPki, bearer};
+use crate::service::Service;
 
 /// Deadline of every harness call (the gateway answers far sooner: its budget is 200 ms).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a fresh connection gets (TCP and the TLS handshake).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`Clients::warm`] keeps trying to connect a channel to a SERVING service.
+pub const WARM_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A lazily connected channel to `127.0.0.1:port`; it reconnects after a restart.
-pub fn channel(port: u16) -> Channel {
+/// A lazily connected TLS channel to `127.0.0.1:port`; it reconnects after a restart.
+pub fn channel(port: u16, tls: ClientTlsConfig) -> Channel {
+    Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+        .expect("valid endpoint")
+        .tls_config(tls)
+        .expect("a valid TLS configuration")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_lazy()
+}
+
+/// A lazily connected channel to `127.0.0.1:port` *without* TLS: what an attacker or a
+/// misconfigured client would use. Every BankTransfer port must refuse it.
+pub fn plaintext_channel(port: u16) -> Channel {
     Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
         .expect("valid endpoint")
-        .connect_timeout(Duration::from_secs(2))
+        .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .connect_lazy()
 }
@@ -50,30 +73,75 @@ pub fn usd(minor_units: i64) -> Money {
     }
 }
 
-/// Clients of every service of one cluster. Both participants serve the same
-/// `ReservationService`; each has its own account service.
+/// Clients of every service of one cluster, each as the identity its calls need. Both
+/// participants serve the same `ReservationService`; each has its own account service.
 #[derive(Clone, Debug)]
 pub struct Clients {
+    /// No client certificate, as a mobile client: its calls need a bearer token, which
+    /// [`Transfers`] adds.
     pub gateway: TransferServiceClient<Channel>,
+    /// As the reconciler: the harness reads reservations as the auditor does.
     pub external_reservations: ReservationServiceClient<Channel>,
+    /// As the operator, as are the faults, the other account service and the reconciler.
     pub external_accounts: ExternalInstitutionServiceClient<Channel>,
     pub faults: FaultInjectionServiceClient<Channel>,
     pub balance_store_reservations: ReservationServiceClient<Channel>,
     pub balance_store_accounts: BalanceStoreServiceClient<Channel>,
     pub reconciler: ReconcilerServiceClient<Channel>,
+    /// Every channel above, by the service it goes to and who it calls as.
+    channels: Vec<(Service, Caller, Channel)>,
 }
 
 impl Clients {
-    pub fn new(gateway: u16, external: u16, balance_store: u16, reconciler: u16) -> Clients {
+    pub fn new(endpoints: &Endpoints, pki: &ClusterPki) -> Clients {
+        let mut channels = Vec::new();
+        let mut open = |service: Service, caller: Caller| {
+            let channel = channel(endpoints.port(service), pki.client_tls(caller));
+            channels.push((service, caller, channel.clone()));
+            channel
+        };
+        let gateway = open(Service::Gateway, Caller::NoCertificate);
+        let external_auditor = open(Service::External, Caller::Service(Service::Reconciler));
+        let external_operator = open(Service::External, Caller::Operator);
+        let balance_store_auditor =
+            open(Service::BalanceStore, Caller::Service(Service::Reconciler));
+        let balance_store_operator = open(Service::BalanceStore, Caller::Operator);
+        let reconciler = open(Service::Reconciler, Caller::Operator);
         Clients {
-            gateway: TransferServiceClient::new(channel(gateway)),
-            external_reservations: ReservationServiceClient::new(channel(external)),
-            external_accounts: ExternalInstitutionServiceClient::new(channel(external)),
-            faults: FaultInjectionServiceClient::new(channel(external)),
-            balance_store_reservations: ReservationServiceClient::new(channel(balance_store)),
-            balance_store_accounts: BalanceStoreServiceClient::new(channel(balance_store)),
-            reconciler: ReconcilerServiceClient::new(channel(reconciler)),
+            gateway: TransferServiceClient::new(gateway),
+            external_reservations: ReservationServiceClient::new(external_auditor),
+            external_accounts: ExternalInstitutionServiceClient::new(external_operator.clone()),
+            faults: FaultInjectionServiceClient::new(external_operator),
+            balance_store_reservations: ReservationServiceClient::new(balance_store_auditor),
+            balance_store_accounts: BalanceStoreServiceClient::new(balance_store_operator),
+            reconciler: ReconcilerServiceClient::new(reconciler),
+            channels,
         }
+    }
+
+    /// Connects every channel to `service` (TCP and the TLS handshake) with one health
+    /// check each, so that the first call of a test does not pay for the handshake: a
+    /// test that times a call times the service, not the connection set-up.
+    ///
+    /// A channel whose old connection died with a restarted service may fail its first
+    /// call while it reconnects: each check is retried for up to [`WARM_TIMEOUT`].
+    pub async fn warm(&self, service: Service) -> Result<(), String> {
+        for (to, caller, channel) in &self.channels {
+            if *to != service {
+                continue;
+            }
+            let started = Instant::now();
+            while let Err(e) = health::check_on(channel.clone(), CALL_TIMEOUT).await {
+                if started.elapsed() >= WARM_TIMEOUT {
+                    return Err(format!(
+                        "the channel to {service} as {caller:?} did not connect within \
+                         {WARM_TIMEOUT:?}: {e}"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
     }
 
     pub async fn external_account(&self, account_id: &str) -> Result<Account, Status> {
@@ -251,17 +319,38 @@ impl TransferRequest {
     }
 }
 
+/// How a call to the public TransferService authenticates (its `authorization` header).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// A valid token for this user, signed with the cluster's token key.
+    User(String),
+    /// This exact header value (a crafted, expired or foreign token).
+    Header(String),
+    /// No `authorization` header.
+    Missing,
+}
+
+impl Auth {
+    pub fn user(user_id: &str) -> Auth {
+        Auth::User(user_id.to_owned())
+    }
+}
+
 /// The public TransferService, remembering every key it was asked to approve.
 #[derive(Clone, Debug)]
 pub struct Transfers {
     client: TransferServiceClient<Channel>,
+    pki: Arc<ClusterPki>,
     made: Arc<Mutex<Vec<TransferKey>>>,
 }
 
 impl Transfers {
-    pub fn new(client: TransferServiceClient<Channel>) -> Transfers {
+    /// `client` connects without a client certificate; each call carries the token `pki`
+    /// mints for its user.
+    pub fn new(client: TransferServiceClient<Channel>, pki: Arc<ClusterPki>) -> Transfers {
         Transfers {
             client,
+            pki,
             made: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -278,13 +367,50 @@ impl Transfers {
         }
     }
 
-    /// ApproveTransfer; the key is remembered before the call is sent.
+    /// `message` with the harness deadline and `auth`'s `authorization` header.
+    fn authorized<T>(&self, auth: &Auth, message: T) -> Request<T> {
+        let mut request = request(message);
+        let value = match auth {
+            Auth::User(user_id) => Some(bearer(&self.pki.token(user_id))),
+            Auth::Header(value) => Some(
+                value
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{value:?} is not a valid header value: {e}")),
+            ),
+            Auth::Missing => None,
+        };
+        if let Some(value) = value {
+            request.metadata_mut().insert(AUTHORIZATION_HEADER, value);
+        }
+        request
+    }
+
+    /// ApproveTransfer as the request's user; the key is remembered before the call is
+    /// sent.
     pub async fn approve(&self, req: &TransferRequest) -> Result<Transfer, Status> {
-        self.remember(req.key());
+        self.approve_as(&Auth::User(req.user_id.clone()), req).await
+    }
+
+    /// ApproveTransfer authenticated by `auth`, whoever the request names.
+    pub async fn approve_as(&self, auth: &Auth, req: &TransferRequest) -> Result<Transfer, Status> {
+        self.approve_message_as(auth, req.to_proto()).await
+    }
+
+    /// ApproveTransfer of any message (one no [`TransferRequest`] can express, such as a
+    /// missing amount); its key is remembered.
+    pub async fn approve_message_as(
+        &self,
+        auth: &Auth,
+        message: ApproveTransferRequest,
+    ) -> Result<Transfer, Status> {
+        self.remember(TransferKey {
+            user_id: message.user_id.clone(),
+            idempotency_key: message.idempotency_key.clone(),
+        });
         let response = self
             .client
             .clone()
-            .approve_transfer(request(req.to_proto()))
+            .approve_transfer(self.authorized(auth, message))
             .await?;
         response
             .into_inner()
@@ -302,25 +428,37 @@ impl Transfers {
         (transfer, started.elapsed())
     }
 
-    pub async fn get_by_id(&self, transfer_id: &str) -> Result<Transfer, Status> {
-        self.get(Lookup::TransferId(transfer_id.to_owned())).await
-    }
-
-    pub async fn get_by_key(&self, key: &TransferKey) -> Result<Transfer, Status> {
-        self.get(Lookup::IdempotencyKey(IdempotencyKeyLookup {
-            user_id: key.user_id.clone(),
-            idempotency_key: key.idempotency_key.clone(),
-        }))
+    /// GetTransfer by id, as `user_id` (the gateway shows a user only their own
+    /// transfers).
+    pub async fn get_by_id(&self, user_id: &str, transfer_id: &str) -> Result<Transfer, Status> {
+        self.get_as(
+            &Auth::user(user_id),
+            Lookup::TransferId(transfer_id.to_owned()),
+        )
         .await
     }
 
-    async fn get(&self, lookup: Lookup) -> Result<Transfer, Status> {
+    /// GetTransfer by key, as the key's user.
+    pub async fn get_by_key(&self, key: &TransferKey) -> Result<Transfer, Status> {
+        self.get_as(
+            &Auth::User(key.user_id.clone()),
+            Lookup::IdempotencyKey(IdempotencyKeyLookup {
+                user_id: key.user_id.clone(),
+                idempotency_key: key.idempotency_key.clone(),
+            }),
+        )
+        .await
+    }
+
+    /// GetTransfer authenticated by `auth`.
+    pub async fn get_as(&self, auth: &Auth, lookup: Lookup) -> Result<Transfer, Status> {
+        let message = GetTransferRequest {
+            lookup: Some(lookup),
+        };
         let response = self
             .client
             .clone()
-            .get_transfer(request(GetTransferRequest {
-                lookup: Some(lookup),
-            }))
+            .get_transfer(self.authorized(auth, message))
             .await?;
         response
             .into_inner()

@@ -1,11 +1,13 @@
 //! [`Cluster`]: the four real binaries as child processes of the test, on free ports,
 //! with fresh databases and their logs in a temporary directory.
 //!
-//! Start-up: the external institution, the balance store and the gateway together, then
-//! the reconciler once the gateway is SERVING (they share the coordinator's database; the
-//! gateway creates its schema first). A service is up when the standard gRPC health
-//! check answers SERVING; one that does not within [`START_TIMEOUT`] fails the test with
-//! the tail of its log.
+//! Start-up: a fresh PKI in the cluster's directory (`pki/`), then the external
+//! institution, the balance store and the gateway together, then the reconciler once the
+//! gateway is SERVING (they share the coordinator's database; the gateway creates its
+//! schema first). A service is up when the standard gRPC health check answers SERVING
+//! over TLS; one that does not within [`START_TIMEOUT`] fails the test with the tail of its
+//! log. Once a service is up, the harness's own channels to it are connected (TLS
+//! handshake included) before the test goes on.
 //!
 //! On drop every child is SIGKILLed. When the test failed (or `E2E_KEEP=1`), the directory
 //! is kept and its path printed, so the logs can be read.
@@ -13,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -25,6 +28,7 @@ use crate::database::{self, DatabaseChoice, Databases};
 use crate::health;
 use crate::invariants::{self, Report};
 use crate::logs;
+use crate::pki::{Caller, ClusterPki};
 use crate::ports;
 use crate::process::ServiceProcess;
 use crate::service::Service;
@@ -40,6 +44,7 @@ pub struct Cluster {
     bin_dir: PathBuf,
     /// The services currently running (killed or terminated ones are removed).
     processes: BTreeMap<Service, ServiceProcess>,
+    pki: Arc<ClusterPki>,
     clients: Clients,
     transfers: Transfers,
     /// Dropped after the processes are gone.
@@ -81,6 +86,7 @@ impl Cluster {
             .expect("temporary directory for the cluster");
         let dir_path = dir.path().to_path_buf();
         let databases = database::provision(config.database, &dir_path).await?;
+        let pki = Arc::new(ClusterPki::create(&dir_path.join("pki")));
         let p = ports::free_ports(4);
         let endpoints = Endpoints {
             gateway_port: p[0],
@@ -90,6 +96,7 @@ impl Cluster {
             coordinator_db: databases.coordinator.clone(),
             external_db: databases.external.clone(),
             balance_store_db: databases.balance_store.clone(),
+            pki_dir: pki.dir().to_path_buf(),
         };
         eprintln!(
             "[e2e] cluster in {} ({} databases); gateway on 127.0.0.1:{}",
@@ -97,18 +104,14 @@ impl Cluster {
             config.database.name(),
             endpoints.gateway_port
         );
-        let clients = Clients::new(
-            endpoints.gateway_port,
-            endpoints.external_port,
-            endpoints.balance_store_port,
-            endpoints.reconciler_port,
-        );
-        let transfers = Transfers::new(clients.gateway.clone());
+        let clients = Clients::new(&endpoints, &pki);
+        let transfers = Transfers::new(clients.gateway.clone(), Arc::clone(&pki));
         let mut cluster = Cluster {
             config,
             endpoints,
             bin_dir,
             processes: BTreeMap::new(),
+            pki,
             clients,
             transfers,
             _databases: databases,
@@ -156,6 +159,16 @@ impl Cluster {
         &self.clients
     }
 
+    /// The cluster's PKI (in `<dir>/pki/`): certificates of every identity, the token key.
+    pub fn pki(&self) -> &ClusterPki {
+        &self.pki
+    }
+
+    /// A lazily connected TLS channel to `service` presenting `caller`'s certificate.
+    pub fn channel(&self, service: Service, caller: Caller) -> tonic::transport::Channel {
+        crate::clients::channel(self.port(service), self.pki.client_tls(caller))
+    }
+
     /// The public API; every transfer asked for through it (or a clone) is remembered
     /// for [`Cluster::assert_invariants`].
     pub fn transfers(&self) -> Transfers {
@@ -177,6 +190,17 @@ impl Cluster {
 
     pub fn log_tail(&self, service: Service, lines: usize) -> String {
         logs::tail(&self.log_path(service), lines)
+    }
+
+    /// The current length of `service`'s log: [`Cluster::log_since`] that offset reads
+    /// only what is written afterwards.
+    pub fn log_len(&self, service: Service) -> u64 {
+        logs::len(&self.log_path(service))
+    }
+
+    /// `service`'s log from byte `offset` on, colours stripped.
+    pub fn log_since(&self, service: Service, offset: u64) -> String {
+        logs::read_from(&self.log_path(service), offset)
     }
 
     pub fn pid(&self, service: Service) -> Option<u32> {
@@ -203,10 +227,24 @@ impl Cluster {
         self.processes.insert(service, process);
     }
 
-    /// Waits for SERVING; panics with the log tail when the process exits or the wait
-    /// runs out.
+    /// Waits for SERVING, then connects the harness's channels to `service`; panics with
+    /// the log tail when the process exits or the wait runs out.
     pub async fn wait_serving(&mut self, service: Service) {
+        self.wait_health(service).await;
+        if let Err(e) = self.clients.warm(service).await {
+            panic!(
+                "{service} is SERVING but {e}; logs in {}\n--- tail of {} ---\n{}",
+                self.dir_path.display(),
+                self.log_path(service).display(),
+                self.log_tail(service, TAIL_LINES)
+            );
+        }
+    }
+
+    /// Polls the health check (on a connection of its own) until SERVING.
+    async fn wait_health(&mut self, service: Service) {
         let port = self.port(service);
+        let tls = self.pki.client_tls(Caller::NoCertificate);
         let started = Instant::now();
         loop {
             let process = self
@@ -222,7 +260,7 @@ impl Cluster {
                     self.log_tail(service, TAIL_LINES)
                 );
             }
-            let last = match health::check(port, Duration::from_secs(1)).await {
+            let last = match health::check(port, tls.clone(), Duration::from_secs(1)).await {
                 Ok(ServingStatus::Serving) => return,
                 Ok(status) => format!("health status {status:?}"),
                 Err(e) => e,
@@ -360,7 +398,7 @@ impl Drop for Cluster {
         if keep && let Some(dir) = self.dir.take() {
             let path = dir.keep();
             eprintln!(
-                "[e2e] cluster directory kept (configs, logs, SQLite files): {}",
+                "[e2e] cluster directory kept (configs, logs, SQLite files, PKI): {}",
                 path.display()
             );
         }

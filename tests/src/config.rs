@@ -1,8 +1,14 @@
 //! The cluster's knobs ([`ClusterConfig`], with test-friendly defaults) and the TOML file
 //! each service is started with (`--config <file>`). The keys are the services' contract.
+//!
+//! Every service gets `[tls]` from the cluster's PKI directory (every port speaks TLS) and
+//! calls its peers at `https://127.0.0.1:PORT`; the gateway gets `[auth]`, the key that
+//! verifies user tokens.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use service_kit::identity::{TOKEN_AUDIENCE_DEFAULT, TOKEN_ISSUER_DEFAULT};
 
 use crate::accounts::{self, AccountSpec, Side};
 use crate::database::DatabaseChoice;
@@ -204,6 +210,8 @@ pub struct Endpoints {
     pub coordinator_db: String,
     pub external_db: String,
     pub balance_store_db: String,
+    /// The cluster's PKI (`banktransfer_pki::files` layout).
+    pub pki_dir: PathBuf,
 }
 
 impl Endpoints {
@@ -236,10 +244,14 @@ fn quote(s: &str) -> String {
     out
 }
 
+/// Clock skew tolerated on user tokens: the gateway's default. The expired-token attack
+/// dates its token well beyond it.
+pub const TOKEN_LEEWAY_S: u64 = 30;
+
 /// The configuration file of `service`.
 pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -> String {
     let mut t = String::new();
-    let url = |port: u16| quote(&format!("http://127.0.0.1:{port}"));
+    let url = |port: u16| quote(&format!("https://127.0.0.1:{port}"));
     let _ = writeln!(
         t,
         "listen_addr = {}",
@@ -329,7 +341,36 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
             let _ = writeln!(t, "backoff_ms_max = {}", r.backoff_ms_max);
         }
     }
+    render_tls(&mut t, service, &endpoints.pki_dir);
+    if service == Service::Gateway {
+        render_auth(&mut t, &endpoints.pki_dir);
+    }
     t
+}
+
+/// `[tls]`: the service's own certificate (its file names are its binary name, the
+/// layout of `banktransfer-pki init`) and the cluster's CA.
+fn render_tls(t: &mut String, service: Service, pki_dir: &Path) {
+    let path = |file: String| quote(&pki_dir.join(file).display().to_string());
+    let name = service.binary_name();
+    let _ = writeln!(t, "\n[tls]");
+    let _ = writeln!(t, "cert_path = {}", path(format!("{name}.pem")));
+    let _ = writeln!(t, "key_path = {}", path(format!("{name}-key.pem")));
+    let _ = writeln!(t, "ca_path = {}", path("ca.pem".to_owned()));
+}
+
+/// `[auth]`: the gateway verifies user tokens with the cluster's token key.
+fn render_auth(t: &mut String, pki_dir: &Path) {
+    let verify_key = pki_dir.join("token-verify-key.pem");
+    let _ = writeln!(t, "\n[auth]");
+    let _ = writeln!(
+        t,
+        "verify_key_path = {}",
+        quote(&verify_key.display().to_string())
+    );
+    let _ = writeln!(t, "issuer = {}", quote(TOKEN_ISSUER_DEFAULT));
+    let _ = writeln!(t, "audience = {}", quote(TOKEN_AUDIENCE_DEFAULT));
+    let _ = writeln!(t, "leeway_s = {}", TOKEN_LEEWAY_S);
 }
 
 /// The environment `service` starts with besides its configuration file: the gateway's
@@ -382,6 +423,7 @@ mod tests {
             coordinator_db: "sqlite:///tmp/x/coordinator.db".into(),
             external_db: "sqlite:///tmp/x/external.db".into(),
             balance_store_db: "sqlite:///tmp/x/balance store.db".into(),
+            pki_dir: PathBuf::from("/tmp/x/pki"),
         }
     }
 
@@ -392,11 +434,11 @@ mod tests {
         let text = render(Service::Gateway, &config, &endpoints());
         assert!(text.contains("listen_addr = \"127.0.0.1:1\"\n"), "{text}");
         assert!(
-            text.contains("external_url = \"http://127.0.0.1:2\"\n"),
+            text.contains("external_url = \"https://127.0.0.1:2\"\n"),
             "{text}"
         );
         assert!(
-            text.contains("balance_store_url = \"http://127.0.0.1:3\"\n"),
+            text.contains("balance_store_url = \"https://127.0.0.1:3\"\n"),
             "{text}"
         );
         assert!(text.contains("database_url = \"sqlite:///tmp/x/coordinator.db\"\n"));
@@ -451,6 +493,39 @@ mod tests {
             "{balance_store}"
         );
         assert!(balance_store.contains("antifraud_review_threshold_minor = 5000000\n"));
+    }
+
+    #[test]
+    fn every_service_speaks_tls_with_its_own_certificate_and_the_gateway_checks_tokens() {
+        for service in Service::ALL {
+            let text = render(service, &ClusterConfig::default(), &endpoints());
+            let name = service.binary_name();
+            let tls = format!(
+                "\n[tls]\ncert_path = \"/tmp/x/pki/{name}.pem\"\n\
+                 key_path = \"/tmp/x/pki/{name}-key.pem\"\nca_path = \"/tmp/x/pki/ca.pem\"\n"
+            );
+            assert!(text.contains(&tls), "{text}");
+            assert!(!text.contains("http://"), "{text}");
+            assert_eq!(
+                text.contains("[auth]"),
+                service == Service::Gateway,
+                "{text}"
+            );
+        }
+        let reconciler = render(Service::Reconciler, &ClusterConfig::default(), &endpoints());
+        assert!(
+            reconciler.contains("external_url = \"https://127.0.0.1:2\"\n"),
+            "{reconciler}"
+        );
+        let gateway = render(Service::Gateway, &ClusterConfig::default(), &endpoints());
+        assert!(
+            gateway.contains(
+                "\n[auth]\nverify_key_path = \"/tmp/x/pki/token-verify-key.pem\"\n\
+                 issuer = \"https://auth.banktransfer.local\"\n\
+                 audience = \"banktransfer-gateway\"\nleeway_s = 30\n"
+            ),
+            "{gateway}"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use banktransfer_api::gateway::v1::{Transfer, TransferStatus};
 use banktransfer_api::reconciler::v1::{AuditRequest, AuditResponse};
 use banktransfer_api::reservation::v1::{Account, Reservation, ReservationStatus};
 use banktransfer_protocol::audit::{self, ReservationView};
+use banktransfer_protocol::ids;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use tonic::{Code, Status};
 
@@ -109,7 +110,7 @@ async fn snapshot(
     }
     let mut read_transfers = Vec::new();
     for key in keys {
-        read_transfers.push((key.clone(), transfers.get_by_key(key).await));
+        read_transfers.push((key.clone(), transfer_of(transfers, key).await));
     }
     let audit = clients
         .reconciler
@@ -122,6 +123,16 @@ async fn snapshot(
         transfers: read_transfers,
         legs: BTreeMap::new(),
         audit,
+    }
+}
+
+/// GetTransfer by `key`, as its user. A key whose user id is not a valid id (a malformed
+/// request the gateway refused) names no transfer: the gateway checks ids before it
+/// records anything, and no token can name such a user, so it is not asked.
+async fn transfer_of(transfers: &Transfers, key: &TransferKey) -> Result<Transfer, Status> {
+    match ids::check_id("user_id", &key.user_id) {
+        Ok(()) => transfers.get_by_key(key).await,
+        Err(why) => Err(Status::invalid_argument(why)),
     }
 }
 

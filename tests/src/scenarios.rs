@@ -33,7 +33,7 @@ pub async fn happy_path(cluster: &mut Cluster) {
     );
 
     let by_id = transfers
-        .get_by_id(&t.transfer_id)
+        .get_by_id("alice", &t.transfer_id)
         .await
         .expect("GetTransfer by id");
     let by_key = transfers

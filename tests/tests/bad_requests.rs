@@ -1,7 +1,6 @@
 //! Malformed requests are INVALID_ARGUMENT and create nothing; unknown ids NOT_FOUND.
 
-use banktransfer_e2e::clients::request;
-use banktransfer_e2e::{Cluster, ClusterConfig, TransferKey, TransferRequest};
+use banktransfer_e2e::{Auth, Cluster, ClusterConfig, TransferKey, TransferRequest};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,9 +19,11 @@ async fn malformed_requests_are_invalid_argument() {
     let mut bad_currency = TransferRequest::new("alice", 100);
     bad_currency.currency = "dollars".to_owned();
     cases.push(("bad currency", bad_currency));
+    // alice is signed in: the request, not her token, is what is wrong.
+    let alice = Auth::user("alice");
     for (what, req) in &cases {
         let err = transfers
-            .approve(req)
+            .approve_as(&alice, req)
             .await
             .expect_err(&format!("{what} must be refused"));
         assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
@@ -31,11 +32,8 @@ async fn malformed_requests_are_invalid_argument() {
     // No amount at all.
     let mut raw = TransferRequest::new("alice", 100).to_proto();
     raw.amount = None;
-    let err = cluster
-        .clients()
-        .gateway
-        .clone()
-        .approve_transfer(request(raw))
+    let err = transfers
+        .approve_message_as(&alice, raw)
         .await
         .expect_err("a request without an amount must be refused");
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -49,7 +47,7 @@ async fn unknown_transfers_are_not_found() {
     let cluster = Cluster::start(ClusterConfig::default()).await;
     let transfers = cluster.transfers();
     let err = transfers
-        .get_by_id("00000000-0000-0000-0000-000000000000")
+        .get_by_id("alice", "00000000-0000-0000-0000-000000000000")
         .await
         .expect_err("unknown id");
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
