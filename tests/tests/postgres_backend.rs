@@ -5,11 +5,16 @@
 use banktransfer_e2e::scenarios;
 use banktransfer_e2e::{Cluster, ClusterConfig, DatabaseChoice, PausePoint};
 
+/// On PostgreSQL, with the patient budget: a debug gateway's first transfer on a fresh
+/// database opens its pool connections and prepares its statements inside the budget, which
+/// on a loaded 2-core machine misses 200 ms now and then. These tests are about the back
+/// end's correctness; `make bench` measures latency (release, warm).
 fn on_postgres() -> ClusterConfig {
     ClusterConfig {
         database: DatabaseChoice::Postgres,
         ..ClusterConfig::default()
     }
+    .patient()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,7 +48,7 @@ async fn postgres_gateway_killed_after_reserve() {
 /// Row locking on one account: with a patient budget the burst queues on the row lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_concurrent_transfers_never_overdraw() {
-    let Some(mut cluster) = Cluster::start_if_available(on_postgres().patient()).await else {
+    let Some(mut cluster) = Cluster::start_if_available(on_postgres()).await else {
         return;
     };
     scenarios::concurrent_transfers_never_overdraw(&mut cluster, true).await;

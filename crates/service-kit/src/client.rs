@@ -33,6 +33,28 @@ pub fn endpoint(url: &str, connect_timeout: Duration) -> Result<Endpoint, tonic:
         .keep_alive_timeout(Duration::from_secs(5)))
 }
 
+/// Connects `channel` in the background now, with one health check (no method
+/// authorization is needed for it), so that the first real call does not pay the TCP and
+/// TLS handshakes inside its deadline (the gateway's first transfer would otherwise spend
+/// a good part of its 200 ms budget there). A peer that is down is only logged: the
+/// channel keeps connecting lazily, and each call still has its own deadline.
+pub fn warm_up(channel: &Channel, peer: &'static str, connect_timeout: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    runtime.spawn(async move {
+        let request = with_deadline(
+            tonic_health::pb::HealthCheckRequest::default(),
+            connect_timeout,
+        );
+        match health.check(request).await {
+            Ok(_) => tracing::info!(peer, "connected"),
+            Err(status) => tracing::warn!(peer, code = ?status.code(), message = ?status.message(), "not reachable yet; calls will keep trying"),
+        }
+    });
+}
+
 /// Checks that a peer URL is `https://HOST:PORT`; the message names `key`.
 pub fn validate_peer_url(key: &str, url: &str) -> Result<(), String> {
     let Some(rest) = url.strip_prefix("https://") else {

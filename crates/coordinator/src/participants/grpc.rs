@@ -18,7 +18,7 @@ use banktransfer_api::reservation::v1::{
 };
 use banktransfer_protocol::audit::{AccountStatement, BookReservation};
 use banktransfer_protocol::transfer::{Leg, ReserveReply};
-use service_kit::client::{channel, with_deadline};
+use service_kit::client::{channel, warm_up, with_deadline};
 use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::listing::{accounts_page, reservations_page};
@@ -41,10 +41,11 @@ impl GrpcParticipants {
         connect_timeout: Duration,
         tls: ClientTlsConfig,
     ) -> Result<GrpcParticipants, tonic::transport::Error> {
-        Ok(GrpcParticipants::from_channels(
-            channel(external_url, connect_timeout, tls.clone())?,
-            channel(balance_store_url, connect_timeout, tls)?,
-        ))
+        let external = channel(external_url, connect_timeout, tls.clone())?;
+        let balance_store = channel(balance_store_url, connect_timeout, tls)?;
+        warm_up(&external, Leg::External.name(), connect_timeout);
+        warm_up(&balance_store, Leg::BalanceStore.name(), connect_timeout);
+        Ok(GrpcParticipants::from_channels(external, balance_store))
     }
 
     /// Over channels built elsewhere (the deterministic simulation dials its simulated
