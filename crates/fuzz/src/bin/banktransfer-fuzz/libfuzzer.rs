@@ -58,8 +58,6 @@ pub fn run(target: Target, settings: &RunSettings) -> anyhow::Result<usize> {
         .arg(format!("-max_len={MESSAGE_BYTES_MAX}"))
         .arg(format!("-timeout={INPUT_TIMEOUT_S}"))
         .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"))
-        // Comparisons with constants (currency codes, limits) guide the mutations too.
-        .arg("-use_value_profile=1")
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg(&corpus)
