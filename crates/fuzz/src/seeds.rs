@@ -1,7 +1,7 @@
 //! The corpus every run starts from: per target, the valid request, the same request
 //! with each field broken in each way validation knows (empty, one byte over the id
 //! limit, a space, a control or a non-ASCII character; zero, negative, extreme and
-//! missing amounts; malformed and unknown currencies; unknown enum values), and framing
+//! missing amounts; malformed, unknown and huge currencies; unknown enum values), and framing
 //! variants of the valid encoding (truncated, repeated, unknown fields, a length prefix
 //! far past the end, a field near the message limit). Mutating these reaches every
 //! branch of validation within seconds; random bytes alone mostly fail to decode.
@@ -126,6 +126,8 @@ fn amounts() -> Vec<Option<money_pb::Money>> {
         money(1, "USDX"),
         money(1, "XXX"),
         money(1, "\u{0}SD"),
+        // A currency near the message limit: a refusal must not echo it back whole.
+        money(1, &"U".repeat(MESSAGE_BYTES_MAX - 256)),
     ]
 }
 
