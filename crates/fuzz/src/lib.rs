@@ -19,6 +19,8 @@
 //! them with bounds, tallies the outcomes and replays crashes. The property tests in
 //! `tests/` show that no request refused by validation reaches a store.
 
+use std::sync::OnceLock;
+
 pub mod alloc_budget;
 pub mod outcome;
 pub mod seeds;
@@ -41,8 +43,9 @@ pub const ALLOCATION_BYTES_MAX: usize = 64 * MESSAGE_BYTES_MAX;
 /// The entry point of every libFuzzer target: runs one input and panics (a crash, which
 /// libFuzzer saves) on any rule it breaks.
 pub fn fuzz_one(target: Target, data: &[u8]) {
+    static INSTALLED: OnceLock<bool> = OnceLock::new();
     assert!(
-        alloc_budget::is_installed(),
+        *INSTALLED.get_or_init(alloc_budget::is_installed),
         "install banktransfer_fuzz::alloc_budget::CountingAllocator as the global allocator"
     );
     let execution = execute(target, data);
