@@ -8,7 +8,7 @@ BUF := tools/buf/node_modules/.bin/buf
 # What proto-breaking compares the contracts with: any git ref.
 AGAINST ?= HEAD~1
 
-.PHONY: help run build build-release test test-e2e sim lint proto-lint proto-breaking fmt bench tools clean-data check-release-has-no-pause-points pki token
+.PHONY: help run build build-release test test-e2e sim lint proto-lint proto-breaking fmt bench tools clean-data check-release-has-no-pause-points pki token fuzz fuzz-build fuzz-long
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -88,6 +88,33 @@ token: ## Print a bearer token valid for one hour: make -s token USER=alice
 $(BUF): tools/buf/package.json tools/buf/package-lock.json
 	npm ci --prefix tools/buf --no-audit --no-fund
 	touch $(BUF)
+
+# Fuzzing (crates/fuzz): one libFuzzer target per public request (bytes -> protobuf decode
+# -> validation), built with coverage instrumentation on the stable toolchain: the
+# sanitizer-coverage passes are stable rustc flags, and libfuzzer-sys builds libFuzzer
+# from its C++ sources. No AddressSanitizer (that needs nightly): the code under test is
+# safe Rust, and each target's counting allocator bounds its memory instead. Built for an
+# explicit --target, so that build scripts and proc-macros stay uninstrumented, into a
+# target directory of its own (the flags would otherwise rebuild everything else).
+FUZZ_TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
+FUZZ_DIR := $(or $(CARGO_TARGET_DIR),target)/fuzz
+FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+	-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks
+# The driver (seeds, bounds, tallies, replays) is an ordinary debug build.
+FUZZ_RUN := $(or $(CARGO_TARGET_DIR),target)/debug/banktransfer-fuzz run \
+	--bin-dir $(FUZZ_DIR)/$(FUZZ_TRIPLE)/release --work-dir $(FUZZ_DIR)/work
+
+fuzz-build: ## Build the instrumented libFuzzer targets and the banktransfer-fuzz driver
+	RUSTFLAGS='$(FUZZ_RUSTFLAGS)' $(CARGO) build --release -p banktransfer-fuzz \
+		--no-default-features --features libfuzzer --bins --target $(FUZZ_TRIPLE) --target-dir $(FUZZ_DIR)
+	$(CARGO) build -p banktransfer-fuzz --bin banktransfer-fuzz
+
+fuzz: fuzz-build ## Fuzz every public request for FUZZ_SECONDS each (default 10), or FUZZ_RUNS executions
+	$(FUZZ_RUN) $(if $(FUZZ_RUNS),--runs $(FUZZ_RUNS),--seconds $(or $(FUZZ_SECONDS),10)) --seed $(or $(FUZZ_SEED),1)
+
+fuzz-long: fuzz-build ## 1,000,000 executions per target, at low priority (the figures for a release note)
+	nice -n 10 $(FUZZ_RUN) --runs $(or $(FUZZ_RUNS),1000000) --seed $(or $(FUZZ_SEED),1)
 
 clean-data: ## Delete the local SQLite databases and logs (the demo starts afresh)
 	rm -rf data

@@ -77,7 +77,8 @@ impl FaultInjectionRpc for FaultInjectionApi {
     }
 }
 
-fn parse(request: &pb::InjectFaultRequest) -> Result<(Target, FaultKind), Status> {
+/// An InjectFault request, checked: what to fail and how (public for the fuzz targets).
+pub fn parse(request: &pb::InjectFaultRequest) -> Result<(Target, FaultKind), Status> {
     let target = match pb::Operation::try_from(request.operation) {
         Ok(pb::Operation::Any) => Target::Any,
         Ok(pb::Operation::Reserve) => Target::Only(Operation::Reserve),
