@@ -17,6 +17,9 @@ use tonic::Status;
 
 use crate::{MESSAGE_BYTES_MAX, Outcome};
 
+/// The gateway's default `amount_minor_max`, the bound its validation applies.
+const AMOUNT_MINOR_MAX: i64 = 100_000_000;
+
 /// A request a server decodes and validates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
@@ -86,7 +89,7 @@ impl Target {
         match self {
             Target::ApproveTransfer => {
                 decode_then(data, |request: gateway_pb::ApproveTransferRequest| {
-                    let request = TransferRequest::try_from(request)?;
+                    let request = TransferRequest::parse(request, AMOUNT_MINOR_MAX)?;
                     black_box(request.fingerprint());
                     Ok(())
                 })

@@ -8,11 +8,12 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use banktransfer_api::gateway::v1 as gateway_pb;
 use banktransfer_api::gateway::v1::transfer_service_server::TransferService;
 use banktransfer_protocol::budget::BudgetPolicy;
+use banktransfer_protocol::ids::check_id;
 use common::{decoded, id, money, runtime, same_status};
 use coordinator::driver::Driver;
 use coordinator::pause::PausePoints;
@@ -23,11 +24,13 @@ use proptest::prelude::*;
 use service_kit::clock::{SharedClock, SystemClock};
 use testkit::memory_transfer_store::{MemoryTransferStore, StoreCall};
 use testkit::participants::FakeParticipants;
+use testkit::pki::TestPki;
 use testkit::sim_db::FailurePlan;
 use tonic::Request;
 
 struct Gateway {
     api: TransferApi<MemoryTransferStore, FakeParticipants>,
+    pki: Arc<TestPki>,
     store: Arc<MemoryTransferStore>,
     participants: Arc<FakeParticipants>,
     store_calls: Arc<Mutex<Vec<StoreCall>>>,
@@ -54,8 +57,23 @@ fn gateway() -> Gateway {
         PausePoints::off(),
     );
     let approver = Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy);
+    let pki = pki();
+    let tokens = pki
+        .token_section()
+        .validator(Arc::clone(&clock))
+        .unwrap()
+        .unwrap();
     Gateway {
-        api: TransferApi::new(approver, Arc::clone(&store), clock, policy, 16),
+        api: TransferApi::new(
+            approver,
+            Arc::new(tokens),
+            Arc::clone(&store),
+            clock,
+            policy,
+            16,
+            AMOUNT_MINOR_MAX,
+        ),
+        pki,
         store,
         participants,
         store_calls,
@@ -66,6 +84,32 @@ impl Gateway {
     fn store_calls(&self) -> Vec<StoreCall> {
         self.store_calls.lock().unwrap().clone()
     }
+
+    /// `message` as the user it names would send it: with that user's bearer token when
+    /// the name is a valid id (a token can only name a valid user), else with alice's. The
+    /// body is validated after the token either way, so an invalid body is still
+    /// INVALID_ARGUMENT.
+    fn as_user<T>(&self, user_id: &str, message: T) -> Request<T> {
+        let user = if check_id("user_id", user_id).is_ok() {
+            user_id
+        } else {
+            "alice"
+        };
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.pki.bearer(user));
+        request
+    }
+}
+
+/// The gateway's default `amount_minor_max`.
+const AMOUNT_MINOR_MAX: i64 = 100_000_000;
+
+/// One PKI for the whole test binary: making one costs milliseconds, a case should not.
+fn pki() -> Arc<TestPki> {
+    static PKI: OnceLock<Arc<TestPki>> = OnceLock::new();
+    Arc::clone(PKI.get_or_init(|| Arc::new(TestPki::new())))
 }
 
 fn approve_request() -> impl Strategy<Value = gateway_pb::ApproveTransferRequest> {
@@ -105,9 +149,10 @@ fn an_invalid_approve_never_reaches_the_log_or_a_participant() {
     let rt = runtime();
     // Each accepted case drives a whole transfer: fewer cases than the participants'.
     proptest!(ProptestConfig::with_cases(256), |(request in approve_request())| {
-        let validated = TransferRequest::try_from(request.clone());
+        let validated = TransferRequest::parse(request.clone(), AMOUNT_MINOR_MAX);
         let gateway = gateway();
-        let answer = rt.block_on(gateway.api.approve_transfer(Request::new(request)));
+        let user_id = request.user_id.clone();
+        let answer = rt.block_on(gateway.api.approve_transfer(gateway.as_user(&user_id, request)));
         let records = gateway.store.snapshot();
         let participant_calls = gateway.participants.calls();
         match validated {
@@ -149,7 +194,11 @@ fn an_invalid_lookup_never_reaches_the_log() {
     proptest!(ProptestConfig::with_cases(512), |(request in get_transfer_request())| {
         let validated = Lookup::try_from(request.clone());
         let gateway = gateway();
-        let answer = rt.block_on(gateway.api.get_transfer(Request::new(request)));
+        let user_id = match &request.lookup {
+            Some(gateway_pb::get_transfer_request::Lookup::IdempotencyKey(key)) => key.user_id.clone(),
+            _ => "alice".to_owned(),
+        };
+        let answer = rt.block_on(gateway.api.get_transfer(gateway.as_user(&user_id, request)));
         let calls = gateway.store_calls();
         match validated {
             Err(refusal) => {

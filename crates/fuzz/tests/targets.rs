@@ -111,3 +111,11 @@ fn targets_are_named_as_their_binaries() {
     }
     assert_eq!(Target::from_name("nope"), None);
 }
+
+#[test]
+fn the_size_cap_is_the_servers_message_limit() {
+    assert_eq!(
+        banktransfer_fuzz::MESSAGE_BYTES_MAX,
+        service_kit::server::MESSAGE_BYTES_MAX
+    );
+}
