@@ -120,9 +120,11 @@ async fn gateway(
     participants: Arc<GrpcParticipants>,
 ) -> Running {
     // Roomy: a loaded machine must not fail the legitimate transfer.
-    let mut settings = gateway_coordinator::Settings::default();
-    settings.tls = pki.tls_section("gateway-coordinator");
-    settings.auth = pki.token_section();
+    let mut settings = gateway_coordinator::Settings {
+        tls: pki.tls_section("gateway-coordinator"),
+        auth: pki.token_section(),
+        ..Default::default()
+    };
     settings.common.budget.total_ms = 5_000;
     settings.common.budget.after_reserve_ms = 2_000;
     spawn(|listener, stopped| async move {
