@@ -17,8 +17,10 @@ use tonic::Status;
 
 use crate::{MESSAGE_BYTES_MAX, Outcome};
 
-/// The gateway's default `amount_minor_max`, the bound its validation applies.
-const AMOUNT_MINOR_MAX: i64 = 100_000_000;
+/// The gateway's default `amount_minor_max`, the bound its validation applies (read once:
+/// the settings are not built per input).
+static AMOUNT_MINOR_MAX: std::sync::LazyLock<i64> =
+    std::sync::LazyLock::new(|| gateway_coordinator::Settings::default().amount_minor_max);
 
 /// A request a server decodes and validates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,7 +91,7 @@ impl Target {
         match self {
             Target::ApproveTransfer => {
                 decode_then(data, |request: gateway_pb::ApproveTransferRequest| {
-                    let request = TransferRequest::parse(request, AMOUNT_MINOR_MAX)?;
+                    let request = TransferRequest::parse(request, *AMOUNT_MINOR_MAX)?;
                     black_box(request.fingerprint());
                     Ok(())
                 })

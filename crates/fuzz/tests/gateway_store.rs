@@ -71,7 +71,7 @@ fn gateway() -> Gateway {
             clock,
             policy,
             16,
-            AMOUNT_MINOR_MAX,
+            amount_minor_max(),
         ),
         pki,
         store,
@@ -104,7 +104,9 @@ impl Gateway {
 }
 
 /// The gateway's default `amount_minor_max`.
-const AMOUNT_MINOR_MAX: i64 = 100_000_000;
+fn amount_minor_max() -> i64 {
+    gateway_coordinator::Settings::default().amount_minor_max
+}
 
 /// One PKI for the whole test binary: making one costs milliseconds, a case should not.
 fn pki() -> Arc<TestPki> {
@@ -149,7 +151,7 @@ fn an_invalid_approve_never_reaches_the_log_or_a_participant() {
     let rt = runtime();
     // Each accepted case drives a whole transfer: fewer cases than the participants'.
     proptest!(ProptestConfig::with_cases(256), |(request in approve_request())| {
-        let validated = TransferRequest::parse(request.clone(), AMOUNT_MINOR_MAX);
+        let validated = TransferRequest::parse(request.clone(), amount_minor_max());
         let gateway = gateway();
         let user_id = request.user_id.clone();
         let answer = rt.block_on(gateway.api.approve_transfer(gateway.as_user(&user_id, request)));
