@@ -6,6 +6,7 @@
 //! - [`telemetry`]: structured logs through `tracing` (pretty or JSON).
 //! - [`db`]: one connection pool over SQLite (embedded default) or PostgreSQL, chosen by the
 //!   URL, with embedded migrations per back end.
+//! - [`group_commit`]: many callers' writes in one transaction and one commit.
 //! - [`server`]: the gRPC server shell: `[server]` (the same in every service), TLS, health
 //!   service, reflection switch, message / HTTP/2 / concurrency limits, request timeout,
 //!   graceful shutdown.
@@ -28,6 +29,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod group_commit;
 pub mod identity;
 pub mod jwt;
 pub mod server;

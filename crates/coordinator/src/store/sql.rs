@@ -1,15 +1,19 @@
 //! [`TransferStore`] over SQL (SQLite or PostgreSQL through sqlx's Any driver). Every
-//! write is one statement: the gateway and the reconciler are separate processes sharing
-//! one SQLite file, where a read-then-write transaction would invite SQLITE_BUSY on the
-//! lock upgrade; a guarded UPDATE needs no lock held across statements.
+//! protocol write is one guarded statement that returns the row it wrote (a re-read only
+//! when its guard did not match), and concurrent writes share a transaction and its
+//! commit (`service_kit::group_commit`). The gateway and the reconciler are separate
+//! processes sharing one SQLite file: every such transaction starts with a write, so it
+//! takes the file's write lock at once instead of upgrading a read lock (which invites
+//! SQLITE_BUSY).
 
 use std::time::Duration;
 
 use banktransfer_protocol::money::Money;
 use banktransfer_protocol::transfer::{Decision, RecordedState};
 use service_kit::db::{self, Backend, Db, PoolSettings};
-use sqlx::Row;
+use service_kit::group_commit::{BoxFuture, GroupCommit, GroupCommitSettings, Job};
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::{Intent, MIGRATIONS, NewTransfer, StoreError, TransferRecord, TransferStore};
 
@@ -32,7 +36,8 @@ const INSERT_INTENT: &str = concat!(
     "INSERT INTO transfers (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', NULL, $9, NULL, $9, 0, $10, NULL, NULL) \
-     ON CONFLICT DO NOTHING"
+     ON CONFLICT DO NOTHING RETURNING ",
+    columns!()
 );
 const SELECT_BY_ID: &str = concat!(
     "SELECT ",
@@ -44,10 +49,19 @@ const SELECT_BY_KEY: &str = concat!(
     columns!(),
     " FROM transfers WHERE user_id = $1 AND idempotency_key = $2"
 );
-const RECORD_DECISION: &str = "UPDATE transfers SET state = $2, failure_reason = $3, \
-     decided_at_ms = $4, updated_at_ms = $4 WHERE transfer_id = $1 AND state = 'started'";
-const RECORD_OUTCOME: &str = "UPDATE transfers SET state = $2, updated_at_ms = $3 \
-     WHERE transfer_id = $1 AND state = $4";
+// The writes that answer with the row they wrote (RETURNING): one statement per
+// protocol step in the common case, and a read only when the guard did not match.
+const RECORD_DECISION: &str = concat!(
+    "UPDATE transfers SET state = $2, failure_reason = $3, \
+     decided_at_ms = $4, updated_at_ms = $4 WHERE transfer_id = $1 AND state = 'started' \
+     RETURNING ",
+    columns!()
+);
+const RECORD_OUTCOME: &str = concat!(
+    "UPDATE transfers SET state = $2, updated_at_ms = $3 \
+     WHERE transfer_id = $1 AND state = $4 RETURNING ",
+    columns!()
+);
 const SELECT_DUE: &str = concat!(
     "SELECT ",
     columns!(),
@@ -77,6 +91,8 @@ const SELECT_RECENT: &str = concat!(
 #[derive(Clone, Debug)]
 pub struct SqlTransferStore {
     db: Db,
+    /// The protocol's writes (intent, decision, outcome), committed in groups.
+    writes: GroupCommit<LogWrite>,
 }
 
 impl SqlTransferStore {
@@ -95,12 +111,18 @@ impl SqlTransferStore {
                 Err(err) => return Err(err.into()),
             }
         }
-        Ok(SqlTransferStore { db })
+        Ok(SqlTransferStore::new(db))
     }
 
-    /// Over an already migrated database.
+    /// Over an already migrated database. Starts the group-commit workers, so it must be
+    /// called inside a Tokio runtime.
     pub fn new(db: Db) -> SqlTransferStore {
-        SqlTransferStore { db }
+        let connections_max = db.pool.options().get_max_connections();
+        let settings = GroupCommitSettings::for_db(&db, connections_max);
+        SqlTransferStore {
+            writes: GroupCommit::start(db.clone(), settings),
+            db,
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -109,6 +131,15 @@ impl SqlTransferStore {
 
     fn error(&self, err: sqlx::Error) -> StoreError {
         store_error(self.db.backend, err)
+    }
+
+    async fn write(&self, op: Op) -> Result<Written, StoreError> {
+        self.writes
+            .submit(LogWrite {
+                backend: self.db.backend,
+                op,
+            })
+            .await
     }
 
     async fn fetch_by_id(&self, transfer_id: &str) -> Result<Option<TransferRecord>, StoreError> {
@@ -120,45 +151,14 @@ impl SqlTransferStore {
             .map(|row| record_from_row(&row))
             .transpose()
     }
-
-    async fn fetch_existing(&self, transfer_id: &str) -> Result<TransferRecord, StoreError> {
-        self.fetch_by_id(transfer_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("transfer {transfer_id} is missing")))
-    }
 }
 
 impl TransferStore for SqlTransferStore {
     async fn insert_intent(&self, new: &NewTransfer) -> Result<Intent, StoreError> {
-        sqlx::query(INSERT_INTENT)
-            .bind(new.transfer_id.as_str())
-            .bind(new.user_id.as_str())
-            .bind(new.idempotency_key.as_str())
-            .bind(new.fingerprint.as_str())
-            .bind(new.external_account_id.as_str())
-            .bind(new.internal_account_id.as_str())
-            .bind(new.amount.minor_units())
-            .bind(new.amount.currency().as_str())
-            .bind(ms_to_db(new.created_at_ms))
-            .bind(ms_to_db(new.next_attempt_at_ms))
-            .execute(&self.db.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        // Whoever holds the key now: us, or the request that got there first.
-        let record = self
-            .find_by_key(&new.user_id, &new.idempotency_key)
-            .await?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "idempotency key {:?} of user {:?} vanished after its insert",
-                    new.idempotency_key, new.user_id
-                ))
-            })?;
-        Ok(if record.transfer_id == new.transfer_id {
-            Intent::Created(record)
-        } else {
-            Intent::Existing(record)
-        })
+        match self.write(Op::Intent(new.clone())).await? {
+            Written::Intent(intent) => Ok(intent),
+            Written::Record(_) => unreachable!("an intent answers with an intent"),
+        }
     }
 
     async fn get(&self, transfer_id: &str) -> Result<Option<TransferRecord>, StoreError> {
@@ -187,21 +187,16 @@ impl TransferStore for SqlTransferStore {
         failure_reason: Option<&str>,
         now_ms: u64,
     ) -> Result<TransferRecord, StoreError> {
-        sqlx::query(RECORD_DECISION)
-            .bind(transfer_id)
-            .bind(decision.recorded_state().as_str())
-            .bind(failure_reason)
-            .bind(ms_to_db(now_ms))
-            .execute(&self.db.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        let record = self.fetch_existing(transfer_id).await?;
-        if !record.state.is_decided() {
-            return Err(StoreError::Corrupt(format!(
-                "transfer {transfer_id} is still undecided after its compare-and-set"
-            )));
+        let op = Op::Decision {
+            transfer_id: transfer_id.to_owned(),
+            decision,
+            failure_reason: failure_reason.map(str::to_owned),
+            now_ms,
+        };
+        match self.write(op).await? {
+            Written::Record(record) => Ok(record),
+            Written::Intent(_) => unreachable!("a decision answers with a record"),
         }
-        Ok(record)
     }
 
     async fn record_outcome(
@@ -210,28 +205,15 @@ impl TransferStore for SqlTransferStore {
         outcome: RecordedState,
         now_ms: u64,
     ) -> Result<TransferRecord, StoreError> {
-        let expected = match outcome {
-            RecordedState::Succeeded => RecordedState::Committed,
-            RecordedState::Failed => RecordedState::Aborted,
-            other => panic!("{other:?} is not an outcome"),
+        let op = Op::Outcome {
+            transfer_id: transfer_id.to_owned(),
+            outcome,
+            now_ms,
         };
-        sqlx::query(RECORD_OUTCOME)
-            .bind(transfer_id)
-            .bind(outcome.as_str())
-            .bind(ms_to_db(now_ms))
-            .bind(expected.as_str())
-            .execute(&self.db.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        let record = self.fetch_existing(transfer_id).await?;
-        if record.state != outcome {
-            return Err(StoreError::Corrupt(format!(
-                "transfer {transfer_id} is {} after recording {}",
-                record.state.as_str(),
-                outcome.as_str()
-            )));
+        match self.write(op).await? {
+            Written::Record(record) => Ok(record),
+            Written::Intent(_) => unreachable!("an outcome answers with a record"),
         }
-        Ok(record)
     }
 
     async fn list_due(&self, now_ms: u64, limit: u32) -> Result<Vec<TransferRecord>, StoreError> {
@@ -382,4 +364,180 @@ fn is_sqlite_busy(err: &sqlx::Error) -> bool {
         .and_then(|e| e.code())
         .and_then(|code| code.parse::<i32>().ok())
         .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
+/// One protocol write to the transfer log, run in a group-commit batch (or alone).
+#[derive(Clone, Debug)]
+enum Op {
+    Intent(NewTransfer),
+    Decision {
+        transfer_id: String,
+        decision: Decision,
+        failure_reason: Option<String>,
+        now_ms: u64,
+    },
+    Outcome {
+        transfer_id: String,
+        outcome: RecordedState,
+        now_ms: u64,
+    },
+}
+
+#[derive(Debug)]
+enum Written {
+    Intent(Intent),
+    Record(TransferRecord),
+}
+
+#[derive(Debug)]
+struct LogWrite {
+    backend: Backend,
+    op: Op,
+}
+
+impl Job for LogWrite {
+    type Output = Written;
+    type Error = StoreError;
+
+    fn run<'c>(
+        &'c self,
+        conn: &'c mut AnyConnection,
+    ) -> BoxFuture<'c, Result<Written, StoreError>> {
+        Box::pin(self.write_in(conn))
+    }
+
+    fn run_alone(&self, db: Db) -> BoxFuture<'_, Result<Written, StoreError>> {
+        Box::pin(async move {
+            let error = |e| store_error(self.backend, e);
+            let mut tx = db.pool.begin().await.map_err(error)?;
+            let written = self.write_in(&mut tx).await?;
+            tx.commit().await.map_err(error)?;
+            Ok(written)
+        })
+    }
+
+    fn unavailable(detail: String) -> StoreError {
+        StoreError::Unavailable(detail)
+    }
+}
+
+impl LogWrite {
+    async fn write_in(&self, conn: &mut AnyConnection) -> Result<Written, StoreError> {
+        let error = |e| store_error(self.backend, e);
+        match &self.op {
+            Op::Intent(new) => {
+                let inserted = sqlx::query(INSERT_INTENT)
+                    .bind(new.transfer_id.as_str())
+                    .bind(new.user_id.as_str())
+                    .bind(new.idempotency_key.as_str())
+                    .bind(new.fingerprint.as_str())
+                    .bind(new.external_account_id.as_str())
+                    .bind(new.internal_account_id.as_str())
+                    .bind(new.amount.minor_units())
+                    .bind(new.amount.currency().as_str())
+                    .bind(ms_to_db(new.created_at_ms))
+                    .bind(ms_to_db(new.next_attempt_at_ms))
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(error)?;
+                if let Some(row) = inserted {
+                    return Ok(Written::Intent(Intent::Created(record_from_row(&row)?)));
+                }
+                // Nothing inserted: the key is taken, by the request that got there first.
+                let found = sqlx::query(SELECT_BY_KEY)
+                    .bind(new.user_id.as_str())
+                    .bind(new.idempotency_key.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(error)?;
+                let record = found
+                    .map(|row| record_from_row(&row))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "idempotency key {:?} of user {:?} is neither free nor taken",
+                            new.idempotency_key, new.user_id
+                        ))
+                    })?;
+                if record.transfer_id == new.transfer_id {
+                    return Err(StoreError::Corrupt(format!(
+                        "transfer {} exists although its insert wrote nothing",
+                        new.transfer_id
+                    )));
+                }
+                Ok(Written::Intent(Intent::Existing(record)))
+            }
+            Op::Decision {
+                transfer_id,
+                decision,
+                failure_reason,
+                now_ms,
+            } => {
+                let written = sqlx::query(RECORD_DECISION)
+                    .bind(transfer_id.as_str())
+                    .bind(decision.recorded_state().as_str())
+                    .bind(failure_reason.as_deref())
+                    .bind(ms_to_db(*now_ms))
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(error)?;
+                // No row: the guard did not match, someone decided first; read theirs.
+                let record = match written {
+                    Some(row) => record_from_row(&row)?,
+                    None => self.existing(conn, transfer_id).await?,
+                };
+                if !record.state.is_decided() {
+                    return Err(StoreError::Corrupt(format!(
+                        "transfer {transfer_id} is still undecided after its compare-and-set"
+                    )));
+                }
+                Ok(Written::Record(record))
+            }
+            Op::Outcome {
+                transfer_id,
+                outcome,
+                now_ms,
+            } => {
+                let expected = match outcome {
+                    RecordedState::Succeeded => RecordedState::Committed,
+                    RecordedState::Failed => RecordedState::Aborted,
+                    other => panic!("{other:?} is not an outcome"),
+                };
+                let written = sqlx::query(RECORD_OUTCOME)
+                    .bind(transfer_id.as_str())
+                    .bind(outcome.as_str())
+                    .bind(ms_to_db(*now_ms))
+                    .bind(expected.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(error)?;
+                let record = match written {
+                    Some(row) => record_from_row(&row)?,
+                    None => self.existing(conn, transfer_id).await?,
+                };
+                if record.state != *outcome {
+                    return Err(StoreError::Corrupt(format!(
+                        "transfer {transfer_id} is {} after recording {}",
+                        record.state.as_str(),
+                        outcome.as_str()
+                    )));
+                }
+                Ok(Written::Record(record))
+            }
+        }
+    }
+
+    async fn existing(
+        &self,
+        conn: &mut AnyConnection,
+        transfer_id: &str,
+    ) -> Result<TransferRecord, StoreError> {
+        let row = sqlx::query(SELECT_BY_ID)
+            .bind(transfer_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| store_error(self.backend, e))?
+            .ok_or_else(|| StoreError::Corrupt(format!("transfer {transfer_id} is missing")))?;
+        record_from_row(&row)
+    }
 }

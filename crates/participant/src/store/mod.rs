@@ -1,12 +1,16 @@
 //! [`ReservationStore`]: the reservation book over SQL. Each reserve, confirm and cancel
 //! is one database transaction: read what is recorded (locking the rows it may change on
 //! PostgreSQL), ask the pure book in `banktransfer_protocol::reservation` what to do,
-//! write that, commit, and only then return the outcome.
+//! write that, commit, and only then return the outcome. Concurrent reserves, confirms
+//! and cancels share transactions ([`writes`], through `service_kit::group_commit`):
+//! each still runs the same statements and the same decision, one after another, and is
+//! answered only after the shared commit.
 //!
 //! Lock order, the same in every operation so that two transactions never wait on each
 //! other in a cycle: the reservation row first, then the account row.
 
 mod sql;
+mod writes;
 
 pub use sql::sql_ms;
 
@@ -15,11 +19,13 @@ use banktransfer_protocol::reservation::{
     self, AccountView, Balance, Reservation, ReserveOutcome, SettleOutcome, Side, Terms,
 };
 use service_kit::db::{Backend, Db};
-use tracing::Instrument;
+use service_kit::group_commit::{GroupCommit, GroupCommitSettings};
 
 use crate::book::{NewAccount, OpenOutcome, ReservationBook, StoreError};
 use crate::screening::{NoScreening, Screening};
 use sql::{Lock, SqlError};
+use sqlx::AnyConnection;
+use writes::{BookWrite, Written};
 
 /// A concurrent first call for the same transfer id fails our insert with a unique
 /// violation; one re-read then finds its row and replays it. A second violation in a row
@@ -30,30 +36,56 @@ const DUPLICATE_RETRIES_MAX: u32 = 1;
 type SettleDecision = fn(Side, &str, Option<&Reservation>, Option<Balance>) -> SettleOutcome;
 
 #[derive(Clone, Debug)]
-pub struct ReservationStore<S = NoScreening> {
+pub struct ReservationStore<S: Screening + Clone = NoScreening> {
+    book: SqlBook<S>,
+    writes: GroupCommit<BookWrite<S>>,
+}
+
+/// What one operation needs: the database, which side of a transfer this book is, and
+/// the screening of new reserves. Shared by the store and each queued write.
+#[derive(Clone, Debug)]
+pub(crate) struct SqlBook<S> {
     db: Db,
     side: Side,
     screening: S,
 }
 
-impl<S: Screening> ReservationStore<S> {
-    /// `db` must be migrated with [`crate::MIGRATIONS`].
+impl<S: Screening + Clone> ReservationStore<S> {
+    /// `db` must be migrated with [`crate::MIGRATIONS`]. Starts the group-commit workers,
+    /// so it must be called inside a Tokio runtime.
     pub fn new(db: Db, side: Side, screening: S) -> ReservationStore<S> {
-        ReservationStore {
-            db,
+        let connections_max = db.pool.options().get_max_connections();
+        let settings = GroupCommitSettings::for_db(&db, connections_max);
+        let book = SqlBook {
+            db: db.clone(),
             side,
             screening,
+        };
+        ReservationStore {
+            writes: GroupCommit::start(db, settings),
+            book,
         }
     }
 
     pub fn db(&self) -> &Db {
-        &self.db
+        &self.book.db
     }
 
     pub fn side(&self) -> Side {
-        self.side
+        self.book.side
     }
 
+    async fn write(&self, op: writes::Op) -> Result<Written, StoreError> {
+        self.writes
+            .submit(BookWrite {
+                book: self.book.clone(),
+                op,
+            })
+            .await
+    }
+}
+
+impl<S: Screening> SqlBook<S> {
     fn lock(&self) -> Lock {
         match self.db.backend {
             Backend::Postgres => Lock::ForUpdate,
@@ -62,21 +94,22 @@ impl<S: Screening> ReservationStore<S> {
         }
     }
 
-    async fn try_reserve(
+    /// Reserves inside the caller's transaction (a batch's, or its own).
+    async fn reserve_in(
         &self,
+        conn: &mut AnyConnection,
         transfer_id: &str,
         terms: &Terms,
         now_ms: u64,
     ) -> Result<ReserveOutcome, SqlError> {
-        let mut tx = self.db.pool.begin().await?;
-        let existing = sql::select_reservation(&mut tx, transfer_id, self.lock()).await?;
+        let existing = sql::select_reservation(conn, transfer_id, self.lock()).await?;
         // Locked before screening, so the screening's counts cannot change under it for
         // this account until we commit.
-        let account = sql::select_account(&mut tx, &terms.account_id, self.lock()).await?;
+        let account = sql::select_account(conn, &terms.account_id, self.lock()).await?;
         let screening = match existing {
             // A recorded reservation is answered from the record: nothing to screen.
             Some(_) => Ok(()),
-            None => self.screening.screen(&mut tx, terms, now_ms).await?,
+            None => self.screening.screen(conn, terms, now_ms).await?,
         };
         let outcome = reservation::reserve(
             self.side,
@@ -91,25 +124,25 @@ impl<S: Screening> ReservationStore<S> {
             balance,
         } = &outcome
         {
-            sql::insert_reservation(&mut tx, reservation, now_ms).await?;
+            sql::insert_reservation(conn, reservation, now_ms).await?;
             if let Some(balance) = balance {
-                sql::update_balance(&mut tx, &terms.account_id, *balance).await?;
+                sql::update_balance(conn, &terms.account_id, *balance).await?;
             }
         }
-        tx.commit().await?;
         Ok(outcome)
     }
 
-    async fn try_settle(
+    /// Confirms or cancels inside the caller's transaction.
+    async fn settle_in(
         &self,
+        conn: &mut AnyConnection,
         transfer_id: &str,
         now_ms: u64,
         decide: SettleDecision,
     ) -> Result<SettleOutcome, SqlError> {
-        let mut tx = self.db.pool.begin().await?;
-        let existing = sql::select_reservation(&mut tx, transfer_id, self.lock()).await?;
+        let existing = sql::select_reservation(conn, transfer_id, self.lock()).await?;
         let balance = match existing.as_ref().and_then(|r| r.terms.as_ref()) {
-            Some(terms) => sql::select_account(&mut tx, &terms.account_id, self.lock())
+            Some(terms) => sql::select_account(conn, &terms.account_id, self.lock())
                 .await?
                 .map(|account| account.balance),
             None => None,
@@ -124,39 +157,64 @@ impl<S: Screening> ReservationStore<S> {
                     .terms
                     .as_ref()
                     .expect("a reservation that moves money has terms");
-                sql::update_reservation_status(&mut tx, reservation, now_ms).await?;
-                sql::update_balance(&mut tx, &terms.account_id, *balance).await?;
+                sql::update_reservation_status(conn, reservation, now_ms).await?;
+                sql::update_balance(conn, &terms.account_id, *balance).await?;
             }
             SettleOutcome::Record(tombstone) => {
-                sql::insert_reservation(&mut tx, tombstone, now_ms).await?;
+                sql::insert_reservation(conn, tombstone, now_ms).await?;
             }
             SettleOutcome::Replay(_) | SettleOutcome::Reject(_) => {}
         }
-        tx.commit().await?;
         Ok(outcome)
     }
-}
 
-impl<S: Screening + Clone> ReservationStore<S> {
-    /// Runs one money-moving operation to completion on a task of its own. A request
-    /// whose deadline passes is dropped by the server mid-await; dropped inside a
-    /// transaction, sqlx can hand the connection back with its transaction state out of
-    /// step with the server's (PostgreSQL then warns "there is already a transaction in
-    /// progress", and a later request could commit inside the abandoned one). Detached,
-    /// the operation commits or rolls back whole; to the caller a late commit is a
-    /// lost reply, which the protocol is built for.
-    async fn detached<T, F>(
+    /// `op` in a transaction of its own. A unique violation means a concurrent call
+    /// recorded the same transfer id first (possible on PostgreSQL, where transactions
+    /// run side by side): one re-read then finds its row and replays it.
+    async fn write_alone(&self, op: &writes::Op) -> Result<Written, StoreError> {
+        let mut retries = 0;
+        loop {
+            let attempt = async {
+                let mut tx = self.db.pool.begin().await?;
+                let written = self.write_in(&mut tx, op).await?;
+                tx.commit().await?;
+                Ok::<_, SqlError>(written)
+            };
+            match attempt.await {
+                Err(SqlError::UniqueViolation(_)) if retries < DUPLICATE_RETRIES_MAX => {
+                    retries += 1;
+                    tracing::info!("a concurrent call recorded the transfer first: re-reading");
+                }
+                result => return result.map_err(StoreError::from),
+            }
+        }
+    }
+
+    async fn write_in(
         &self,
-        operation: impl FnOnce(ReservationStore<S>) -> F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        let task = tokio::spawn(operation(self.clone()).in_current_span());
-        task.await.unwrap_or_else(|join_error| {
-            // A panic in the operation is a bug (an assertion on money): surface it.
-            std::panic::resume_unwind(join_error.into_panic())
+        conn: &mut AnyConnection,
+        op: &writes::Op,
+    ) -> Result<Written, SqlError> {
+        Ok(match op {
+            writes::Op::Reserve {
+                transfer_id,
+                terms,
+                now_ms,
+            } => Written::Reserve(self.reserve_in(conn, transfer_id, terms, *now_ms).await?),
+            writes::Op::Confirm {
+                transfer_id,
+                now_ms,
+            } => Written::Settle(
+                self.settle_in(conn, transfer_id, *now_ms, reservation::confirm)
+                    .await?,
+            ),
+            writes::Op::Cancel {
+                transfer_id,
+                now_ms,
+            } => Written::Settle(
+                self.settle_in(conn, transfer_id, *now_ms, reservation::cancel)
+                    .await?,
+            ),
         })
     }
 }
@@ -168,57 +226,47 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         terms: Terms,
         now_ms: u64,
     ) -> Result<ReserveOutcome, StoreError> {
-        let transfer_id = transfer_id.to_owned();
-        self.detached(move |store| async move {
-            let mut retries = 0;
-            loop {
-                match store.try_reserve(&transfer_id, &terms, now_ms).await {
-                    Err(SqlError::UniqueViolation(_)) if retries < DUPLICATE_RETRIES_MAX => {
-                        retries += 1;
-                        tracing::info!("concurrent reserve recorded first: replaying it");
-                    }
-                    result => return result.map_err(StoreError::from),
-                }
-            }
-        })
-        .await
+        let op = writes::Op::Reserve {
+            transfer_id: transfer_id.to_owned(),
+            terms,
+            now_ms,
+        };
+        match self.write(op).await? {
+            Written::Reserve(outcome) => Ok(outcome),
+            Written::Settle(_) => unreachable!("a reserve answers with a reserve outcome"),
+        }
     }
 
     async fn confirm(&self, transfer_id: &str, now_ms: u64) -> Result<SettleOutcome, StoreError> {
-        let transfer_id = transfer_id.to_owned();
-        // Confirm never inserts, so it cannot meet a duplicate.
-        self.detached(move |store| async move {
-            store
-                .try_settle(&transfer_id, now_ms, reservation::confirm)
-                .await
-                .map_err(StoreError::from)
-        })
-        .await
+        let op = writes::Op::Confirm {
+            transfer_id: transfer_id.to_owned(),
+            now_ms,
+        };
+        match self.write(op).await? {
+            Written::Settle(outcome) => Ok(outcome),
+            Written::Reserve(_) => unreachable!("a confirm answers with a settle outcome"),
+        }
     }
 
     async fn cancel(&self, transfer_id: &str, now_ms: u64) -> Result<SettleOutcome, StoreError> {
-        let transfer_id = transfer_id.to_owned();
-        self.detached(move |store| async move {
-            let mut retries = 0;
-            loop {
-                match store
-                    .try_settle(&transfer_id, now_ms, reservation::cancel)
-                    .await
-                {
-                    // A reserve (or another cancel) recorded this transfer id first.
-                    Err(SqlError::UniqueViolation(_)) if retries < DUPLICATE_RETRIES_MAX => {
-                        retries += 1;
-                        tracing::info!("concurrent call recorded the transfer first: re-reading");
-                    }
-                    result => return result.map_err(StoreError::from),
-                }
-            }
-        })
-        .await
+        let op = writes::Op::Cancel {
+            transfer_id: transfer_id.to_owned(),
+            now_ms,
+        };
+        match self.write(op).await? {
+            Written::Settle(outcome) => Ok(outcome),
+            Written::Reserve(_) => unreachable!("a cancel answers with a settle outcome"),
+        }
     }
 
     async fn get_reservation(&self, transfer_id: &str) -> Result<Option<Reservation>, StoreError> {
-        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
+        let mut conn = self
+            .book
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(sql::store_error)?;
         Ok(sql::select_reservation(&mut conn, transfer_id, Lock::None).await?)
     }
 
@@ -227,7 +275,13 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         account: NewAccount,
         now_ms: u64,
     ) -> Result<OpenOutcome, StoreError> {
-        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
+        let mut conn = self
+            .book
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(sql::store_error)?;
         let created = sql::insert_account_if_absent(&mut conn, &account, now_ms).await?;
         let stored = sql::select_account(&mut conn, &account.account_id, Lock::None)
             .await?
@@ -254,7 +308,13 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
     }
 
     async fn get_account(&self, account_id: &str) -> Result<Option<AccountView>, StoreError> {
-        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
+        let mut conn = self
+            .book
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(sql::store_error)?;
         Ok(sql::select_account(&mut conn, account_id, Lock::None).await?)
     }
 
@@ -263,7 +323,13 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Reservation>, StoreError> {
-        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
+        let mut conn = self
+            .book
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(sql::store_error)?;
         Ok(sql::list_reservations(&mut conn, after.unwrap_or_default(), limit).await?)
     }
 
@@ -272,7 +338,13 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AccountStatement>, StoreError> {
-        let mut conn = self.db.pool.acquire().await.map_err(sql::store_error)?;
+        let mut conn = self
+            .book
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(sql::store_error)?;
         Ok(sql::list_accounts(&mut conn, after.unwrap_or_default(), limit).await?)
     }
 }
