@@ -2,6 +2,7 @@
 //! reconciler (the transfer log, the participants, `[budget]`, `[server]`, `[database]`) are
 //! `coordinator::config::CommonSettings`, flattened here so they stay top-level.
 
+use crate::admission::AdmissionSection;
 use coordinator::config::{CommonSettings, validate_listen_addr};
 use serde::Deserialize;
 use service_kit::jwt::TokenSection;
@@ -27,6 +28,8 @@ pub struct Settings {
     /// above it: INVALID_ARGUMENT before anything is recorded. A bound on input, not a
     /// business limit: the balance store's `rules.transfer_minor_max` is that.
     pub amount_minor_max: i64,
+    /// `[admission]`: ApproveTransfer's admission control (`crate::admission`).
+    pub admission: AdmissionSection,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             },
             // 1,000,000.00 in a currency of two decimals.
             amount_minor_max: 100_000_000,
+            admission: AdmissionSection::default(),
         }
     }
 }
@@ -70,6 +74,7 @@ impl Settings {
                 self.amount_minor_max
             ));
         }
+        self.admission.validate(self.common.budget.total_ms)?;
         Ok(())
     }
 }
