@@ -100,6 +100,8 @@ mod tests {
         assert_eq!(s.common.budget.policy(), BudgetPolicy::DEFAULT);
         assert_eq!(s.in_flight_max, 1_024);
         assert_eq!(s.amount_minor_max, 100_000_000);
+        assert_eq!(s.admission.limit_initial, 32);
+        assert_eq!(s.admission.per_user_in_flight_max, 16);
         s.validate().unwrap();
     }
 
@@ -120,8 +122,12 @@ mod tests {
         let s = load(
             "listen_addr = \"127.0.0.1:1\"\nin_flight_max = 7\namount_minor_max = 50\n\
              [budget]\ntotal_ms = 300\n\
-             [database]\nconnections_max = 3\n[server]\nshutdown_grace_ms = 9\n",
-            &[("BANKTRANSFER__BUDGET__AFTER_RESERVE_MS", "80")],
+             [database]\nconnections_max = 3\n[server]\nshutdown_grace_ms = 9\n\
+             [admission]\nlimit_max = 64\n",
+            &[
+                ("BANKTRANSFER__BUDGET__AFTER_RESERVE_MS", "80"),
+                ("BANKTRANSFER__ADMISSION__PER_USER_IN_FLIGHT_MAX", "2"),
+            ],
         );
         assert_eq!(s.listen_addr, "127.0.0.1:1");
         assert_eq!(s.in_flight_max, 7);
@@ -133,6 +139,9 @@ mod tests {
         assert_eq!(s.common.database.connections_max, 3);
         assert_eq!(s.common.server.shutdown_grace_ms, 9);
         assert_eq!(s.common.server.request_timeout_ms, 30_000);
+        assert_eq!(s.admission.limit_max, 64);
+        assert_eq!(s.admission.per_user_in_flight_max, 2);
+        assert_eq!(s.admission.limit_initial, 32);
         s.validate().unwrap();
     }
 
@@ -145,6 +154,8 @@ mod tests {
         };
         assert!(bad(|s| s.common.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
         assert!(bad(|s| s.in_flight_max = 0).contains("in_flight_max"));
+        assert!(bad(|s| s.admission.limit_min = 0).contains("limit_min"));
+        assert!(bad(|s| s.common.budget.total_ms = 100).contains("latency_ms_max"));
         assert!(bad(|s| s.amount_minor_max = 0).contains("amount_minor_max"));
         assert!(bad(|s| s.common.database_url = "mysql://x".into()).contains("database_url"));
         assert!(bad(|s| s.common.log_format = "xml".into()).contains("log_format"));
