@@ -99,6 +99,9 @@ impl Default for Budget {
 pub struct GatewayTuning {
     pub connect_timeout_ms: u64,
     pub in_flight_max: u32,
+    /// `[admission]`: where the adaptive concurrency limit starts, and one user's cap.
+    pub limit_initial: u32,
+    pub per_user_in_flight_max: u32,
     pub pause_at: PausePoint,
     pub pause_ms: u64,
 }
@@ -108,6 +111,11 @@ impl Default for GatewayTuning {
         GatewayTuning {
             connect_timeout_ms: 500,
             in_flight_max: 256,
+            // Above every burst these suites send (40 transfers of one user at once): they
+            // are about safety under contention, not admission, which
+            // crates/gateway-coordinator/tests/admission.rs tests.
+            limit_initial: 64,
+            per_user_in_flight_max: 64,
             pause_at: PausePoint::None,
             pause_ms: 60_000,
         }
@@ -331,6 +339,10 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
         }
         Service::Gateway => {
             render_budget(&mut t, &config.budget);
+            let g = &config.gateway;
+            let _ = writeln!(t, "\n[admission]");
+            let _ = writeln!(t, "limit_initial = {}", g.limit_initial);
+            let _ = writeln!(t, "per_user_in_flight_max = {}", g.per_user_in_flight_max);
         }
         Service::Reconciler => {
             // The gateway's own budget: both judge staleness by it.

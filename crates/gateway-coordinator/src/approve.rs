@@ -3,7 +3,9 @@
 //!
 //! A replay never moves money a second time: it only reads the existing record, waits a
 //! little for its live driver, or (when the transfer is stale by the reconciler's own
-//! rule) aborts it through the same compare-and-set as everyone else.
+//! rule) aborts it through the same compare-and-set as everyone else. When that driver
+//! runs in this process, the replay waits for its end in memory ([`crate::live`]) instead
+//! of polling the log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use banktransfer_protocol::transfer::{ClientStatus, RecordedState};
 use service_kit::clock::SharedClock;
 
 use crate::convert::TransferRequest;
+use crate::live::{LiveDrives, Watch};
 use coordinator::driver::{Deadlines, Driver};
 use coordinator::participants::Participants;
 use tracing::Instrument;
@@ -22,8 +25,11 @@ use coordinator::store::{
     Intent, NewTransfer, StoreError, TransferRecord, TransferStore, within_deadline,
 };
 
-/// How often a replay re-reads a transfer its original request is still driving.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How often a replay re-reads a transfer that another process (or an abandoned request)
+/// may still be driving: first after this long, then twice as long each time...
+const POLL_INTERVAL_MIN: Duration = Duration::from_millis(10);
+/// ... up to this: a replay stuck on a slow transfer costs a few reads, not one per 10 ms.
+const POLL_INTERVAL_MAX: Duration = Duration::from_millis(40);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApproveError {
@@ -80,13 +86,27 @@ impl TransferIds for UuidV7Ids {
     }
 }
 
+/// What ApproveTransfer found: the transfer, and whether this request drove it (created
+/// its intent) or only answered for it (a replay).
+#[derive(Clone, Debug)]
+pub struct Approval {
+    pub record: TransferRecord,
+    pub drove: bool,
+}
+
 pub struct Approver<S, P> {
     store: Arc<S>,
     driver: Driver<S, P>,
     clock: SharedClock,
     policy: BudgetPolicy,
     ids: Arc<dyn TransferIds>,
+    live: LiveDrives,
 }
+
+/// Drives tracked for in-process replays unless told otherwise (the default concurrency
+/// limit's maximum: no more drives run at once).
+const LIVE_DRIVES_MAX: usize =
+    banktransfer_protocol::admission::limit::LimitPolicy::DEFAULT.limit_max as usize;
 
 impl<S: TransferStore, P: Participants> Approver<S, P> {
     pub fn new(
@@ -101,6 +121,54 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             clock,
             policy,
             ids: Arc::new(UuidV7Ids),
+            live: LiveDrives::new(LIVE_DRIVES_MAX),
+        }
+    }
+
+    /// Tracks at most `entries_max` live drives for in-process replays (the gateway
+    /// passes its concurrency limit's maximum).
+    pub fn with_live_drives_max(mut self, entries_max: usize) -> Approver<S, P> {
+        self.live = LiveDrives::new(entries_max);
+        self
+    }
+
+    /// When `request`'s key is being driven in this process right now: waits (within
+    /// `budget`) for that drive to end and answers its record, with no store access.
+    /// None when there is no such drive, or it was abandoned before it ended (the caller
+    /// then goes the usual way, through the transfer log).
+    pub async fn join_live(
+        &self,
+        request: &TransferRequest,
+        budget: &Budget,
+    ) -> Option<Result<TransferRecord, ApproveError>> {
+        let Watch {
+            fingerprint,
+            started,
+            mut ended,
+        } = self.live.find(&request.user_id, &request.idempotency_key)?;
+        let span = tracing::info_span!("transfer", transfer_id = %started.transfer_id);
+        let entered = span.enter();
+        if fingerprint != request.fingerprint() {
+            tracing::info!("idempotency key reused for a different request");
+            return Some(Err(ApproveError::KeyReused(
+                request.idempotency_key.clone(),
+            )));
+        }
+        tracing::info!("replay of a transfer this process is driving: waiting for its end");
+        let remaining_ms = Budget::remaining_ms(budget.settle_deadline_ms(), self.clock.now_ms());
+        drop(entered);
+        let waited = tokio::time::timeout(
+            Duration::from_millis(remaining_ms),
+            ended.wait_for(Option::is_some),
+        )
+        .await;
+        match waited {
+            // The drive ended: its final answer.
+            Ok(Ok(record)) => record.clone().map(Ok),
+            // Abandoned (its caller went away): the log knows where it stopped.
+            Ok(Err(_closed)) => None,
+            // Out of budget first: PROCESSING, as a polling replay would answer.
+            Err(_elapsed) => Some(Ok(started)),
         }
     }
 
@@ -115,7 +183,7 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
         &self,
         request: TransferRequest,
         budget: Budget,
-    ) -> Result<TransferRecord, ApproveError> {
+    ) -> Result<Approval, ApproveError> {
         let now_ms = self.clock.now_ms();
         let new = NewTransfer {
             transfer_id: self.ids.next_transfer_id(),
@@ -151,20 +219,30 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
         intent: Intent,
         new: NewTransfer,
         budget: Budget,
-    ) -> Result<TransferRecord, ApproveError> {
+    ) -> Result<Approval, ApproveError> {
         match intent {
             Intent::Created(record) => {
+                let live = self.live.register(&record);
                 let driven = self
                     .driver
                     .begin(record, Deadlines::from_budget(&budget))
                     .await;
-                answer(driven.record, driven.store_error)
+                if let Some(live) = live {
+                    live.finish(&driven.record);
+                }
+                answer(driven.record, driven.store_error).map(|record| Approval {
+                    record,
+                    drove: true,
+                })
             }
             Intent::Existing(record) if record.fingerprint != new.fingerprint => {
                 tracing::info!("idempotency key reused for a different request");
                 Err(ApproveError::KeyReused(new.idempotency_key))
             }
-            Intent::Existing(record) => self.replay(record, budget).await,
+            Intent::Existing(record) => self.replay(record, budget).await.map(|record| Approval {
+                record,
+                drove: false,
+            }),
         }
     }
 
@@ -180,6 +258,7 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             recorded = record.state.as_str(),
             "replay of an existing transfer"
         );
+        let mut poll_interval = POLL_INTERVAL_MIN;
         loop {
             let now_ms = self.clock.now_ms();
             let takeover =
@@ -194,11 +273,12 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             }
             let settled = record.state.client_status() != ClientStatus::Processing;
             let out_of_budget =
-                now_ms + POLL_INTERVAL.as_millis() as u64 >= budget.settle_deadline_ms();
+                now_ms + poll_interval.as_millis() as u64 >= budget.settle_deadline_ms();
             if settled || out_of_budget {
                 return Ok(record);
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::time::sleep(poll_interval).await;
+            poll_interval = (poll_interval * 2).min(POLL_INTERVAL_MAX);
             let read = self.store.get(&record.transfer_id);
             record = within_deadline(budget.settle_deadline_ms(), self.clock.now_ms(), read)
                 .await

@@ -2,6 +2,7 @@
 //! reconciler (the transfer log, the participants, `[budget]`, `[server]`, `[database]`) are
 //! `coordinator::config::CommonSettings`, flattened here so they stay top-level.
 
+use crate::admission::AdmissionSection;
 use coordinator::config::{CommonSettings, validate_listen_addr};
 use serde::Deserialize;
 use service_kit::jwt::TokenSection;
@@ -27,6 +28,8 @@ pub struct Settings {
     /// above it: INVALID_ARGUMENT before anything is recorded. A bound on input, not a
     /// business limit: the balance store's `rules.transfer_minor_max` is that.
     pub amount_minor_max: i64,
+    /// `[admission]`: ApproveTransfer's admission control (`crate::admission`).
+    pub admission: AdmissionSection,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             },
             // 1,000,000.00 in a currency of two decimals.
             amount_minor_max: 100_000_000,
+            admission: AdmissionSection::default(),
         }
     }
 }
@@ -70,6 +74,7 @@ impl Settings {
                 self.amount_minor_max
             ));
         }
+        self.admission.validate(self.common.budget.total_ms)?;
         Ok(())
     }
 }
@@ -95,6 +100,8 @@ mod tests {
         assert_eq!(s.common.budget.policy(), BudgetPolicy::DEFAULT);
         assert_eq!(s.in_flight_max, 1_024);
         assert_eq!(s.amount_minor_max, 100_000_000);
+        assert_eq!(s.admission.limit_initial, 32);
+        assert_eq!(s.admission.per_user_in_flight_max, 16);
         s.validate().unwrap();
     }
 
@@ -115,8 +122,12 @@ mod tests {
         let s = load(
             "listen_addr = \"127.0.0.1:1\"\nin_flight_max = 7\namount_minor_max = 50\n\
              [budget]\ntotal_ms = 300\n\
-             [database]\nconnections_max = 3\n[server]\nshutdown_grace_ms = 9\n",
-            &[("BANKTRANSFER__BUDGET__AFTER_RESERVE_MS", "80")],
+             [database]\nconnections_max = 3\n[server]\nshutdown_grace_ms = 9\n\
+             [admission]\nlimit_max = 64\n",
+            &[
+                ("BANKTRANSFER__BUDGET__AFTER_RESERVE_MS", "80"),
+                ("BANKTRANSFER__ADMISSION__PER_USER_IN_FLIGHT_MAX", "2"),
+            ],
         );
         assert_eq!(s.listen_addr, "127.0.0.1:1");
         assert_eq!(s.in_flight_max, 7);
@@ -128,6 +139,9 @@ mod tests {
         assert_eq!(s.common.database.connections_max, 3);
         assert_eq!(s.common.server.shutdown_grace_ms, 9);
         assert_eq!(s.common.server.request_timeout_ms, 30_000);
+        assert_eq!(s.admission.limit_max, 64);
+        assert_eq!(s.admission.per_user_in_flight_max, 2);
+        assert_eq!(s.admission.limit_initial, 32);
         s.validate().unwrap();
     }
 
@@ -140,6 +154,8 @@ mod tests {
         };
         assert!(bad(|s| s.common.budget.after_reserve_ms = 500).contains("after_reserve_ms"));
         assert!(bad(|s| s.in_flight_max = 0).contains("in_flight_max"));
+        assert!(bad(|s| s.admission.limit_min = 0).contains("limit_min"));
+        assert!(bad(|s| s.common.budget.total_ms = 100).contains("latency_ms_max"));
         assert!(bad(|s| s.amount_minor_max = 0).contains("amount_minor_max"));
         assert!(bad(|s| s.common.database_url = "mysql://x".into()).contains("database_url"));
         assert!(bad(|s| s.common.log_format = "xml".into()).contains("log_format"));

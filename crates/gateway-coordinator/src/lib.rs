@@ -10,11 +10,20 @@
 //!   transfer ids come from ([`approve::TransferIds`]).
 //! - [`service`]: the gRPC TransferService; [`convert`] is its protobuf boundary and
 //!   [`grpc_timeout`] reads the client's deadline.
+//! - [`admission`]: what ApproveTransfer refuses at once (RESOURCE_EXHAUSTED with a
+//!   `grpc-retry-pushback-ms` hint, before the intent is written) so that what it admits
+//!   is served within its budget: a per-user in-flight cap, then a deadline check against
+//!   the expected service time and an adaptive concurrency limit learnt from drive
+//!   latencies (the pure rules: `banktransfer_protocol::admission`). [`live`]: the drives
+//!   running in this process, whose replays wait for them in memory instead of polling
+//!   the transfer log.
 
+pub mod admission;
 pub mod approve;
 pub mod config;
 pub mod convert;
 pub mod grpc_timeout;
+pub mod live;
 pub mod service;
 
 use std::future::Future;
@@ -80,8 +89,9 @@ pub fn routes<S: TransferStore, P: Participants>(
     }
     let policy = settings.common.budget.policy();
     let driver = Driver::new(Arc::clone(&store), participants, Arc::clone(&clock), pauses);
-    let approver =
-        Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy).with_ids(ids);
+    let approver = Approver::new(Arc::clone(&store), driver, Arc::clone(&clock), policy)
+        .with_ids(ids)
+        .with_live_drives_max(settings.admission.limit_max as usize);
     let tokens = settings
         .auth
         .validator(Arc::clone(&clock))?
@@ -94,7 +104,8 @@ pub fn routes<S: TransferStore, P: Participants>(
         policy,
         settings.in_flight_max,
         settings.amount_minor_max,
-    );
+    )
+    .with_admission(&settings.admission);
     Ok(tonic::service::Routes::new(service_kit::limit!(
         TransferServiceServer::new(api)
     )))

@@ -1,6 +1,11 @@
 //! The public TransferService: bounds the requests in flight, authenticates the user by
 //! bearer token, converts at the boundary, anchors each request's budget at its arrival,
-//! and maps outcomes to status codes.
+//! admits ApproveTransfer drives ([`crate::admission`]) and maps outcomes to status codes.
+//!
+//! ApproveTransfer, in order: the process-wide `in_flight_max`; the token; the body; the
+//! user's own in-flight cap; a replay of a drive running here waits for it
+//! ([`Approver::join_live`]); the deadline and concurrency admission; and only then the
+//! intent is written. Every refusal before that point has recorded nothing.
 //!
 //! The user is the token's `sub`, never the body's: an ApproveTransfer whose `user_id`
 //! differs is PERMISSION_DENIED before anything is recorded or called, and GetTransfer
@@ -19,7 +24,8 @@ use service_kit::jwt::{AuthenticatedUser, TokenValidator};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tonic::{Request, Response, Status};
 
-use crate::approve::Approver;
+use crate::admission::{AdmissionSection, Gate};
+use crate::approve::{Approval, Approver};
 use crate::convert::{self, Lookup, TransferRequest};
 use crate::grpc_timeout::client_timeout_ms;
 use coordinator::participants::Participants;
@@ -38,6 +44,7 @@ pub struct TransferApi<S, P> {
     in_flight: Semaphore,
     in_flight_max: usize,
     amount_minor_max: i64,
+    gate: Gate,
 }
 
 impl<S: TransferStore, P: Participants> TransferApi<S, P> {
@@ -54,12 +61,19 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
             approver,
             tokens,
             store,
-            clock,
+            clock: Arc::clone(&clock),
             policy,
             in_flight: Semaphore::new(in_flight_max),
             in_flight_max,
             amount_minor_max,
+            gate: Gate::new(&AdmissionSection::default(), in_flight_max, clock),
         }
+    }
+
+    /// ApproveTransfer's admission control from `section` instead of the defaults.
+    pub fn with_admission(mut self, section: &AdmissionSection) -> TransferApi<S, P> {
+        self.gate = Gate::new(section, self.in_flight_max, Arc::clone(&self.clock));
+        self
     }
 
     /// Refuses at once rather than queueing: a queued request would spend its budget
@@ -115,7 +129,17 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
             tracing::warn!(token_user = ?user.user_id, "ApproveTransfer refused: user_id is not the token's subject");
             return Err(Status::permission_denied(NOT_YOUR_ACCOUNT_MSG));
         }
-        let record = self.approver.approve(request, budget).await?;
+        let _user_slot = self.gate.enter_user(&request.user_id)?;
+        let record = match self.approver.join_live(&request, &budget).await {
+            Some(answer) => answer?,
+            None => {
+                let drive = self.gate.admit(&budget)?;
+                let approved = self.approver.approve(request, budget).await;
+                drive.end(&approved);
+                let Approval { record, .. } = approved?;
+                record
+            }
+        };
         Ok(Response::new(ApproveTransferResponse {
             transfer: Some(convert::transfer_to_proto(&record)),
         }))

@@ -15,6 +15,9 @@
 //!   and how long past it an undecided transfer turns stale.
 //! - [`ids`]: what an id may be (bytes, character set), checked at every boundary.
 //! - [`fingerprint`]: the request fingerprint behind API idempotency.
+//! - [`admission`]: what the gateway refuses at once under load: an adaptive concurrency
+//!   limit learnt from drive latencies, a deadline check against the expected service time,
+//!   and the retry pushback sent with a refusal.
 //! - [`audit`]: the money-audit rules: what each participant may hold for a transfer, given
 //!   its recorded state; and that every reservation holding or moving money matches a
 //!   transfer, and every account's balance follows from its opening balance and its
@@ -23,6 +26,7 @@
 //! Time is always a parameter (`now_ms`, milliseconds since the Unix epoch); randomness
 //! (backoff jitter) is always an argument.
 
+pub mod admission;
 pub mod audit;
 pub mod budget;
 pub mod fingerprint;

@@ -11,7 +11,8 @@
 //!
 //! Liveness ([`unsettled`], [`check_at_rest`]), once the faults are over: every transfer
 //! final, nothing held, both books agree with the coordinator, and every answer a user
-//! got is consistent with where its transfer ended.
+//! got is consistent with where its transfer ended; a key whose every ApproveTransfer was
+//! refused at admission (RESOURCE_EXHAUSTED) has no transfer: a refusal records nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -347,7 +348,44 @@ pub fn check_at_rest(world: &World, observations: &[Observation]) -> Result<(), 
             ),
         );
     }
-    check_answers(&snapshot.transfers, observations)
+    check_answers(&snapshot.transfers, observations)?;
+    check_refusals(&snapshot.transfers, observations)
+}
+
+/// RESOURCE_EXHAUSTED (the gateway's admission control, or the server's own in-flight
+/// bound) comes before the intent is written: a key that only ever got that answer must
+/// hold no transfer.
+fn check_refusals(
+    transfers: &BTreeMap<String, TransferRecord>,
+    observations: &[Observation],
+) -> Result<(), Broken> {
+    let mut only_refused: BTreeMap<(&str, &str), bool> = BTreeMap::new();
+    for o in observations {
+        if !matches!(o.call, Call::Approve { .. }) {
+            continue;
+        }
+        let refused = o.answer == Answer::Error(tonic::Code::ResourceExhausted);
+        *only_refused
+            .entry((o.user_id.as_str(), o.idempotency_key.as_str()))
+            .or_insert(true) &= refused;
+    }
+    for record in transfers.values() {
+        let key = (record.user_id.as_str(), record.idempotency_key.as_str());
+        if only_refused.get(&key) == Some(&true) {
+            return broken(
+                "refusal_records_nothing",
+                format!(
+                    "{} key={}: every ApproveTransfer was refused with RESOURCE_EXHAUSTED, yet \
+                     transfer {} is recorded ({})",
+                    record.user_id,
+                    record.idempotency_key,
+                    record.transfer_id,
+                    record.state.as_str()
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn check_answers(

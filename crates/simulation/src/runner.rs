@@ -35,6 +35,8 @@ pub struct Report {
     /// Calls the users made, and how many were answered with a transfer.
     pub calls: usize,
     pub answered: usize,
+    /// Calls the gateway refused at admission (RESOURCE_EXHAUSTED: nothing recorded).
+    pub refused: usize,
     pub faults: FaultCounts,
     /// Committed state changes seen.
     pub changes: u64,
@@ -47,7 +49,7 @@ impl fmt::Display for Report {
         write!(
             f,
             "seed {}: {} ms simulated, {} transfers ({} succeeded, {} failed), {}/{} calls \
-             answered, {} state changes, faults {:?}, digest {:016x}",
+             answered ({} refused at admission), {} state changes, faults {:?}, digest {:016x}",
             self.seed,
             self.steps,
             self.transfers,
@@ -55,6 +57,7 @@ impl fmt::Display for Report {
             self.failed,
             self.answered,
             self.calls,
+            self.refused,
             self.changes,
             self.faults,
             self.digest
@@ -300,6 +303,10 @@ fn run_watched(config: SimConfig) -> Result<Report, Failure> {
         answered: observations
             .iter()
             .filter(|o| matches!(o.answer, Answer::Transfer { .. }))
+            .count(),
+        refused: observations
+            .iter()
+            .filter(|o| o.answer == Answer::Error(tonic::Code::ResourceExhausted))
             .count(),
         faults: faults.counts,
         changes: trace.changes(),
