@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nix::unistd::{Uid, User, chown};
+use nix::unistd::{Uid, User};
 
 /// Where Debian puts the server binaries.
 const BIN_ROOT: &str = "/usr/lib/postgresql";
@@ -52,7 +52,7 @@ impl PrivatePostgres {
                 .ok()
                 .flatten()
                 .ok_or("running as root and there is no postgres user to run PostgreSQL as")?;
-            chown(dir.path(), Some(user.uid), Some(user.gid))
+            std::os::unix::fs::chown(dir.path(), Some(user.uid.as_raw()), Some(user.gid.as_raw()))
                 .map_err(|e| format!("chown {}: {e}", dir.path().display()))?;
             Some("postgres".to_owned())
         } else {
