@@ -89,7 +89,8 @@ impl Cluster {
             config.database,
             config.postgres_admin_url.as_deref(),
             &dir_path,
-        ).await?;
+        )
+        .await?;
         let pki = Arc::new(ClusterPki::create(&dir_path.join("pki")));
         let p = ports::free_ports(4);
         let endpoints = Endpoints {

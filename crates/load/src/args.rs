@@ -116,7 +116,8 @@ impl SystemArgs {
             &self.balance_store,
             &self.reconciler,
         ];
-        let count = given.iter().filter(|u| u.is_some()).count() + usize::from(self.pki_dir.is_some());
+        let count =
+            given.iter().filter(|u| u.is_some()).count() + usize::from(self.pki_dir.is_some());
         match count {
             0 => Ok(None),
             5 => Ok(Some((
@@ -141,13 +142,17 @@ impl SystemArgs {
             return Err(format!("--users must be between 1 and {USERS_MAX}"));
         }
         if !(1..=CONNECTIONS_MAX).contains(&self.connections) {
-            return Err(format!("--connections must be between 1 and {CONNECTIONS_MAX}"));
+            return Err(format!(
+                "--connections must be between 1 and {CONNECTIONS_MAX}"
+            ));
         }
         if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
             return Err("--timeout-ms must be between 1 and 60000".to_owned());
         }
         if self.rest_timeout_s == 0 || self.rest_timeout_s > DURATION_S_MAX {
-            return Err(format!("--rest-timeout-s must be between 1 and {DURATION_S_MAX}"));
+            return Err(format!(
+                "--rest-timeout-s must be between 1 and {DURATION_S_MAX}"
+            ));
         }
         let remote = self.remote()?;
         if remote.is_some() && self.full_check {
@@ -197,7 +202,9 @@ pub struct RunArgs {
 
 fn check_phase(duration_s: u64, warmup_s: u64) -> Result<(), String> {
     if duration_s == 0 || duration_s > DURATION_S_MAX {
-        return Err(format!("--duration-s must be between 1 and {DURATION_S_MAX}"));
+        return Err(format!(
+            "--duration-s must be between 1 and {DURATION_S_MAX}"
+        ));
     }
     if warmup_s > DURATION_S_MAX {
         return Err(format!("--warmup-s must be at most {DURATION_S_MAX}"));
@@ -214,7 +221,9 @@ fn check_rate(name: &str, rate: u32) -> Result<(), String> {
 
 fn check_in_flight(in_flight_max: u32) -> Result<(), String> {
     if in_flight_max == 0 || in_flight_max > IN_FLIGHT_MAX_MAX {
-        return Err(format!("--in-flight-max must be between 1 and {IN_FLIGHT_MAX_MAX}"));
+        return Err(format!(
+            "--in-flight-max must be between 1 and {IN_FLIGHT_MAX_MAX}"
+        ));
     }
     Ok(())
 }
@@ -309,7 +318,10 @@ impl SweepArgs {
         }
         let steps = self.steps();
         if steps.is_empty() || steps.len() > STEPS_MAX {
-            return Err(format!("a sweep has 1 to {STEPS_MAX} steps, not {}", steps.len()));
+            return Err(format!(
+                "a sweep has 1 to {STEPS_MAX} steps, not {}",
+                steps.len()
+            ));
         }
         for r in &steps {
             check_rate("every rate", *r)?;
@@ -375,8 +387,7 @@ impl ChaosArgs {
         check_rate("--rate", self.rate)?;
         check_phase(self.duration_s, 0)?;
         check_in_flight(self.in_flight_max)?;
-        if self.kill_interval_ms_min == 0 || self.kill_interval_ms_min > self.kill_interval_ms_max
-        {
+        if self.kill_interval_ms_min == 0 || self.kill_interval_ms_min > self.kill_interval_ms_max {
             return Err("0 < --kill-interval-ms-min <= --kill-interval-ms-max".to_owned());
         }
         if self.down_ms_max > 60_000 {

@@ -88,7 +88,8 @@ pub async fn chaos(args: &ChaosArgs) -> Result<bool, String> {
     } else {
         None
     };
-    let mut system = System::start(&args.system, pg.as_ref().map(PrivatePostgres::admin_url)).await?;
+    let mut system =
+        System::start(&args.system, pg.as_ref().map(PrivatePostgres::admin_url)).await?;
     let mut cluster = system.cluster.take().ok_or("chaos needs its own cluster")?;
     let before = system.books().await?;
     let spec = LoadSpec {
@@ -134,7 +135,11 @@ pub async fn chaos(args: &ChaosArgs) -> Result<bool, String> {
         result.kills,
         result.load.succeeded,
         result.load.retries,
-        if nothing_lost { "nothing lost" } else { "SOMETHING WAS LOST OR THE LEDGER IS WRONG" }
+        if nothing_lost {
+            "nothing lost"
+        } else {
+            "SOMETHING WAS LOST OR THE LEDGER IS WRONG"
+        }
     );
     if let Some(path) = &args.out {
         output::write_json(path, &result)?;
@@ -154,7 +159,11 @@ async fn kill_all(
     let started = Instant::now();
     for (wait, victim, down) in plan {
         tokio::time::sleep(*wait).await;
-        eprintln!("[load] {:.1?}: SIGKILL {} (down {down:?})", started.elapsed(), victim.name());
+        eprintln!(
+            "[load] {:.1?}: SIGKILL {} (down {down:?})",
+            started.elapsed(),
+            victim.name()
+        );
         match victim {
             Victim::Service(service) => {
                 cluster.kill(*service);
@@ -180,7 +189,10 @@ mod tests {
     use clap::Parser;
 
     fn args(line: &str) -> ChaosArgs {
-        match Cli::try_parse_from(line.split_whitespace()).unwrap().command {
+        match Cli::try_parse_from(line.split_whitespace())
+            .unwrap()
+            .command
+        {
             Command::Chaos(a) => a,
             _ => panic!("chaos"),
         }
@@ -191,15 +203,27 @@ mod tests {
         let a = args("banktransfer-load chaos --seed 7 --duration-s 30");
         let plan = schedule(&a, true);
         assert_eq!(plan, schedule(&a, true));
-        assert_ne!(plan, schedule(&args("banktransfer-load chaos --seed 8 --duration-s 30"), true));
+        assert_ne!(
+            plan,
+            schedule(
+                &args("banktransfer-load chaos --seed 8 --duration-s 30"),
+                true
+            )
+        );
         let total: Duration = plan.iter().map(|(w, _, _)| *w).sum();
         assert!(total < Duration::from_secs(30));
         // 1 to 3 s apart over 30 s: 10 to 29 kills.
         assert!((10..30).contains(&plan.len()), "{}", plan.len());
-        assert!(plan.iter().all(|(w, _, d)| {
-            (1000..=3000).contains(&w.as_millis()) && d.as_millis() <= 500
-        }));
-        assert!(schedule(&a, false).iter().all(|(_, v, _)| *v != Victim::Postgres));
+        assert!(
+            plan.iter().all(|(w, _, d)| {
+                (1000..=3000).contains(&w.as_millis()) && d.as_millis() <= 500
+            })
+        );
+        assert!(
+            schedule(&a, false)
+                .iter()
+                .all(|(_, v, _)| *v != Victim::Postgres)
+        );
         assert_eq!(victims(true).len(), 5);
     }
 }

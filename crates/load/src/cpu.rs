@@ -167,6 +167,9 @@ mod tests {
         assert_eq!(r.per_process_ms.len(), 1);
         assert!((r.total_ms - 1000.0).abs() < 1e-9);
         assert_eq!(r.per_succeeded_ms, Some(2.0));
-        assert_eq!(report(&before, &after, 0, String::new()).per_succeeded_ms, None);
+        assert_eq!(
+            report(&before, &after, 0, String::new()).per_succeeded_ms,
+            None
+        );
     }
 }

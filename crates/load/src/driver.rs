@@ -59,7 +59,9 @@ impl Retry {
             Retry::Aggressive => RETRY_DELAY_INITIAL,
             Retry::Backoff => {
                 let factor = 1u32.checked_shl(retry.min(16)).unwrap_or(u32::MAX);
-                RETRY_DELAY_INITIAL.saturating_mul(factor).min(RETRY_DELAY_MAX)
+                RETRY_DELAY_INITIAL
+                    .saturating_mul(factor)
+                    .min(RETRY_DELAY_MAX)
             }
         }
     }
@@ -215,7 +217,11 @@ async fn transfer(shared: &Shared, sequence: u64, origin: Instant) -> Sample {
     shared.book.settle(user, key, answer.as_ref().ok());
     let outcome = match &answer {
         Ok(t) => Outcome::Answered {
-            status: t.status().as_str_name().trim_start_matches("TRANSFER_STATUS_").to_owned(),
+            status: t
+                .status()
+                .as_str_name()
+                .trim_start_matches("TRANSFER_STATUS_")
+                .to_owned(),
             reason: normalize_reason(&t.failure_reason, &users::user_id(user)),
         },
         Err(status) => Outcome::Error {
@@ -298,16 +304,30 @@ pub async fn drive(
             }
         })
     };
-    let drain_limit = spec.timeout.max(RETRY_WINDOW * u32::from(spec.retry != Retry::None))
+    let drain_limit = spec
+        .timeout
+        .max(RETRY_WINDOW * u32::from(spec.retry != Retry::None))
         + DRAIN_MARGIN;
-    let (sent_tasks, abandoned) = match spec.mode {
+    let abandoned = match spec.mode {
         Mode::Open {
             rate_per_s,
             in_flight_max,
-        } => open_loop(&shared, OpenSchedule::new(rate_per_s), total, start, in_flight_max, &bar, drain_limit).await,
-        Mode::Closed { concurrency } => closed_loop(&shared, concurrency, start, end, drain_limit).await,
+        } => {
+            open_loop(
+                &shared,
+                OpenSchedule::new(rate_per_s),
+                total,
+                start,
+                in_flight_max,
+                &bar,
+                drain_limit,
+            )
+            .await
+        }
+        Mode::Closed { concurrency } => {
+            closed_loop(&shared, concurrency, start, end, drain_limit).await
+        }
     };
-    let _ = sent_tasks;
     ticker.abort();
     let cpu_before = cpu_at_start.await.ok().flatten();
     let cpu_after = cpu_probe.as_ref().map(CpuProbe::sample);
@@ -319,9 +339,12 @@ pub async fn drive(
         Mode::Closed { .. } => recorder.sent,
     };
     let cpu = match (cpu_before, cpu_after, &cpu_probe) {
-        (Some(before), Some(after), Some(probe)) => {
-            Some(cpu::report(&before, &after, recorder.succeeded, probe.note()))
-        }
+        (Some(before), Some(after), Some(probe)) => Some(cpu::report(
+            &before,
+            &after,
+            recorder.succeeded,
+            probe.note(),
+        )),
         _ => None,
     };
     let mut timeline = std::mem::take(&mut *shared.timeline.lock().expect("timeline"));
@@ -348,7 +371,8 @@ pub async fn drive(
     }
 }
 
-/// Sends `total` requests on `schedule`; returns (sent, abandoned after the drain wait).
+/// Sends `total` requests on `schedule`; returns how many were still outstanding when the
+/// drain wait ran out.
 async fn open_loop(
     shared: &Arc<Shared>,
     schedule: OpenSchedule,
@@ -357,9 +381,8 @@ async fn open_loop(
     in_flight_max: u32,
     bar: &ProgressBar,
     drain_limit: Duration,
-) -> (u64, u64) {
+) -> u64 {
     let gate = Arc::new(Semaphore::new(in_flight_max as usize));
-    let mut sent = 0u64;
     for i in 0..total {
         let due = start + schedule.offset(i);
         tokio::time::sleep_until(due.into()).await;
@@ -367,7 +390,6 @@ async fn open_loop(
         let sequence = shared.book.next_sequence();
         match Arc::clone(&gate).try_acquire_owned() {
             Ok(permit) => {
-                sent += 1;
                 let shared = Arc::clone(shared);
                 shared.in_flight.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
@@ -389,28 +411,27 @@ async fn open_loop(
     }
     // Every permit back: every request answered.
     let drained = tokio::time::timeout(drain_limit, gate.acquire_many(in_flight_max)).await;
-    let abandoned = if drained.is_ok() {
+    if drained.is_ok() {
         0
     } else {
         shared.in_flight.load(Ordering::Relaxed)
-    };
-    (sent, abandoned)
+    }
 }
 
-/// `concurrency` clients send back to back until `end`; returns (sent, abandoned).
+/// `concurrency` clients send back to back until `end`; returns how many were still
+/// outstanding when the drain wait ran out.
 async fn closed_loop(
     shared: &Arc<Shared>,
     concurrency: u32,
     start: Instant,
     end: Instant,
     drain_limit: Duration,
-) -> (u64, u64) {
+) -> u64 {
     tokio::time::sleep_until(start.into()).await;
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let shared = Arc::clone(shared);
         clients.spawn(async move {
-            let mut sent = 0u64;
             while Instant::now() < end {
                 let sequence = shared.book.next_sequence();
                 let origin = Instant::now();
@@ -418,21 +439,18 @@ async fn closed_loop(
                 let sample = transfer(&shared, sequence, origin).await;
                 shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                 shared.record(origin, sample);
-                sent += 1;
             }
-            sent
         });
     }
     let deadline = end + drain_limit;
-    let mut sent = 0;
     loop {
         match tokio::time::timeout_at(deadline.into(), clients.join_next()).await {
-            Ok(Some(joined)) => sent += joined.expect("a client task does not panic"),
-            Ok(None) => return (sent, 0),
+            Ok(Some(joined)) => joined.expect("a client task does not panic"),
+            Ok(None) => return 0,
             Err(_) => {
                 let abandoned = shared.in_flight.load(Ordering::Relaxed);
                 clients.abort_all();
-                return (sent, abandoned);
+                return abandoned;
             }
         }
     }
@@ -452,8 +470,6 @@ mod tests {
         assert_eq!(Retry::Aggressive.delay(50), Duration::from_millis(100));
         assert_eq!(Retry::None.calls_max(), 1);
         // The aggressive client's call bound covers its 60 s window.
-        assert!(
-            RETRY_DELAY_INITIAL * (Retry::Aggressive.calls_max() - 1) >= RETRY_WINDOW
-        );
+        assert!(RETRY_DELAY_INITIAL * (Retry::Aggressive.calls_max() - 1) >= RETRY_WINDOW);
     }
 }

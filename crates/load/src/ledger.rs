@@ -63,7 +63,9 @@ struct UserBook {
 impl ClientBook {
     pub fn new(users: u32, keep_keys: bool) -> ClientBook {
         ClientBook {
-            users: (0..users).map(|_| Mutex::new(UserBook::default())).collect(),
+            users: (0..users)
+                .map(|_| Mutex::new(UserBook::default()))
+                .collect(),
             next_sequence: AtomicU64::new(0),
             keep_keys,
         }
@@ -82,7 +84,9 @@ impl ClientBook {
         }
         match seen.map(Transfer::status) {
             Some(TransferStatus::Succeeded) => {
-                book.succeeded_minor += seen.and_then(|t| t.amount.as_ref()).map_or(0, |m| m.minor_units);
+                book.succeeded_minor += seen
+                    .and_then(|t| t.amount.as_ref())
+                    .map_or(0, |m| m.minor_units);
             }
             Some(TransferStatus::Failed) => {}
             _ => book.unresolved.push(key),
@@ -195,14 +199,20 @@ pub fn unrest(books: &Books, users: u32) -> Option<String> {
 /// Every account of `books` conserves money and holds nothing at rest.
 pub fn conservation(books: &Books) -> Vec<String> {
     let mut violations = Vec::new();
-    for (side, book) in [("external", &books.external), ("balance store", &books.balance_store)] {
+    for (side, book) in [
+        ("external", &books.external),
+        ("balance store", &books.balance_store),
+    ] {
         for (id, statement) in book {
             let Some(a) = &statement.account else {
                 violations.push(format!("{side} {id}: a statement without its account"));
                 continue;
             };
             if a.reserved_minor_units != 0 {
-                violations.push(format!("{side} {id}: {} held at rest", a.reserved_minor_units));
+                violations.push(format!(
+                    "{side} {id}: {} held at rest",
+                    a.reserved_minor_units
+                ));
             }
             if a.available_minor_units < 0 || a.confirmed_minor_units < 0 {
                 violations.push(format!("{side} {id}: a negative balance ({a:?})"));
@@ -222,7 +232,8 @@ pub fn conservation(books: &Books) -> Vec<String> {
                 continue;
             };
             let explained = if side == "external" {
-                a.available_minor_units + a.reserved_minor_units + a.confirmed_minor_units == opening
+                a.available_minor_units + a.reserved_minor_units + a.confirmed_minor_units
+                    == opening
             } else {
                 a.available_minor_units == opening + a.confirmed_minor_units
             };
@@ -239,11 +250,7 @@ pub fn conservation(books: &Books) -> Vec<String> {
 
 /// Per user: what the client saw SUCCEEDED equals what each bank moved between the two
 /// snapshots. Returns the violations and the totals (client, debited, credited).
-pub fn per_user(
-    before: &Books,
-    after: &Books,
-    client_minor: &[i64],
-) -> (Vec<String>, [i64; 3]) {
+pub fn per_user(before: &Books, after: &Books, client_minor: &[i64]) -> (Vec<String>, [i64; 3]) {
     let confirmed = |book: &BTreeMap<String, AccountStatement>, id: &str| {
         book.get(id)
             .and_then(|s| s.account.as_ref())
@@ -276,7 +283,10 @@ pub fn audit_findings(audit: &AuditResponse) -> (Vec<String>, Vec<String>) {
     let mut violations = Vec::new();
     let mut notes = Vec::new();
     for m in &audit.mismatches {
-        violations.push(format!("Audit mismatch on {}: {}", m.transfer_id, m.description));
+        violations.push(format!(
+            "Audit mismatch on {}: {}",
+            m.transfer_id, m.description
+        ));
     }
     for u in &audit.unmatched_reservations {
         violations.push(format!("Audit: unmatched reservation: {}", u.description));
@@ -329,7 +339,6 @@ pub async fn check(
     let started = Instant::now();
     let mut report = LedgerReport::default();
     let mut pending = book.take_unresolved();
-    let mut last_why = String::new();
     let (after, audit) = loop {
         pending = resolve(target, book, pending, &mut report).await;
         let books = read_books(target).await;
@@ -350,16 +359,15 @@ pub async fn check(
                 Err(e) => Some(e),
             },
         };
-        last_why = why.unwrap_or_default();
+        let why = why.unwrap_or_default();
         if started.elapsed() >= rest_timeout {
             report
                 .violations
-                .push(format!("not at rest after {rest_timeout:?}: {last_why}"));
+                .push(format!("not at rest after {rest_timeout:?}: {why}"));
             break (books.unwrap_or_default(), audit(target).await.ok());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let _ = last_why;
     report.rest_wait_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.unresolved = pending.len() as u64;
     if !pending.is_empty() {
@@ -373,9 +381,10 @@ pub async fn check(
     let (violations, totals) = per_user(before, &after, &book.succeeded_minor());
     let shown = violations.len().min(20);
     if violations.len() > shown {
-        report
-            .notes
-            .push(format!("{} per-user violations, first {shown} shown", violations.len()));
+        report.notes.push(format!(
+            "{} per-user violations, first {shown} shown",
+            violations.len()
+        ));
     }
     report.violations.extend(violations.into_iter().take(shown));
     [
@@ -390,7 +399,9 @@ pub async fn check(
             report.violations.extend(violations);
             report.notes.extend(notes);
         }
-        None => report.violations.push("the reconciler's Audit failed".to_owned()),
+        None => report
+            .violations
+            .push("the reconciler's Audit failed".to_owned()),
     }
     report.ok = report.violations.is_empty();
     report
@@ -470,7 +481,13 @@ mod tests {
     use super::*;
     use banktransfer_api::reservation::v1::Account;
 
-    fn statement(id: &str, opening: i64, available: i64, reserved: i64, confirmed: i64) -> AccountStatement {
+    fn statement(
+        id: &str,
+        opening: i64,
+        available: i64,
+        reserved: i64,
+        confirmed: i64,
+    ) -> AccountStatement {
         AccountStatement {
             account: Some(Account {
                 account_id: id.into(),
@@ -493,8 +510,10 @@ mod tests {
             let user = users::user_id(i);
             let ext = users::external_account(&user);
             let int = users::internal_account(&user);
-            b.external.insert(ext.clone(), statement(&ext, 1000, 1000 - moved, 0, moved));
-            b.balance_store.insert(int.clone(), statement(&int, 0, moved, 0, moved));
+            b.external
+                .insert(ext.clone(), statement(&ext, 1000, 1000 - moved, 0, moved));
+            b.balance_store
+                .insert(int.clone(), statement(&int, 0, moved, 0, moved));
         }
         b
     }
@@ -510,12 +529,16 @@ mod tests {
         // The client believes one more cent SUCCEEDED for user 1 than the banks moved.
         let (v, _) = per_user(&before, &after, &[3, 3]);
         assert_eq!(v.len(), 1);
-        assert!(v[0].starts_with("load-00001: the client saw 3 SUCCEEDED"), "{v:?}");
+        assert!(
+            v[0].starts_with("load-00001: the client saw 3 SUCCEEDED"),
+            "{v:?}"
+        );
         // A credit without its debit.
         let mut skewed = after.clone();
-        skewed
-            .balance_store
-            .insert("int-load-00000".into(), statement("int-load-00000", 0, 9, 0, 9));
+        skewed.balance_store.insert(
+            "int-load-00000".into(),
+            statement("int-load-00000", 0, 9, 0, 9),
+        );
         let (v, _) = per_user(&before, &skewed, &[3, 2]);
         assert!(v[0].contains("credited 4"), "{v:?}");
     }
@@ -524,14 +547,28 @@ mod tests {
     fn held_or_unexplained_money_is_caught() {
         let mut b = books(8, 2);
         assert_eq!(unrest(&b, 2), None);
-        b.external.insert("ext-load-00001".into(), statement("ext-load-00001", 1000, 997, 1, 2));
-        assert!(unrest(&b, 2).unwrap().contains("ext-load-00001 still holds 1"));
+        b.external.insert(
+            "ext-load-00001".into(),
+            statement("ext-load-00001", 1000, 997, 1, 2),
+        );
+        assert!(
+            unrest(&b, 2)
+                .unwrap()
+                .contains("ext-load-00001 still holds 1")
+        );
         let v = conservation(&b);
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].contains("held at rest"));
-        b.balance_store.insert("int-load-00000".into(), statement("int-load-00000", 0, 9, 0, 8));
+        b.balance_store.insert(
+            "int-load-00000".into(),
+            statement("int-load-00000", 0, 9, 0, 8),
+        );
         let v = conservation(&b);
-        assert!(v.iter().any(|v| v.contains("opened with 0 but available 9")), "{v:?}");
+        assert!(
+            v.iter()
+                .any(|v| v.contains("opened with 0 but available 9")),
+            "{v:?}"
+        );
         assert!(unrest(&Books::default(), 1).unwrap().contains("missing"));
     }
 
@@ -550,7 +587,10 @@ mod tests {
         assert_eq!(book.succeeded_minor(), vec![1, 0]);
         assert_eq!(book.unresolved_count(), 2);
         assert_eq!(book.keys().len(), 4);
-        assert_eq!(book.take_unresolved(), vec![(1, "c".to_owned()), (1, "d".to_owned())]);
+        assert_eq!(
+            book.take_unresolved(),
+            vec![(1, "c".to_owned()), (1, "d".to_owned())]
+        );
         assert_eq!(book.unresolved_count(), 0);
         assert_eq!((book.next_sequence(), book.next_sequence()), (0, 1));
     }
@@ -562,7 +602,10 @@ mod tests {
             books_incomplete: true,
             ..AuditResponse::default()
         });
-        assert_eq!(v, vec!["Audit: 2 transfer(s) unfinished at rest".to_owned()]);
+        assert_eq!(
+            v,
+            vec!["Audit: 2 transfer(s) unfinished at rest".to_owned()]
+        );
         assert_eq!(n.len(), 1);
     }
 }

@@ -52,7 +52,10 @@ pub fn print_ledger(ledger: &LedgerReport) {
             ledger.rest_wait_ms
         );
     } else {
-        println!("  LEDGER CHECK FAILED ({} violations):", ledger.violations.len());
+        println!(
+            "  LEDGER CHECK FAILED ({} violations):",
+            ledger.violations.len()
+        );
         for v in ledger.violations.iter().take(30) {
             println!("    - {v}");
         }

@@ -19,12 +19,17 @@ pub fn write(path: &Path, result: &SweepResult) -> Result<(), String> {
     if let Some(o) = &result.overload {
         points.push(StepPoint::of(&o.load));
     }
-    draw(path, &points, &result.database).map_err(|e| format!("plotting {}: {e}", path.display()))?;
+    draw(path, &points, &result.database)
+        .map_err(|e| format!("plotting {}: {e}", path.display()))?;
     println!("  wrote {}", path.display());
     Ok(())
 }
 
-fn draw(path: &Path, points: &[StepPoint], database: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(
+    path: &Path,
+    points: &[StepPoint],
+    database: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (900, 700)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(350);
@@ -35,10 +40,18 @@ fn draw(path: &Path, points: &[StepPoint], database: &str) -> Result<(), Box<dyn
         .fold(1.0, f64::max)
         .min(60_000.0)
         * 1.1;
-    let goodput_max = points.iter().map(|p| p.goodput_per_s).fold(1.0, f64::max).max(x_max) * 1.05;
+    let goodput_max = points
+        .iter()
+        .map(|p| p.goodput_per_s)
+        .fold(1.0, f64::max)
+        .max(x_max)
+        * 1.05;
 
     let mut latency = ChartBuilder::on(&top)
-        .caption(format!("ApproveTransfer latency vs offered load ({database})"), ("sans-serif", 18))
+        .caption(
+            format!("ApproveTransfer latency vs offered load ({database})"),
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)
@@ -49,15 +62,24 @@ fn draw(path: &Path, points: &[StepPoint], database: &str) -> Result<(), Box<dyn
         .y_desc("latency (ms)")
         .draw()?;
     latency
-        .draw_series(LineSeries::new(points.iter().map(|p| (p.offered_per_s, p.p50_ms)), &BLUE))?
+        .draw_series(LineSeries::new(
+            points.iter().map(|p| (p.offered_per_s, p.p50_ms)),
+            &BLUE,
+        ))?
         .label("p50")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
     latency
-        .draw_series(LineSeries::new(points.iter().map(|p| (p.offered_per_s, p.p99_ms)), &RED))?
+        .draw_series(LineSeries::new(
+            points.iter().map(|p| (p.offered_per_s, p.p99_ms)),
+            &RED,
+        ))?
         .label("p99")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    latency
-        .draw_series(points.iter().map(|p| Circle::new((p.offered_per_s, p.p99_ms), 3, RED.filled())))?;
+    latency.draw_series(
+        points
+            .iter()
+            .map(|p| Circle::new((p.offered_per_s, p.p99_ms), 3, RED.filled())),
+    )?;
     latency
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -76,7 +98,10 @@ fn draw(path: &Path, points: &[StepPoint], database: &str) -> Result<(), Box<dyn
         .y_desc("SUCCEEDED/s")
         .draw()?;
     goodput
-        .draw_series(LineSeries::new([(0.0, 0.0), (x_max, x_max)], BLACK.mix(0.3)))?
+        .draw_series(LineSeries::new(
+            [(0.0, 0.0), (x_max, x_max)],
+            BLACK.mix(0.3),
+        ))?
         .label("goodput = offered")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
     goodput
@@ -109,8 +134,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sweep.svg");
         let points = [
-            StepPoint { offered_per_s: 100.0, goodput_per_s: 100.0, p50_ms: 5.0, p99_ms: 9.0 },
-            StepPoint { offered_per_s: 200.0, goodput_per_s: 150.0, p50_ms: 30.0, p99_ms: 90.0 },
+            StepPoint {
+                offered_per_s: 100.0,
+                goodput_per_s: 100.0,
+                p50_ms: 5.0,
+                p99_ms: 9.0,
+            },
+            StepPoint {
+                offered_per_s: 200.0,
+                goodput_per_s: 150.0,
+                p50_ms: 30.0,
+                p99_ms: 90.0,
+            },
         ];
         draw(&path, &points, "sqlite").unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();

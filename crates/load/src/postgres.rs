@@ -133,7 +133,9 @@ impl PrivatePostgres {
         );
         self.command(
             "pg_ctl",
-            &["start", "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &options],
+            &[
+                "start", "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &options,
+            ],
         )?;
         self.running = true;
         Ok(())
@@ -171,7 +173,10 @@ mod tests {
                 std::fs::write(bin.join("pg_ctl"), "").unwrap();
             }
         }
-        assert_eq!(find_bin(root.path()), Some(root.path().join("16").join("bin")));
+        assert_eq!(
+            find_bin(root.path()),
+            Some(root.path().join("16").join("bin"))
+        );
         assert_eq!(find_bin(&root.path().join("missing")), None);
     }
 }

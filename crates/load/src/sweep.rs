@@ -127,7 +127,13 @@ pub async fn sweep(args: &SweepArgs) -> Result<bool, String> {
         let load = driver::drive(
             system.target.clone(),
             system.book.clone(),
-            spec(args, format!("step {rate}/s"), rate, args.warmup_s, args.duration_s),
+            spec(
+                args,
+                format!("step {rate}/s"),
+                rate,
+                args.warmup_s,
+                args.duration_s,
+            ),
             system.cpu_probe(),
         )
         .await;
@@ -188,7 +194,13 @@ async fn overload(args: &SweepArgs, system: &System, peak: &Step) -> Result<Over
     .await;
     println!("{}", load.one_line());
     let probe_rate = args.probe_rate.unwrap_or((peak.rate_per_s / 4).max(10));
-    let mut probe_spec = spec(args, format!("probe {probe_rate}/s"), probe_rate, 0, args.probe_s);
+    let mut probe_spec = spec(
+        args,
+        format!("probe {probe_rate}/s"),
+        probe_rate,
+        0,
+        args.probe_s,
+    );
     probe_spec.keep_timeline = true;
     let probe = driver::drive(system.target.clone(), system.book.clone(), probe_spec, None).await;
     println!("{}", probe.one_line());
@@ -223,7 +235,9 @@ pub fn summary(r: &SweepResult) -> String {
             o.load.rates.goodput_per_s,
             100.0 * o.goodput_of_peak,
             o.recovery_ms
-                .map_or("not within the probe".to_owned(), |ms| format!("{ms:.0} ms"))
+                .map_or("not within the probe".to_owned(), |ms| format!(
+                    "{ms:.0} ms"
+                ))
         ),
         None => String::new(),
     };
@@ -254,8 +268,8 @@ mod tests {
         let steps = [
             step(100.0, 100.0, 10.0),
             step(200.0, 196.0, 30.0),
-            step(400.0, 300.0, 40.0),  // goodput 75%: not sustainable
-            step(800.0, 800.0, 20.0),  // after a failure: not counted
+            step(400.0, 300.0, 40.0), // goodput 75%: not sustainable
+            step(800.0, 800.0, 20.0), // after a failure: not counted
         ];
         assert_eq!(peak(&steps, 50.0, 0.95), Some(1));
         // A tighter latency bound moves it down; none when the first fails.
@@ -278,10 +292,18 @@ mod tests {
     fn recovery_is_the_window_after_the_last_bad_request() {
         let good = |t| point(t, 5.0, true);
         assert_eq!(recovery_ms(&[good(0.0), good(100.0)], 50.0), Some(0.0));
-        let probe = [point(0.0, 900.0, true), point(300.0, 10.0, false), good(600.0), good(900.0)];
+        let probe = [
+            point(0.0, 900.0, true),
+            point(300.0, 10.0, false),
+            good(600.0),
+            good(900.0),
+        ];
         assert_eq!(recovery_ms(&probe, 50.0), Some(500.0));
         // Still bad at the end of the probe: not recovered.
-        assert_eq!(recovery_ms(&[good(0.0), point(10.0, 80.0, true)], 50.0), None);
+        assert_eq!(
+            recovery_ms(&[good(0.0), point(10.0, 80.0, true)], 50.0),
+            None
+        );
         assert_eq!(recovery_ms(&[], 50.0), None);
     }
 }

@@ -23,12 +23,18 @@ pub struct System {
 impl System {
     /// Starts the tool's own cluster (its PostgreSQL databases on `postgres_admin_url`'s
     /// server when given) or connects to the running one.
-    pub async fn start(args: &SystemArgs, postgres_admin_url: Option<String>) -> Result<System, String> {
+    pub async fn start(
+        args: &SystemArgs,
+        postgres_admin_url: Option<String>,
+    ) -> Result<System, String> {
         let book = Arc::new(ClientBook::new(args.users, args.full_check));
         if let Some((urls, pki_dir)) = args.remote()? {
             let pki = ClusterPki::open(&pki_dir)?;
             let target = Target::new(&urls, pki, args.users, args.connections)?;
-            eprintln!("[load] opening {} users' accounts at {}", args.users, urls.external);
+            eprintln!(
+                "[load] opening {} users' accounts at {}",
+                args.users, urls.external
+            );
             target.open_accounts().await?;
             return Ok(System {
                 cluster: None,
@@ -65,7 +71,11 @@ impl System {
             .collect();
         Some(CpuProbe {
             processes,
-            postgres_uid: if self.postgres { cpu::postgres_uid() } else { None },
+            postgres_uid: if self.postgres {
+                cpu::postgres_uid()
+            } else {
+                None
+            },
         })
     }
 

@@ -86,7 +86,12 @@ fn channel(url: &str, pki: &ClusterPki, caller: Caller) -> Result<Channel, Strin
 }
 
 impl Target {
-    pub fn new(urls: &Urls, pki: ClusterPki, users: u32, connections: usize) -> Result<Target, String> {
+    pub fn new(
+        urls: &Urls,
+        pki: ClusterPki,
+        users: u32,
+        connections: usize,
+    ) -> Result<Target, String> {
         assert!((1..=CONNECTIONS_MAX).contains(&connections));
         let mut gateways = Vec::with_capacity(connections);
         for _ in 0..connections {
@@ -159,7 +164,12 @@ impl Target {
     /// ApproveTransfer of one cent from user `user`'s external account to their balance
     /// store account, under `key`; the client gives up after `timeout` (DEADLINE_EXCEEDED)
     /// even if the server does not.
-    pub async fn approve(&self, user: u32, key: &str, timeout: Duration) -> Result<Transfer, Status> {
+    pub async fn approve(
+        &self,
+        user: u32,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Transfer, Status> {
         let user_id = users::user_id(user);
         let message = ApproveTransferRequest {
             idempotency_key: key.to_owned(),
@@ -203,8 +213,14 @@ impl Target {
                 opening_balance: Some(usd(users::OPENING_MINOR)),
             });
             ext.set_timeout(READ_TIMEOUT);
-            accept_existing(self.external_accounts.clone().open_account(ext).await.map(drop))
-                .map_err(|e| format!("OpenAccount ext-{user}: {e}"))?;
+            accept_existing(
+                self.external_accounts
+                    .clone()
+                    .open_account(ext)
+                    .await
+                    .map(drop),
+            )
+            .map_err(|e| format!("OpenAccount ext-{user}: {e}"))?;
             let mut int = Request::new(balance_store_pb::OpenAccountRequest {
                 account_id: users::internal_account(&user),
                 user_id: user.clone(),

@@ -25,8 +25,20 @@ fn a_short_open_loop_run_keeps_the_ledger_and_its_counts_add_up() {
     let out = dir.path().join("run.json");
     let status = Command::new(env!("CARGO_BIN_EXE_banktransfer-load"))
         .args([
-            "run", "--users", "12", "--rate", "10", "--duration-s", "2", "--warmup-s", "0",
-            "--no-progress", "--full-check", "--rest-timeout-s", "60", "--out",
+            "run",
+            "--users",
+            "12",
+            "--rate",
+            "10",
+            "--duration-s",
+            "2",
+            "--warmup-s",
+            "0",
+            "--no-progress",
+            "--full-check",
+            "--rest-timeout-s",
+            "60",
+            "--out",
         ])
         .arg(&out)
         .status()
@@ -57,7 +69,10 @@ fn a_short_open_loop_run_keeps_the_ledger_and_its_counts_add_up() {
     // each side.
     let client = ledger["client_succeeded_minor"].as_i64().unwrap();
     assert_eq!(client, ledger["external_debited_minor"].as_i64().unwrap());
-    assert_eq!(client, ledger["balance_store_credited_minor"].as_i64().unwrap());
+    assert_eq!(
+        client,
+        ledger["balance_store_credited_minor"].as_i64().unwrap()
+    );
     assert_eq!(
         u64::try_from(client).unwrap(),
         succeeded + count(&ledger["looked_up_succeeded"]),
