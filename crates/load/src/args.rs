@@ -329,10 +329,13 @@ impl SweepArgs {
         if steps.windows(2).any(|w| w[0] >= w[1]) {
             return Err("the rates must increase".to_owned());
         }
-        if !(self.p99_ms > 0.0) {
+        if !self.p99_ms.is_finite() || self.p99_ms <= 0.0 {
             return Err("--p99-ms must be positive".to_owned());
         }
-        if !(self.goodput_fraction_min > 0.0 && self.goodput_fraction_min <= 1.0) {
+        if !self.goodput_fraction_min.is_finite()
+            || self.goodput_fraction_min <= 0.0
+            || self.goodput_fraction_min > 1.0
+        {
             return Err("--goodput-fraction-min must be in (0, 1]".to_owned());
         }
         if self.overload_factor == 0 || self.overload_factor > 100 {

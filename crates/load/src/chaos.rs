@@ -91,7 +91,7 @@ pub async fn chaos(args: &ChaosArgs) -> Result<bool, String> {
     let mut system =
         System::start(&args.system, pg.as_ref().map(PrivatePostgres::admin_url)).await?;
     let mut cluster = system.cluster.take().ok_or("chaos needs its own cluster")?;
-    let before = system.books().await?;
+    let before = system.baseline().await?;
     let spec = LoadSpec {
         mode: Mode::Open {
             rate_per_s: args.rate,
@@ -107,7 +107,8 @@ pub async fn chaos(args: &ChaosArgs) -> Result<bool, String> {
     };
     let plan = schedule(args, with_postgres);
     let load = driver::drive(system.target.clone(), system.book.clone(), spec, None);
-    let killer = kill_all(&mut cluster, pg.as_mut(), &plan);
+    let until = Instant::now() + Duration::from_secs(args.duration_s);
+    let killer = kill_all(&mut cluster, pg.as_mut(), &plan, until);
     let (load, kills) = tokio::join!(load, killer);
     let kills = kills?;
     println!("{}", load.one_line());
@@ -154,11 +155,17 @@ async fn kill_all(
     cluster: &mut Cluster,
     mut pg: Option<&mut PrivatePostgres>,
     plan: &[(Duration, Victim, Duration)],
+    until: Instant,
 ) -> Result<BTreeMap<String, u32>, String> {
     let mut kills = BTreeMap::new();
     let started = Instant::now();
     for (wait, victim, down) in plan {
         tokio::time::sleep(*wait).await;
+        // A slow restart (PostgreSQL's crash recovery) delays the plan: no kill once the
+        // load is over.
+        if Instant::now() >= until {
+            break;
+        }
         eprintln!(
             "[load] {:.1?}: SIGKILL {} (down {down:?})",
             started.elapsed(),

@@ -129,6 +129,31 @@ impl ClientBook {
     }
 }
 
+/// What a check compares with: both books and the client's SUCCEEDED sums, read before
+/// the run (the client's sums are cumulative over the runs on one book).
+#[derive(Clone, Debug, Default)]
+pub struct Baseline {
+    pub books: Books,
+    pub client_minor: Vec<i64>,
+}
+
+impl Baseline {
+    pub async fn read(target: &Target, book: &ClientBook) -> Result<Baseline, String> {
+        Ok(Baseline {
+            books: read_books(target).await?,
+            client_minor: book.succeeded_minor(),
+        })
+    }
+
+    /// What the client saw SUCCEEDED per user since this baseline.
+    pub fn client_since(&self, now: &[i64]) -> Vec<i64> {
+        now.iter()
+            .enumerate()
+            .map(|(i, n)| n - self.client_minor.get(i).copied().unwrap_or(0))
+            .collect()
+    }
+}
+
 /// Both participants' books: every account's statement, by account id.
 #[derive(Clone, Debug, Default)]
 pub struct Books {
@@ -333,7 +358,7 @@ pub struct LedgerReport {
 pub async fn check(
     target: &Arc<Target>,
     book: &ClientBook,
-    before: &Books,
+    before: &Baseline,
     rest_timeout: Duration,
 ) -> LedgerReport {
     let started = Instant::now();
@@ -378,7 +403,8 @@ pub async fn check(
         ));
     }
     report.violations.extend(conservation(&after));
-    let (violations, totals) = per_user(before, &after, &book.succeeded_minor());
+    let client = before.client_since(&book.succeeded_minor());
+    let (violations, totals) = per_user(&before.books, &after, &client);
     let shown = violations.len().min(20);
     if violations.len() > shown {
         report.notes.push(format!(
@@ -593,6 +619,13 @@ mod tests {
         );
         assert_eq!(book.unresolved_count(), 0);
         assert_eq!((book.next_sequence(), book.next_sequence()), (0, 1));
+        // A later run is judged on what it added.
+        let baseline = Baseline {
+            books: Books::default(),
+            client_minor: vec![1, 0],
+        };
+        book.settle(1, "e".into(), Some(&t(TransferStatus::Succeeded)));
+        assert_eq!(baseline.client_since(&book.succeeded_minor()), vec![0, 1]);
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub fn spec(args: &RunArgs, label: &str) -> LoadSpec {
 /// Runs the measurement; `Ok` holds whether the ledger check passed.
 pub async fn run(args: &RunArgs) -> Result<RunResult, String> {
     let system = System::start(&args.system, None).await?;
-    let before = system.books().await?;
+    let before = system.baseline().await?;
     let label = match args.mode {
         LoopMode::Open => format!("open {}/s", args.rate),
         LoopMode::Closed => format!("closed x{}", args.concurrency),

@@ -123,7 +123,7 @@ pub async fn sweep(args: &SweepArgs) -> Result<bool, String> {
     let system = System::start(&args.system, None).await?;
     let mut steps: Vec<Step> = Vec::new();
     for rate in args.steps() {
-        let before = system.books().await?;
+        let before = system.baseline().await?;
         let load = driver::drive(
             system.target.clone(),
             system.book.clone(),
@@ -183,7 +183,7 @@ pub async fn sweep(args: &SweepArgs) -> Result<bool, String> {
 
 async fn overload(args: &SweepArgs, system: &System, peak: &Step) -> Result<Overload, String> {
     let rate = peak.rate_per_s.saturating_mul(args.overload_factor);
-    let before = system.books().await?;
+    let before = system.baseline().await?;
     let overload_s = args.overload_s.unwrap_or(args.duration_s);
     let load = driver::drive(
         system.target.clone(),

@@ -9,7 +9,7 @@ use banktransfer_e2e::{Cluster, ClusterPki, Service, TransferKey};
 
 use crate::args::SystemArgs;
 use crate::cpu::{self, CpuProbe};
-use crate::ledger::{self, Books, ClientBook, LedgerReport};
+use crate::ledger::{self, Baseline, ClientBook, LedgerReport};
 use crate::target::{Target, Urls};
 use crate::{cluster, users};
 
@@ -79,12 +79,13 @@ impl System {
         })
     }
 
-    pub async fn books(&self) -> Result<Books, String> {
-        ledger::read_books(&self.target).await
+    /// Both books and the client's sums now: what the next check compares with.
+    pub async fn baseline(&self) -> Result<Baseline, String> {
+        Baseline::read(&self.target, &self.book).await
     }
 
     /// The ledger check against `before`, plus the harness's full check when asked for.
-    pub async fn check(&self, before: &Books, args: &SystemArgs) -> LedgerReport {
+    pub async fn check(&self, before: &Baseline, args: &SystemArgs) -> LedgerReport {
         let rest = Duration::from_secs(args.rest_timeout_s);
         let mut report = ledger::check(&self.target, &self.book, before, rest).await;
         if args.full_check

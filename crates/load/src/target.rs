@@ -59,12 +59,15 @@ impl Urls {
     }
 }
 
+/// A user's `authorization` value and when its token was minted.
+type MintedToken = (MetadataValue<Ascii>, Instant);
+
 /// The clients of one system.
 pub struct Target {
     gateways: Vec<TransferServiceClient<Channel>>,
     next_gateway: AtomicUsize,
     pki: ClusterPki,
-    tokens: Vec<Mutex<Option<(MetadataValue<Ascii>, Instant)>>>,
+    tokens: Vec<Mutex<Option<MintedToken>>>,
     users: u32,
     /// As the reconciler: ListAccounts is for the coordinator's identities.
     pub external_book: ReservationServiceClient<Channel>,
