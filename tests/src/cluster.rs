@@ -85,7 +85,12 @@ impl Cluster {
             .tempdir()
             .expect("temporary directory for the cluster");
         let dir_path = dir.path().to_path_buf();
-        let databases = database::provision(config.database, &dir_path).await?;
+        let databases = database::provision(
+            config.database,
+            config.postgres_admin_url.as_deref(),
+            &dir_path,
+        )
+        .await?;
         let pki = Arc::new(ClusterPki::create(&dir_path.join("pki")));
         let p = ports::free_ports(4);
         let endpoints = Endpoints {

@@ -174,6 +174,10 @@ pub struct ClusterConfig {
     pub reconciler: ReconcilerTuning,
     pub server: ServerTuning,
     pub database: DatabaseChoice,
+    /// The PostgreSQL server to create the databases on (a URL of its `postgres`
+    /// database); `None`: the one `BANKTRANSFER_TEST_POSTGRES_URL` names. The load
+    /// generator's chaos mode points it at a private server that it kills too.
+    pub postgres_admin_url: Option<String>,
     /// Where the binaries are; `None` means next to the running executable.
     pub bin_dir: Option<PathBuf>,
 }
@@ -188,6 +192,7 @@ impl Default for ClusterConfig {
             reconciler: ReconcilerTuning::default(),
             server: ServerTuning::default(),
             database: DatabaseChoice::FromEnv,
+            postgres_admin_url: None,
             bin_dir: None,
         }
     }

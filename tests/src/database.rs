@@ -70,13 +70,18 @@ pub fn sqlite(dir: &Path) -> Databases {
     }
 }
 
-/// Three fresh PostgreSQL databases, or `None` when no server is reachable (after the
+/// Three fresh PostgreSQL databases (on the server `admin_url` names, else the one
+/// `BANKTRANSFER_TEST_POSTGRES_URL` names), or `None` when no server is reachable (after the
 /// loud message of `testkit::db::postgres`, which fails instead under
 /// `REQUIRE_POSTGRES=1`).
-pub async fn postgres() -> Option<Databases> {
-    let coordinator = testkit::db::postgres("e2e_coordinator").await?;
-    let external = testkit::db::postgres("e2e_external").await?;
-    let balance_store = testkit::db::postgres("e2e_balance_store").await?;
+pub async fn postgres(admin_url: Option<&str>) -> Option<Databases> {
+    let create = async |name: &str| match admin_url {
+        Some(admin) => testkit::db::postgres_at(admin, name).await,
+        None => testkit::db::postgres(name).await,
+    };
+    let coordinator = create("e2e_coordinator").await?;
+    let external = create("e2e_external").await?;
+    let balance_store = create("e2e_balance_store").await?;
     Some(Databases {
         coordinator: coordinator.url.clone(),
         external: external.url.clone(),
@@ -85,14 +90,18 @@ pub async fn postgres() -> Option<Databases> {
     })
 }
 
-/// The databases `choice` asks for; `None` only for an unreachable PostgreSQL chosen
+/// The databases `choice` asks for (PostgreSQL ones on `admin_url`'s server when given); `None` only for an unreachable PostgreSQL chosen
 /// explicitly with [`DatabaseChoice::Postgres`].
-pub async fn provision(choice: DatabaseChoice, dir: &Path) -> Option<Databases> {
+pub async fn provision(
+    choice: DatabaseChoice,
+    admin_url: Option<&str>,
+    dir: &Path,
+) -> Option<Databases> {
     match choice {
         DatabaseChoice::Sqlite => Some(sqlite(dir)),
-        DatabaseChoice::Postgres => postgres().await,
+        DatabaseChoice::Postgres => postgres(admin_url).await,
         DatabaseChoice::FromEnv => match choice.resolve() {
-            DatabaseChoice::Postgres => Some(postgres().await.unwrap_or_else(|| {
+            DatabaseChoice::Postgres => Some(postgres(admin_url).await.unwrap_or_else(|| {
                 panic!("E2E_DATABASE=postgres but PostgreSQL is unreachable (see above)")
             })),
             _ => Some(sqlite(dir)),

@@ -67,6 +67,20 @@ impl ClusterPki {
         }
     }
 
+    /// The PKI already in `dir` (`banktransfer-pki init`'s layout), e.g. a deployment's:
+    /// its CA and token signing key are read now, certificates when a channel needs one.
+    pub fn open(dir: &Path) -> Result<ClusterPki, String> {
+        let files = PkiFiles::new(dir);
+        let read = |path: PathBuf| {
+            std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))
+        };
+        Ok(ClusterPki {
+            ca_pem: read(files.ca_cert())?,
+            signing_key_pem: read(files.token_signing_key())?,
+            files,
+        })
+    }
+
     pub fn dir(&self) -> &Path {
         self.files.dir()
     }

@@ -54,8 +54,14 @@ fn postgres_required() -> bool {
 /// A fresh PostgreSQL database, or `None` (with a loud message) where no server is
 /// reachable and `REQUIRE_POSTGRES` is not `1`.
 pub async fn postgres(name: &str) -> Option<TestDatabase> {
+    postgres_at(&admin_url(), name).await
+}
+
+/// As [`postgres`], on the server that `admin` (a URL of its `postgres` database) names:
+/// the load generator's chaos mode points it at a private server it started itself.
+pub async fn postgres_at(admin: &str, name: &str) -> Option<TestDatabase> {
     sqlx::any::install_default_drivers();
-    let admin = admin_url();
+    let admin = admin.to_owned();
     let mut conn = match sqlx::AnyConnection::connect(&admin).await {
         Ok(conn) => conn,
         Err(err) => {
