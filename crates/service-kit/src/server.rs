@@ -220,12 +220,16 @@ pub async fn serve(
     let local_addr = listener.local_addr().ok();
     let tls = matches!(settings.transport, Transport::Tls(_));
     let health_listener = match &settings.health_listen_addr {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
-            ServeError::HealthBind {
-                addr: addr.clone(),
-                source,
-            }
-        })?),
+        Some(addr) => {
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::HealthBind {
+                        addr: addr.clone(),
+                        source,
+                    })?,
+            )
+        }
         None => None,
     };
     let health_addr = health_listener.as_ref().and_then(|l| l.local_addr().ok());

@@ -8,9 +8,9 @@ use service_kit::server::{ServeError, ServerSection, ServerSettings, serve};
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The service name the main server registers (any name: health only reports it).
@@ -85,9 +85,10 @@ async fn probes_see_the_main_servers_status_and_nothing_else() {
         ServingStatus::Serving as i32
     );
     // Health only: reflection, served on the main port, is not here.
-    let mut reflection = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
-        health.clone(),
-    );
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            health.clone(),
+        );
     let request = tonic_reflection::pb::v1::ServerReflectionRequest {
         host: String::new(),
         message_request: Some(
