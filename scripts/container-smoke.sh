@@ -110,7 +110,7 @@ PROTO
 for health in 51061 51062 51063 51064; do
   for attempt in $(seq 1 100); do
     if "$GRPCURL" -plaintext -max-time 2 -import-path "$work/proto" -proto grpc/health/v1/health.proto \
-        "127.0.0.1:$health" grpc.health.v1.Health/Check 2>/dev/null | grep -q SERVING; then
+        "127.0.0.1:$health" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"status": "SERVING"'; then
       break
     fi
     if [ "$attempt" = 100 ]; then
