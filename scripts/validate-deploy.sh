@@ -36,23 +36,26 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+# Reads checkov's JSON report: prints the counts, and every failed check; fails on any.
+cat > "$out/checkov-summary.py" <<'PY'
+import json, sys
+report = json.load(sys.stdin)
+reports = report if isinstance(report, list) else [report]
+failed = [c for r in reports for c in r["results"]["failed_checks"]]
+passed = sum(r["summary"]["passed"] for r in reports)
+skipped = sum(r["summary"]["skipped"] for r in reports)
+for check in failed:
+    print(f"  FAILED {check['check_id']} {check['check_name']}: {check['resource']}", file=sys.stderr)
+version = sys.argv[1]
+print(f"  kubernetes-validate {version} --strict: ok; checkov: {passed} passed, {len(failed)} failed, {skipped} skipped")
+sys.exit(1 if failed else 0)
+PY
+
 validate() { # FILE: schema, then policy
   local file=$1
   "$VENV/bin/kubernetes-validate" --quiet -k "$K8S_VERSION" --strict "$file"
-  local report
-  report=$("$VENV/bin/checkov" -f "$file" --framework kubernetes --compact --quiet --skip-download) || {
-    echo "$report" >&2
-    echo "validate-deploy: checkov failed for $file" >&2
-    return 1
-  }
-  "$VENV/bin/checkov" -f "$file" --framework kubernetes --compact --skip-download -o json \
-    | "$VENV/bin/python" -c '
-import json, sys
-r = json.load(sys.stdin)
-r = r[0] if isinstance(r, list) else r
-s = r["summary"]
-print(f"  kubernetes-validate {sys.argv[2]} --strict: ok; checkov: {s[\"passed\"]} passed, {s[\"failed\"]} failed, {s[\"skipped\"]} skipped")
-sys.exit(1 if s["failed"] else 0)' "$file" "$K8S_VERSION"
+  "$VENV/bin/checkov" -f "$file" --framework kubernetes --skip-download --quiet -o json \
+    | "$VENV/bin/python" "$out/checkov-summary.py" "$K8S_VERSION"
 }
 
 for overlay in deploy/overlays/*/; do
@@ -64,7 +67,7 @@ done
 
 # The dev secrets, from a throwaway PKI (no cluster: --dry-run).
 pki=$out/pki
-${CARGO:-cargo} run --quiet -p banktransfer-pki --bin banktransfer-pki -- init --dir "$pki" >/dev/null
+${CARGO:-cargo} run --quiet -p banktransfer-pki --bin banktransfer-pki -- init --dir "$pki" >/dev/null 2>&1
 DRY_RUN=1 deploy/create-secrets.sh "$pki" banktransfer-dev > "$out/secrets.yaml"
 echo "dev secrets: $(grep -c '^kind: Secret' "$out/secrets.yaml") Secrets"
 "$VENV/bin/kubernetes-validate" --quiet -k "$K8S_VERSION" --strict "$out/secrets.yaml"

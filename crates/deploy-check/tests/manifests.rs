@@ -62,11 +62,14 @@ struct Facts {
     verify_key_path: Option<String>,
 }
 
+/// `BANKTRANSFER__*` variables: (name, value).
+type Env = Vec<(String, String)>;
+
 /// One service as deployed: its settings type behind `load`, its manifest names.
 struct Service {
     name: &'static str,
     /// Loads and validates the settings from a file and an environment.
-    load: fn(&Path, Vec<(String, String)>) -> Result<Facts, String>,
+    load: fn(&Path, Env) -> Result<Facts, String>,
     /// Every TOML key in `text` that the settings ignore.
     unread: fn(&str) -> Vec<String>,
     /// Whether the settings read the environment variable `name` (set to `value`).
