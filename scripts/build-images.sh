@@ -35,10 +35,13 @@ for service in "${SERVICES[@]}"; do
     *) echo "build-images: $binary is not static: $kind" >&2; exit 1 ;;
   esac
   "$binary" --help >/dev/null
+  rm -f "$context/service" "$context/build.log"
   cp "$binary" "$context/service"
+  # The legacy builder (no buildx here) warns that it is deprecated: shown only on failure.
   docker build --quiet -f deploy/images/Dockerfile.prebuilt \
     --build-arg SERVICE="$service" --build-arg REVISION="$REVISION" \
-    -t "$PREFIX$service:$REVISION" -t "$PREFIX$service:local" "$context" >/dev/null
+    -t "$PREFIX$service:$REVISION" -t "$PREFIX$service:local" "$context" >"$context/build.log" 2>&1 \
+    || { cat "$context/build.log" >&2; exit 1; }
   size=$(docker image inspect -f '{{.Size}}' "$PREFIX$service:$REVISION")
   printf '%s%s:%s  %s MB\n' "$PREFIX" "$service" "$REVISION" "$(awk "BEGIN{printf \"%.1f\", $size/1000000}")"
 done
