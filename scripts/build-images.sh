@@ -26,7 +26,8 @@ RUSTFLAGS='-C target-feature=+crt-static' ${CARGO:-cargo} build --locked --relea
   --target "$TRIPLE" "${packages[@]}" --bins
 
 context=$(mktemp -d)
-trap 'rm -rf "$context"' EXIT
+build_log=$(mktemp)
+trap 'rm -rf "$context" "$build_log"' EXIT
 for service in "${SERVICES[@]}"; do
   binary=$BIN_DIR/$service
   kind=$(file -b "$binary")
@@ -35,13 +36,13 @@ for service in "${SERVICES[@]}"; do
     *) echo "build-images: $binary is not static: $kind" >&2; exit 1 ;;
   esac
   "$binary" --help >/dev/null
-  rm -f "$context/service" "$context/build.log"
+  rm -f "$context/service"
   cp "$binary" "$context/service"
   # The legacy builder (no buildx here) warns that it is deprecated: shown only on failure.
   docker build --quiet -f deploy/images/Dockerfile.prebuilt \
     --build-arg SERVICE="$service" --build-arg REVISION="$REVISION" \
-    -t "$PREFIX$service:$REVISION" -t "$PREFIX$service:local" "$context" >"$context/build.log" 2>&1 \
-    || { cat "$context/build.log" >&2; exit 1; }
+    -t "$PREFIX$service:$REVISION" -t "$PREFIX$service:local" "$context" >"$build_log" 2>&1 \
+    || { cat "$build_log" >&2; exit 1; }
   size=$(docker image inspect -f '{{.Size}}' "$PREFIX$service:$REVISION")
   printf '%s%s:%s  %s MB\n' "$PREFIX" "$service" "$REVISION" "$(awk "BEGIN{printf \"%.1f\", $size/1000000}")"
 done
