@@ -7,13 +7,15 @@
 # reads both ledgers back and the reconciler's audit, then stops every container with
 # SIGTERM and checks that each exits 0.
 #
-# POSTGRES (default postgres://postgres@127.0.0.1:5432) names the server; IMAGE_TAG
+# Peers and the database are named `localhost`, so that the static binary's name lookup
+# (glibc's, linked in) is exercised inside the empty image.
+# POSTGRES (default postgres://postgres@localhost:5432) names the server; IMAGE_TAG
 # (default: scripts/image-tag.sh) the images. Ports: 5105x (services) and 5106x (health),
 # so a `make run` on 5005x keeps going.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-POSTGRES=${POSTGRES:-postgres://postgres@127.0.0.1:5432}
+POSTGRES=${POSTGRES:-postgres://postgres@localhost:5432}
 PREFIX=${IMAGE_PREFIX:-banktransfer/}
 TAG=${IMAGE_TAG:-$(scripts/image-tag.sh)}
 TRIPLE=x86_64-unknown-linux-gnu
@@ -88,7 +90,10 @@ start() { # SERVICE PORT HEALTH_PORT DATABASE [ENV...]
     "$PREFIX$service:$TAG" --config "/etc/banktransfer/config/$service.toml" >/dev/null
   containers+=("$name")
 }
-peers=(-e BANKTRANSFER__EXTERNAL_URL=https://127.0.0.1:51052 -e BANKTRANSFER__BALANCE_STORE_URL=https://127.0.0.1:51053)
+# A wide budget (the gateway's and the reconciler's alike): this checks the images'
+# plumbing, not latency, and the first call pays for TLS handshakes on a busy CI machine.
+peers=(-e BANKTRANSFER__EXTERNAL_URL=https://localhost:51052 -e BANKTRANSFER__BALANCE_STORE_URL=https://localhost:51053
+       -e BANKTRANSFER__BUDGET__TOTAL_MS=5000)
 start mock-external-institution 51052 51062 external
 start internal-balance-store 51053 51063 balance
 start gateway-coordinator 51051 51061 coordinator "${peers[@]}"
