@@ -8,7 +8,7 @@ BUF := tools/buf/node_modules/.bin/buf
 # What proto-breaking compares the contracts with: any git ref.
 AGAINST ?= HEAD~1
 
-.PHONY: help run build build-release test test-e2e sim lint proto-lint proto-breaking fmt bench chaos tools clean-data check-release-has-no-pause-points pki token fuzz fuzz-build fuzz-long
+.PHONY: help run build build-release test test-e2e sim lint proto-lint proto-breaking fmt bench chaos tools clean-data check-release-has-no-pause-points pki token fuzz fuzz-build fuzz-long images deploy-check container-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -133,6 +133,18 @@ fuzz: fuzz-build ## Fuzz every public request for FUZZ_SECONDS each (default 10)
 
 fuzz-long: fuzz-build ## 1,000,000 executions per target, at low priority (the figures for a release note)
 	nice -n 10 $(FUZZ_RUN) --runs $(or $(FUZZ_RUNS),1000000) --seed $(or $(FUZZ_SEED),1)
+
+# Deployment (deploy/README.md). Images: static binaries built here, each in a scratch image
+# tagged with the git revision (offline: no base image is pulled); deploy/images/Dockerfile
+# builds the same images from source elsewhere. Starts the Docker daemon if needed.
+images: ## Build the four service images (scratch, static binary), tagged with the git revision
+	scripts/build-images.sh
+
+deploy-check: ## Render every overlay; kubernetes-validate --strict, checkov, promtool check and test rules
+	scripts/validate-deploy.sh
+
+container-smoke: images ## Run the four images against the local PostgreSQL: one transfer, ledgers, SIGTERM exits 0
+	scripts/container-smoke.sh
 
 clean-data: ## Delete the local SQLite databases and logs (the demo starts afresh)
 	rm -rf data

@@ -14,6 +14,12 @@
 //! - Service-wide: at most `in_flight_max` requests being handled; beyond it a request is
 //!   refused at once with RESOURCE_EXHAUSTED (load shedding), never queued without bound.
 //!   The gateway adds its own, tighter admission control on ApproveTransfer.
+//!
+//! Probes: every service port speaks TLS only, and kubelet's native gRPC probe cannot
+//! speak TLS. With `health_listen_addr` set, a second, plaintext listener serves the
+//! standard health service and nothing else (same statuses, NOT_SERVING from the moment
+//! shutdown starts), for probes only; it answers no other method, so it exposes nothing
+//! the health service does not already tell.
 
 use std::future::Future;
 use std::task::{Context, Poll};
@@ -32,6 +38,13 @@ use crate::config::ConfigError;
 use crate::tls::{PeerIdentity, TlsError, TlsSection};
 
 const HEALTH_SERVICE_NAME: &str = "grpc.health.v1.Health";
+
+/// Probe calls handled at once on the health-only listener; more are refused at once. A
+/// kubelet sends three probes per period per container: a handful is plenty.
+const HEALTH_IN_FLIGHT_MAX: usize = 16;
+/// Upper bound on one probe call on the health-only listener (kubelet's own timeout is
+/// the probe's `timeoutSeconds`, one second by default).
+const HEALTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The largest message any BankTransfer server decodes or encodes, and any client sends or
 /// accepts. Requests are a few hundred bytes; the limit leaves room for a page of a listing.
@@ -65,6 +78,10 @@ pub struct ServerSection {
     /// files). On for the local demo; off in production, where it only helps an attacker
     /// map the API.
     pub reflection: bool,
+    /// `HOST:PORT` of a plaintext listener serving only `grpc.health.v1.Health`, for
+    /// probes that cannot speak TLS (Kubernetes' native gRPC probe); "" (the default):
+    /// none.
+    pub health_listen_addr: String,
 }
 
 impl Default for ServerSection {
@@ -78,6 +95,7 @@ impl Default for ServerSection {
             keepalive_interval_ms: 10_000,
             keepalive_timeout_ms: 5_000,
             reflection: false,
+            health_listen_addr: String::new(),
         }
     }
 }
@@ -130,6 +148,8 @@ impl ServerSection {
             keepalive_interval: Duration::from_millis(self.keepalive_interval_ms),
             keepalive_timeout: Duration::from_millis(self.keepalive_timeout_ms),
             reflection: self.reflection,
+            health_listen_addr: (!self.health_listen_addr.trim().is_empty())
+                .then(|| self.health_listen_addr.trim().to_owned()),
             transport: Transport::Plaintext {
                 caller: PeerIdentity::Anonymous,
             },
@@ -159,6 +179,8 @@ pub struct ServerSettings {
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
     pub reflection: bool,
+    /// Where [`serve`] binds the plaintext health-only listener for probes, if anywhere.
+    pub health_listen_addr: Option<String>,
     pub transport: Transport,
 }
 
@@ -178,6 +200,11 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("TLS is served only on a TCP listener (serve), not over other transports")]
     TlsNeedsTcp,
+    #[error("binding server.health_listen_addr {addr}: {source}")]
+    HealthBind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then drains for at most
@@ -192,11 +219,31 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let local_addr = listener.local_addr().ok();
     let tls = matches!(settings.transport, Transport::Tls(_));
-    tracing::info!(?local_addr, services = ?service_names, tls, reflection = settings.reflection, "gRPC server listening");
-    match &settings.transport {
+    let health_listener = match &settings.health_listen_addr {
+        Some(addr) => {
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::HealthBind {
+                        addr: addr.clone(),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let health_addr = health_listener.as_ref().and_then(|l| l.local_addr().ok());
+    tracing::info!(?local_addr, ?health_addr, services = ?service_names, tls, reflection = settings.reflection, "gRPC server listening");
+    let parts = Parts {
+        routes,
+        service_names,
+        settings,
+        health_listener,
+    };
+    match &parts.settings.transport {
         Transport::Tls(section) => {
             let incoming = crate::acceptor::incoming(listener, section)?;
-            serve_connections(incoming, routes, service_names, settings, shutdown).await
+            serve_connections(incoming, parts, shutdown).await
         }
         Transport::Plaintext { .. } => {
             // tonic's `tcp_nodelay` applies only to listeners it binds itself: set it on
@@ -208,9 +255,18 @@ pub async fn serve(
                     }
                 })
             });
-            serve_connections(incoming, routes, service_names, settings, shutdown).await
+            serve_connections(incoming, parts, shutdown).await
         }
     }
+}
+
+/// What [`serve_connections`] serves, besides its connections.
+struct Parts<'a> {
+    routes: Routes,
+    service_names: &'a [&'a str],
+    settings: ServerSettings,
+    /// The plaintext health-only listener, when configured.
+    health_listener: Option<TcpListener>,
 }
 
 /// As [`serve`], over any stream of accepted plaintext connections (the deterministic
@@ -231,15 +287,20 @@ where
     if matches!(settings.transport, Transport::Tls(_)) {
         return Err(ServeError::TlsNeedsTcp);
     }
-    serve_connections(incoming, routes, service_names, settings, shutdown).await
+    // No health-only listener over other transports: it is for kubelet's probes.
+    let parts = Parts {
+        routes,
+        service_names,
+        settings,
+        health_listener: None,
+    };
+    serve_connections(incoming, parts, shutdown).await
 }
 
 /// The server itself, over connections already through TLS (or plaintext).
 async fn serve_connections<I, IO, IE>(
     incoming: I,
-    routes: Routes,
-    service_names: &[&str],
-    settings: ServerSettings,
+    parts: Parts<'_>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError>
 where
@@ -247,12 +308,28 @@ where
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let Parts {
+        routes,
+        service_names,
+        settings,
+        health_listener,
+    } = parts;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
         health_reporter
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
+    // Same reporter, so the same statuses; stopped (aborted on drop) once this server is.
+    let _health_only = health_listener.map(|listener| {
+        AbortOnDrop(tokio::spawn(serve_health_only(
+            listener,
+            health_service
+                .clone()
+                .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(MESSAGE_BYTES_MAX),
+        )))
+    });
     let mut routes = routes.add_service(
         health_service
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
@@ -339,6 +416,40 @@ where
     Ok(())
 }
 
+/// The health-only plaintext server for probes: the health service alone, with tight
+/// limits of its own. Runs until aborted.
+async fn serve_health_only<H: tonic_health::pb::health_server::Health>(
+    listener: TcpListener,
+    health_service: tonic_health::pb::health_server::HealthServer<H>,
+) {
+    let result = tonic::transport::Server::builder()
+        .timeout(HEALTH_REQUEST_TIMEOUT)
+        .concurrency_limit_per_connection(HEALTH_IN_FLIGHT_MAX)
+        .max_concurrent_streams(HEALTH_IN_FLIGHT_MAX as u32)
+        .load_shed(true)
+        .http2_max_header_list_size(HEADER_LIST_BYTES_MAX)
+        .tcp_nodelay(true)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            HEALTH_IN_FLIGHT_MAX,
+        ))
+        .add_service(health_service)
+        .serve_with_incoming(TcpListenerStream::new(listener))
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "health-only listener failed; probes will fail");
+    }
+}
+
+/// Aborts its task when dropped: the health-only server lives exactly as long as the
+/// main one, whichever way that one ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Puts the caller's [`PeerIdentity`] in every request's extensions, where
 /// [`crate::tls::peer_identity`] finds it: over plaintext the identity the code chose; over
 /// TLS nothing (the identity is read from the verified client certificate). Extensions
@@ -404,6 +515,18 @@ mod tests {
         };
         let message = section.validate().unwrap_err().to_string();
         assert!(message.contains("server.in_flight_max"), "{message}");
+    }
+
+    #[test]
+    fn the_health_only_listener_is_off_unless_an_address_is_set() {
+        let off = ServerSection::default().settings_without_tls();
+        assert_eq!(off.health_listen_addr, None);
+        let on = ServerSection {
+            health_listen_addr: " 0.0.0.0:8081 ".into(),
+            ..ServerSection::default()
+        }
+        .settings_without_tls();
+        assert_eq!(on.health_listen_addr.as_deref(), Some("0.0.0.0:8081"));
     }
 
     #[test]
