@@ -152,6 +152,8 @@ impl Default for ReconcilerTuning {
 pub struct ServerTuning {
     pub request_timeout_ms: u64,
     pub shutdown_grace_ms: u64,
+    /// `[server] worker_threads`; 0: one per core (the services' default).
+    pub worker_threads: usize,
 }
 
 impl Default for ServerTuning {
@@ -159,6 +161,7 @@ impl Default for ServerTuning {
         ServerTuning {
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 2_000,
+            worker_threads: 0,
         }
     }
 }
@@ -319,6 +322,7 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
         config.server.request_timeout_ms
     );
     let _ = writeln!(t, "shutdown_grace_ms = {}", config.server.shutdown_grace_ms);
+    let _ = writeln!(t, "worker_threads = {}", config.server.worker_threads);
 
     match service {
         Service::External => render_accounts(&mut t, config, Side::External),

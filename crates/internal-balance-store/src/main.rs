@@ -15,10 +15,14 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The configuration is read before the runtime exists: it says how many workers to run.
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings: Settings = service_kit::config::load(args.config.as_deref())?;
-    let listener = participant::serve::listen(&settings.common, "internal-balance-store").await?;
-    internal_balance_store::run(settings, listener, service_kit::shutdown::signal()).await
+    let runtime = settings.common.server.runtime()?;
+    runtime.block_on(async move {
+        let listener =
+            participant::serve::listen(&settings.common, "internal-balance-store").await?;
+        internal_balance_store::run(settings, listener, service_kit::shutdown::signal()).await
+    })
 }

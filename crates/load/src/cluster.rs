@@ -32,6 +32,10 @@ pub fn config(
     // As config/gateway-coordinator.toml deploys them (the harness's defaults are tuned
     // for small debug tests).
     config.gateway.in_flight_max = 1024;
+    // Admission as deployed (config/gateway-coordinator.toml's defaults), not the e2e
+    // suites' wider one: the overload figures are about exactly this.
+    config.gateway.limit_initial = 32;
+    config.gateway.per_user_in_flight_max = 16;
     config.gateway.connect_timeout_ms = 1_000;
     config.budget = Budget {
         stale_margin_ms: 1_800,
@@ -40,6 +44,9 @@ pub fn config(
     // Settle a backlog in large passes (the e2e default of 100 is for small tests).
     config.reconciler.batch_size = 1_000;
     config.server.shutdown_grace_ms = 5_000;
+    // Four services and the load on two cores: one Tokio worker each (see
+    // `[server] worker_threads` and docs/PERFORMANCE.md).
+    config.server.worker_threads = 1;
     config
 }
 

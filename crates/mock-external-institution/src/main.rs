@@ -13,10 +13,13 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The configuration is read before the runtime exists: it says how many workers to run.
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings: Settings = service_kit::config::load(args.config.as_deref())?;
-    let listener = participant::serve::listen(&settings, "mock-external-institution").await?;
-    mock_external_institution::run(settings, listener, service_kit::shutdown::signal()).await
+    let runtime = settings.server.runtime()?;
+    runtime.block_on(async move {
+        let listener = participant::serve::listen(&settings, "mock-external-institution").await?;
+        mock_external_institution::run(settings, listener, service_kit::shutdown::signal()).await
+    })
 }

@@ -16,13 +16,16 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The configuration is read before the runtime exists: it says how many workers to run.
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings: reconciler::Settings = service_kit::config::load(args.config.as_deref())?;
-    service_kit::telemetry::init("reconciler", &settings.common.log_format);
-    let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
-        .await
-        .with_context(|| format!("binding {}", settings.listen_addr))?;
-    reconciler::run(settings, listener, service_kit::shutdown::signal()).await
+    let runtime = settings.common.server.runtime()?;
+    runtime.block_on(async move {
+        service_kit::telemetry::init("reconciler", &settings.common.log_format);
+        let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
+            .await
+            .with_context(|| format!("binding {}", settings.listen_addr))?;
+        reconciler::run(settings, listener, service_kit::shutdown::signal()).await
+    })
 }
