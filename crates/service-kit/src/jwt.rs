@@ -8,11 +8,14 @@
 //! leeway for clock skew, not by the library against the wall clock.
 //! `banktransfer-pki token` mints matching tokens for development.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tonic::Status;
 
 use crate::clock::SharedClock;
@@ -125,12 +128,16 @@ impl From<AuthError> for Status {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct Claims {
     sub: String,
     exp: u64,
     nbf: u64,
 }
+
+/// Verified tokens remembered at most; the memory is emptied when full (a bound, and a
+/// cheap one: a forgotten token is only verified again).
+const VERIFIED_TOKENS_MAX: usize = 16_384;
 
 /// Checks bearer tokens against one Ed25519 public key, issuer and audience.
 pub struct TokenValidator {
@@ -138,6 +145,12 @@ pub struct TokenValidator {
     validation: Validation,
     leeway_s: u64,
     clock: SharedClock,
+    /// Tokens whose signature, issuer and audience were verified, by the SHA-256 of the
+    /// token, with their claims. A client sends the same token with every call for the
+    /// token's lifetime, and an Ed25519 verification (~50 µs) was the gateway's largest
+    /// single cost per request, refusals included (docs/PERFORMANCE.md). The times are
+    /// still checked on every call, and a token that fails verification is never kept.
+    verified: Mutex<HashMap<[u8; 32], Claims>>,
 }
 
 impl TokenValidator {
@@ -186,6 +199,7 @@ impl TokenValidator {
             validation,
             leeway_s: leeway.as_secs(),
             clock,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -195,10 +209,9 @@ impl TokenValidator {
             return Err(AuthError::TooLong);
         }
         let token = bearer_token(authorization)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|_| AuthError::Invalid)?;
-        self.check_times(&data.claims)?;
-        let user_id = data.claims.sub;
+        let claims = self.verified_claims(token)?;
+        self.check_times(&claims)?;
+        let user_id = claims.sub;
         let sane = !user_id.is_empty()
             && user_id.len() <= USER_ID_LEN_MAX
             && !user_id.chars().any(char::is_control);
@@ -221,6 +234,29 @@ impl TokenValidator {
             return Err(AuthError::TooLong);
         }
         self.validate(value.to_str().map_err(|_| AuthError::NotBearer)?)
+    }
+
+    /// The claims of a token whose signature, issuer and audience hold: remembered, or
+    /// verified now.
+    fn verified_claims(&self, token: &str) -> Result<Claims, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.remembered().get(&digest) {
+            return Ok(claims.clone());
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|_| AuthError::Invalid)?
+            .claims;
+        let mut verified = self.remembered();
+        if verified.len() >= VERIFIED_TOKENS_MAX {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Claims>> {
+        // The map holds no invariant a panic could break half-way.
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn check_times(&self, claims: &Claims) -> Result<(), AuthError> {
@@ -322,6 +358,39 @@ mod tests {
             .unwrap_err();
         assert_eq!(error, AuthError::Expired);
         assert_eq!(Status::from(error).message(), TOKEN_EXPIRED_MSG);
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_a_forged_one_is_never_remembered() {
+        let keys = keys();
+        let token = minted(&keys, &TokenSpec::new("alice", NOW_S));
+        let clock = Arc::new(ManualClock::new(NOW_S * 1000));
+        let validator = TokenValidator::from_pem(
+            keys.verify_pem.as_bytes(),
+            TOKEN_ISSUER_DEFAULT,
+            TOKEN_AUDIENCE_DEFAULT,
+            LEEWAY_DEFAULT,
+            clock.clone(),
+        )
+        .unwrap();
+        assert_eq!(
+            validator.validate(&bearer(&token)).unwrap().user_id,
+            "alice"
+        );
+        assert_eq!(validator.remembered().len(), 1);
+        // Remembered, and still checked against the clock on every call.
+        clock.advance_ms((3600 + LEEWAY_DEFAULT.as_secs()) * 1000);
+        assert_eq!(
+            validator.validate(&bearer(&token)).unwrap_err(),
+            AuthError::Expired
+        );
+        // Another key's token with the same claims: refused, and not remembered.
+        let forged = minted(&super::tests::keys(), &TokenSpec::new("alice", NOW_S));
+        assert_eq!(
+            validator.validate(&bearer(&forged)).unwrap_err(),
+            AuthError::Invalid
+        );
+        assert_eq!(validator.remembered().len(), 1);
     }
 
     #[test]
