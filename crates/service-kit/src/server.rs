@@ -402,7 +402,8 @@ where
         .http2_max_header_list_size(HEADER_LIST_BYTES_MAX)
         .http2_max_pending_accept_reset_streams(Some(settings.pending_reset_streams_max))
         .tcp_nodelay(true)
-        // Outermost, so that what the limit refuses is counted too.
+        // Outside the in_flight_max limit: calls are timed from before it. (What tonic's
+        // load shedding refuses never reaches a layer: see `metrics::grpc`.)
         .layer(GrpcMetricsLayer::new(served))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             settings.in_flight_max,

@@ -1,6 +1,11 @@
 //! The per-RPC metrics every server records: `grpc_server_requests_total{service,method,code}`
 //! and `grpc_server_request_duration_seconds{service,method}`, as a tower layer around the
-//! whole server (so it also sees what the layers inside it refuse).
+//! server's services, outside the service-wide `in_flight_max` limit.
+//!
+//! Not counted: what tonic refuses outside every layer, before a request reaches this one
+//! (its load shedding answers RESOURCE_EXHAUSTED when `in_flight_max` or the per-connection
+//! stream limit is reached). A call abandoned while in this layer (tonic's request timeout,
+//! or a client's reset) is counted as `Canceled`.
 //!
 //! The code: tonic answers a handler's error as a trailers-only response, with
 //! `grpc-status` in the headers; an answer with a body carries its status in the trailers,
@@ -78,25 +83,55 @@ where
             return Box::pin(async move { called.await.map_err(Into::into) });
         }
         let (service, method) = split_path(request.uri().path(), &self.services);
-        let started = Instant::now();
+        let mut call = Call {
+            service,
+            method,
+            started: Instant::now(),
+            recorded: false,
+        };
         let called = self.inner.call(request);
         Box::pin(async move {
             let result = called.await.map_err(Into::into);
-            let code = match &result {
+            call.record(match &result {
                 Ok(response) => response_code(response.headers()),
                 Err(error) => error_code(error.as_ref()),
-            };
-            let method = if code == Code::Unimplemented {
-                "unknown".to_owned()
-            } else {
-                method
-            };
-            histogram!(GRPC_REQUEST_DURATION_SECONDS, "service" => service.clone(), "method" => method.clone())
-                .record(started.elapsed().as_secs_f64());
-            counter!(GRPC_REQUESTS_TOTAL, "service" => service, "method" => method, "code" => code_name(code))
-                .increment(1);
+            });
             result
         })
+    }
+}
+
+/// One call being timed. Dropped unrecorded, it was abandoned (the server's request
+/// timeout, or the client reset the stream): counted as CANCELLED, as tonic answers a
+/// timeout.
+struct Call {
+    service: String,
+    method: String,
+    started: Instant,
+    recorded: bool,
+}
+
+impl Call {
+    fn record(&mut self, code: Code) {
+        self.recorded = true;
+        let method = if code == Code::Unimplemented {
+            "unknown".to_owned()
+        } else {
+            std::mem::take(&mut self.method)
+        };
+        let service = std::mem::take(&mut self.service);
+        histogram!(GRPC_REQUEST_DURATION_SECONDS, "service" => service.clone(), "method" => method.clone())
+            .record(self.started.elapsed().as_secs_f64());
+        counter!(GRPC_REQUESTS_TOTAL, "service" => service, "method" => method, "code" => code_name(code))
+            .increment(1);
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.record(Code::Cancelled);
+        }
     }
 }
 
