@@ -92,12 +92,13 @@ impl Cluster {
         )
         .await?;
         let pki = Arc::new(ClusterPki::create(&dir_path.join("pki")));
-        let p = ports::free_ports(4);
+        let p = ports::free_ports(8);
         let endpoints = Endpoints {
             gateway_port: p[0],
             external_port: p[1],
             balance_store_port: p[2],
             reconciler_port: p[3],
+            metrics_ports: [p[4], p[5], p[6], p[7]],
             coordinator_db: databases.coordinator.clone(),
             external_db: databases.external.clone(),
             balance_store_db: databases.balance_store.clone(),

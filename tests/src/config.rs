@@ -222,6 +222,9 @@ pub struct Endpoints {
     pub external_port: u16,
     pub balance_store_port: u16,
     pub reconciler_port: u16,
+    /// Each service's Prometheus endpoint (`[metrics] listen_addr`), in the order of the
+    /// ports above: gateway, external institution, balance store, reconciler.
+    pub metrics_ports: [u16; 4],
     /// Shared by the gateway and the reconciler.
     pub coordinator_db: String,
     pub external_db: String,
@@ -238,6 +241,16 @@ impl Endpoints {
             Service::BalanceStore => self.balance_store_port,
             Service::Reconciler => self.reconciler_port,
         }
+    }
+    /// Where `service` serves `/metrics`.
+    pub fn metrics_port(&self, service: Service) -> u16 {
+        let index = match service {
+            Service::Gateway => 0,
+            Service::External => 1,
+            Service::BalanceStore => 2,
+            Service::Reconciler => 3,
+        };
+        self.metrics_ports[index]
     }
 }
 
@@ -362,6 +375,12 @@ pub fn render(service: Service, config: &ClusterConfig, endpoints: &Endpoints) -
             let _ = writeln!(t, "backoff_ms_max = {}", r.backoff_ms_max);
         }
     }
+    let _ = writeln!(t, "\n[metrics]");
+    let _ = writeln!(
+        t,
+        "listen_addr = {}",
+        quote(&format!("127.0.0.1:{}", endpoints.metrics_port(service)))
+    );
     render_tls(&mut t, service, &endpoints.pki_dir);
     if service == Service::Gateway {
         render_auth(&mut t, &endpoints.pki_dir);
@@ -441,6 +460,7 @@ mod tests {
             external_port: 2,
             balance_store_port: 3,
             reconciler_port: 4,
+            metrics_ports: [11, 12, 13, 14],
             coordinator_db: "sqlite:///tmp/x/coordinator.db".into(),
             external_db: "sqlite:///tmp/x/external.db".into(),
             balance_store_db: "sqlite:///tmp/x/balance store.db".into(),

@@ -29,6 +29,7 @@
 //! - [`process`]: one child process, its log file and its signals.
 //! - [`logs`]: reading a service's log: tails and waiting for a line.
 //! - [`health`]: the standard gRPC health check.
+//! - [`metrics`]: scraping a service's Prometheus endpoint.
 //! - [`clients`]: gRPC clients over TLS, deadlines, and the transfer helpers tests use
 //!   (with a bearer token for the request's user).
 //! - [`cluster`]: [`cluster::Cluster`], the four services together.
@@ -47,6 +48,7 @@ pub mod database;
 pub mod health;
 pub mod invariants;
 pub mod logs;
+pub mod metrics;
 pub mod pki;
 pub mod ports;
 pub mod process;

@@ -13,6 +13,7 @@ use banktransfer_protocol::budget::BudgetPolicy;
 use serde::Deserialize;
 use service_kit::client::validate_peer_url;
 use service_kit::db::{Backend, PoolSettings};
+use service_kit::metrics::MetricsSection;
 use service_kit::server::ServerSection;
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub struct CommonSettings {
     pub budget: BudgetSection,
     pub server: ServerSection,
     pub database: DatabaseSection,
+    /// `[metrics]`: the Prometheus endpoint (off unless `listen_addr` is set).
+    pub metrics: MetricsSection,
 }
 
 impl Default for CommonSettings {
@@ -41,6 +44,7 @@ impl Default for CommonSettings {
             budget: BudgetSection::default(),
             server: ServerSection::default(),
             database: DatabaseSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
@@ -81,6 +85,7 @@ impl CommonSettings {
             }
         }
         self.server.validate().map_err(|e| e.to_string())?;
+        self.metrics.validate().map_err(|e| e.to_string())?;
         self.budget.policy().validate()?;
         Ok(())
     }

@@ -53,6 +53,8 @@ pub async fn connect(
     settings
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    // Before the pool opens, so that its sampler starts.
+    service_kit::metrics::install(&settings.metrics).context("starting the metrics endpoint")?;
     let store = SqlTransferStore::open(&settings.database_url, settings.database.pool_settings())
         .await
         .context("opening the transfer log (database_url)")?;

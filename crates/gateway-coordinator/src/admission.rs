@@ -26,6 +26,8 @@ use banktransfer_protocol::budget::Budget;
 use banktransfer_protocol::transfer::RecordedState;
 use serde::Deserialize;
 use service_kit::clock::SharedClock;
+
+use crate::metrics::{Refusal as Counted, count_refusal};
 use tonic::Status;
 
 use crate::approve::{Approval, ApproveError};
@@ -163,12 +165,14 @@ impl Gate {
             Some(count) => count,
             None if tracked >= self.users_max => {
                 drop(users);
+                count_refusal(Counted::AtCapacity);
                 return Err(self.at_capacity(lock(&self.admission).pushback_ms()));
             }
             None => users.entry(user_id.to_owned()).or_insert(0),
         };
         if *count >= self.per_user_in_flight_max {
             drop(users);
+            count_refusal(Counted::PerUserInFlightMax);
             let pushback_ms = lock(&self.admission).pushback_ms();
             tracing::debug!("ApproveTransfer refused: the user's in-flight cap is reached");
             let mut status = Status::resource_exhausted(format!(
@@ -208,6 +212,7 @@ impl Gate {
         } = refused;
         match refusal {
             Refusal::AtCapacity { limit } => {
+                count_refusal(Counted::AtCapacity);
                 tracing::debug!(limit, "ApproveTransfer refused: at capacity");
                 self.at_capacity(pushback_ms)
             }
@@ -215,6 +220,7 @@ impl Gate {
                 remaining_ms,
                 expected_ms,
             } => {
+                count_refusal(Counted::DeadlineTooShort);
                 tracing::debug!(
                     remaining_ms,
                     expected_ms,

@@ -111,9 +111,11 @@ mod tests {
             include_str!("../../../config/gateway-coordinator.toml"),
             &[],
         );
-        // ... except reflection, on for the local demo (off by default, as in production).
+        // ... except reflection, on for the local demo (off by default, as in production),
         let mut expected = Settings::default();
         expected.common.server.reflection = true;
+        // ... and the metrics endpoint, off by default.
+        expected.common.metrics.listen_addr = "127.0.0.1:9101".into();
         assert_eq!(demo, expected);
     }
 

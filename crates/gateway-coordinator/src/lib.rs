@@ -17,6 +17,7 @@
 //!   latencies (the pure rules: `banktransfer_protocol::admission`). [`live`]: the drives
 //!   running in this process, whose replays wait for them in memory instead of polling
 //!   the transfer log.
+//! - [`metrics`]: the gateway's own metrics: transfers by outcome, admission refusals.
 
 pub mod admission;
 pub mod approve;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod convert;
 pub mod grpc_timeout;
 pub mod live;
+pub mod metrics;
 pub mod service;
 
 use std::future::Future;

@@ -28,6 +28,7 @@ use crate::admission::{AdmissionSection, Gate};
 use crate::approve::{Approval, Approver};
 use crate::convert::{self, Lookup, TransferRequest};
 use crate::grpc_timeout::client_timeout_ms;
+use crate::metrics::{self, Refusal};
 use coordinator::participants::Participants;
 use coordinator::store::TransferStore;
 
@@ -80,6 +81,7 @@ impl<S: TransferStore, P: Participants> TransferApi<S, P> {
     /// waiting.
     fn admit(&self) -> Result<SemaphorePermit<'_>, Status> {
         self.in_flight.try_acquire().map_err(|_| {
+            metrics::count_refusal(Refusal::InFlightMax);
             Status::resource_exhausted(format!(
                 "too many requests in flight (in_flight_max = {}): retry shortly",
                 self.in_flight_max
@@ -140,6 +142,7 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
                 record
             }
         };
+        metrics::count_transfer(&record);
         Ok(Response::new(ApproveTransferResponse {
             transfer: Some(convert::transfer_to_proto(&record)),
         }))

@@ -5,7 +5,7 @@ mod common;
 
 use banktransfer_protocol::transfer::{Decision, RecordedState};
 use common::{intent, open_store};
-use coordinator::store::{Intent, StoreError, TransferStore};
+use coordinator::store::{Backlog, Intent, StoreError, TransferStore};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -322,5 +322,46 @@ async fn due_listing_honours_next_attempt_and_skips_finished_transfers() {
 
         assert_eq!(store.recent(10).await.unwrap().len(), 4);
         assert_eq!(store.recent(1).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn the_backlog_counts_unfinished_transfers_by_state_and_finds_the_oldest() {
+    for test_db in testkit::db::all("backlog").await {
+        let store = open_store(&test_db).await;
+        assert_eq!(store.backlog().await.unwrap(), Backlog::default());
+        let done = intent("alice", "done", 100, T0);
+        let committed = intent("alice", "committed", 100, T0 + 10);
+        let aborted = intent("alice", "aborted", 100, T0 + 20);
+        let started = intent("alice", "started", 100, T0 + 30);
+        for new in [&done, &committed, &aborted, &started] {
+            store.insert_intent(new).await.unwrap();
+        }
+        for (new, decision) in [
+            (&done, Decision::Commit),
+            (&committed, Decision::Commit),
+            (&aborted, Decision::Abort),
+        ] {
+            store
+                .record_decision(&new.transfer_id, decision, None, T0 + 40)
+                .await
+                .unwrap();
+        }
+        store
+            .record_outcome(&done.transfer_id, RecordedState::Succeeded, T0 + 50)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.backlog().await.unwrap(),
+            Backlog {
+                started: 1,
+                committed: 1,
+                aborted: 1,
+                // The finished transfer, older, is not part of it.
+                oldest_created_at_ms: Some(T0 + 10),
+            },
+            "{:?}",
+            test_db.backend
+        );
     }
 }

@@ -12,6 +12,7 @@ use banktransfer_protocol::money::Money;
 use serde::Deserialize;
 use service_kit::config::ConfigError;
 use service_kit::db::{Backend, PoolSettings};
+use service_kit::metrics::MetricsSection;
 use service_kit::server::ServerSection;
 use service_kit::tls::TlsSection;
 
@@ -37,6 +38,8 @@ pub struct CommonSettings<D: Defaults> {
     pub log_format: String,
     pub server: ServerSection,
     pub database: DatabaseConfig,
+    /// `[metrics]`: the Prometheus endpoint (off unless `listen_addr` is set).
+    pub metrics: MetricsSection,
     /// This service's certificate and key, and the CA its callers' certificates must chain
     /// to (required).
     pub tls: TlsSection,
@@ -55,6 +58,7 @@ impl<D: Defaults> Default for CommonSettings<D> {
             log_format: "pretty".into(),
             server: ServerSection::default(),
             database: DatabaseConfig::default(),
+            metrics: MetricsSection::default(),
             tls: TlsSection::in_dir("data/pki", D::SERVICE_NAME),
             accounts: Vec::new(),
             defaults: PhantomData,
@@ -81,6 +85,7 @@ impl<D: Defaults> CommonSettings<D> {
             )));
         }
         self.server.validate()?;
+        self.metrics.validate()?;
         self.tls.validate().map_err(|e| invalid(e.to_string()))?;
         self.database.validate()?;
         validate_accounts(&self.accounts)

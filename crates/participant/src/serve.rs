@@ -59,6 +59,8 @@ where
 {
     settings.validate()?;
     let server_settings = settings.server.server_settings(&settings.tls)?;
+    // Before the pool opens, so that its sampler starts.
+    service_kit::metrics::install(&settings.metrics).context("starting the metrics endpoint")?;
     let db = db::connect(&settings.database_url, settings.database.pool_settings())
         .await
         .context("opening the database")?;

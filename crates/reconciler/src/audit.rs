@@ -14,6 +14,7 @@ use banktransfer_protocol::audit;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use coordinator::participants::{CallError, Participants, ReservationView};
 use coordinator::store::{StoreError, TransferRecord, TransferStore};
+use service_kit::metrics;
 use tokio::task::JoinSet;
 
 use crate::books::{self, BookReading, BooksError, BooksReport};
@@ -110,6 +111,9 @@ pub async fn audit<S: TransferStore, P: Participants>(
         tally(&mut report, joined.expect("audit read task")?);
     }
     report.books = books::audit_books(store, &**participants, logged, reading).await?;
+    // The last audit's mismatches, transfers' and books' (`banktransfer_audit_mismatches`).
+    let mismatches = report.mismatches.len() + report.books.findings.len();
+    metrics::gauge!(metrics::AUDIT_MISMATCHES).set(mismatches as f64);
     Ok(report)
 }
 

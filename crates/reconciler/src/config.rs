@@ -193,9 +193,11 @@ mod tests {
         let path = dir.path().join("reconciler.toml");
         std::fs::write(&path, include_str!("../../../config/reconciler.toml")).unwrap();
         let demo: Settings = service_kit::config::load_with_env(Some(&path), Vec::new()).unwrap();
-        // ... except reflection, on for the local demo (off by default, as in production).
+        // ... except reflection, on for the local demo (off by default, as in production),
         let mut expected = Settings::default();
         expected.common.server.reflection = true;
+        // ... and the metrics endpoint, off by default.
+        expected.common.metrics.listen_addr = "127.0.0.1:9104".into();
         assert_eq!(demo, expected);
     }
 

@@ -17,6 +17,7 @@ use coordinator::participants::Participants;
 use coordinator::pause::PausePoints;
 use coordinator::store::{StoreError, TransferRecord, TransferStore};
 use service_kit::clock::SharedClock;
+use service_kit::metrics;
 use service_kit::shutdown::Shutdown;
 use tracing::Instrument;
 
@@ -107,6 +108,7 @@ impl<S: TransferStore, P: Participants> Reconciler<S, P> {
             .store
             .list_due(self.clock.now_ms(), self.options.batch_size)
             .await?;
+        self.sample_backlog().await;
         let mut report = PassReport::default();
         for candidate in due {
             if self.stopping() {
@@ -126,6 +128,32 @@ impl<S: TransferStore, P: Participants> Reconciler<S, P> {
             }
         }
         Ok(report)
+    }
+
+    /// Publishes the backlog (`banktransfer_reconciler_backlog{state}` and the oldest's
+    /// age) once per pass, when metrics are on. A failed count only leaves the last one.
+    async fn sample_backlog(&self) {
+        if !metrics::enabled() {
+            return;
+        }
+        match self.store.backlog().await {
+            Ok(backlog) => {
+                for (state, count) in [
+                    ("started", backlog.started),
+                    ("committed", backlog.committed),
+                    ("aborted", backlog.aborted),
+                ] {
+                    metrics::gauge!(metrics::RECONCILER_BACKLOG, "state" => state)
+                        .set(count as f64);
+                }
+                let age_ms = backlog
+                    .oldest_created_at_ms
+                    .map_or(0, |oldest| self.clock.now_ms().saturating_sub(oldest));
+                metrics::gauge!(metrics::RECONCILER_BACKLOG_OLDEST_AGE_SECONDS)
+                    .set(age_ms as f64 / 1000.0);
+            }
+            Err(error) => tracing::warn!(?error, "cannot count the backlog for metrics"),
+        }
     }
 
     /// Releases every lease this replica holds (graceful shutdown).

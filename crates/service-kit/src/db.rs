@@ -170,6 +170,8 @@ pub async fn connect(url: &str, settings: PoolSettings) -> Result<Db, DbError> {
             url: redact_passwords(&url),
             detail: redact_passwords(&err.to_string()),
         })?;
+    // Sampled only when metrics are on (installed before the pool is opened).
+    crate::metrics::sample_pool(&pool);
     Ok(Db { pool, backend })
 }
 

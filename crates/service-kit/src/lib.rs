@@ -21,6 +21,8 @@
 //!   reloaded on change.
 //! - [`authz`]: per-method allowlists of SPIFFE ids (`unauthenticated` without a client
 //!   certificate, `permission_denied` for another identity).
+//! - [`metrics`]: `[metrics]`, the Prometheus endpoint, the per-RPC layer and the helpers
+//!   the services record their own metrics with (names per `deploy/monitoring/README.md`).
 //! - [`jwt`]: the user bearer-token validator (EdDSA JWT) for the gateway's public methods.
 
 pub mod acceptor;
@@ -32,6 +34,7 @@ pub mod db;
 pub mod group_commit;
 pub mod identity;
 pub mod jwt;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -35,9 +35,14 @@ use tonic::transport::server::Connected;
 use tonic_health::ServingStatus;
 
 use crate::config::ConfigError;
+use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::tls::{PeerIdentity, TlsError, TlsSection};
 
 const HEALTH_SERVICE_NAME: &str = "grpc.health.v1.Health";
+const REFLECTION_SERVICE_NAMES: [&str; 2] = [
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 /// Probe calls handled at once on the health-only listener; more are refused at once. A
 /// kubelet sends three probes per period per container: a handful is plenty.
@@ -415,6 +420,12 @@ where
         Transport::Tls(_) => None,
         Transport::Plaintext { caller } => Some(caller),
     };
+    // Every service answered here, for the per-RPC metrics' `service` label.
+    let mut served: Vec<&str> = service_names.to_vec();
+    served.push(HEALTH_SERVICE_NAME);
+    if settings.reflection {
+        served.extend(REFLECTION_SERVICE_NAMES);
+    }
     let server = tonic::transport::Server::builder()
         .timeout(settings.request_timeout)
         .concurrency_limit_per_connection(settings.streams_per_connection_max as usize)
@@ -425,6 +436,9 @@ where
         .http2_max_header_list_size(HEADER_LIST_BYTES_MAX)
         .http2_max_pending_accept_reset_streams(Some(settings.pending_reset_streams_max))
         .tcp_nodelay(true)
+        // Outside the in_flight_max limit: calls are timed from before it. (What tonic's
+        // load shedding refuses never reaches a layer: see `metrics::grpc`.)
+        .layer(GrpcMetricsLayer::new(served))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             settings.in_flight_max,
         ))

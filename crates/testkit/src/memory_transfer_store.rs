@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use banktransfer_protocol::transfer::{Decision, RecordedState};
-use coordinator::store::{Intent, NewTransfer, StoreError, TransferRecord, TransferStore};
+use coordinator::store::{Backlog, Intent, NewTransfer, StoreError, TransferRecord, TransferStore};
 
 use crate::sim_db::{self, FailurePlanner, SimDatabase, StoreFailures};
 
@@ -374,6 +374,15 @@ impl TransferStore for MemoryTransferStore {
             Ok(recent)
         })
         .await
+    }
+
+    /// A plain read, outside the failure plans: only metrics ask for it.
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let mut backlog = Backlog::default();
+        for record in self.db.lock().transfers.values() {
+            backlog.add(record.state, 1, record.created_at_ms);
+        }
+        Ok(backlog)
     }
 }
 

@@ -224,6 +224,25 @@ pub fn refusal_text(reason: reservation_pb::RefusalReason) -> &'static str {
     }
 }
 
+/// The reason code (`RefusalReason::as_str`) of a refusal in a recorded failure text
+/// ([`refusal_text`] backwards), for metrics' labels. The account answers share one text,
+/// so both read as `account_not_found`.
+pub fn refusal_code(failure_text: &str) -> Option<&'static str> {
+    use banktransfer_protocol::reservation::RefusalReason as P;
+    use reservation_pb::RefusalReason as R;
+    [
+        (R::InsufficientFunds, P::InsufficientFunds),
+        (R::AccountNotFound, P::AccountNotFound),
+        (R::CurrencyMismatch, P::CurrencyMismatch),
+        (R::Antifraud, P::Antifraud),
+        (R::LimitExceeded, P::LimitExceeded),
+        (R::RateLimited, P::RateLimited),
+    ]
+    .into_iter()
+    .find(|(pb, _)| failure_text.ends_with(refusal_text(*pb)))
+    .map(|(_, reason)| reason.as_str())
+}
+
 /// A reserve that failed, as the transfer's `failure_reason` tells it: from the status
 /// code only.
 pub fn unknown_text(code: tonic::Code) -> String {

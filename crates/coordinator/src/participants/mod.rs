@@ -16,7 +16,7 @@ use banktransfer_protocol::transfer::{Leg, ReserveReply};
 
 use crate::store::TransferRecord;
 
-pub use grpc::GrpcParticipants;
+pub use grpc::{GrpcParticipants, refusal_code};
 
 /// What a reserve asks one leg for. `transfer_id` is the idempotency key between
 /// services: replaying the call is safe.

@@ -206,4 +206,36 @@ pub trait TransferStore: Send + Sync + 'static {
         &self,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<TransferRecord>, StoreError>> + Send;
+
+    /// The unfinished transfers, counted by state (the reconciler's backlog metrics).
+    fn backlog(&self) -> impl Future<Output = Result<Backlog, StoreError>> + Send;
+}
+
+/// The unfinished transfers: how many in each unfinished state, and the oldest's creation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Undecided.
+    pub started: u64,
+    /// Decided, settling.
+    pub committed: u64,
+    pub aborted: u64,
+    /// `created_at_ms` of the oldest unfinished transfer, if any.
+    pub oldest_created_at_ms: Option<u64>,
+}
+
+impl Backlog {
+    /// Adds `count` transfers in `state`, the oldest created at `oldest_ms`.
+    pub fn add(&mut self, state: RecordedState, count: u64, oldest_ms: u64) {
+        match state {
+            RecordedState::Started => self.started += count,
+            RecordedState::Committed => self.committed += count,
+            RecordedState::Aborted => self.aborted += count,
+            // Final: not a backlog.
+            _ => return,
+        }
+        self.oldest_created_at_ms = Some(
+            self.oldest_created_at_ms
+                .map_or(oldest_ms, |oldest| oldest.min(oldest_ms)),
+        );
+    }
 }

@@ -12,10 +12,11 @@ use banktransfer_protocol::money::Money;
 use banktransfer_protocol::transfer::{Decision, RecordedState};
 use service_kit::db::{self, Backend, Db, PoolSettings};
 use service_kit::group_commit::{BoxFuture, GroupCommit, GroupCommitSettings, Job};
+use service_kit::metrics::StoreTimer;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Intent, MIGRATIONS, NewTransfer, StoreError, TransferRecord, TransferStore};
+use super::{Backlog, Intent, MIGRATIONS, NewTransfer, StoreError, TransferRecord, TransferStore};
 
 /// Migration attempts at start-up. SQLite has no migration lock, so the gateway and the
 /// reconciler starting together on one file may collide once; the loser retries and
@@ -87,6 +88,9 @@ const SELECT_RECENT: &str = concat!(
     columns!(),
     " FROM transfers ORDER BY created_at_ms DESC, transfer_id DESC LIMIT $1"
 );
+/// The backlog: a count and the oldest creation per unfinished state (both back ends).
+const SELECT_BACKLOG: &str = "SELECT state, COUNT(*) AS n, MIN(created_at_ms) AS oldest \
+     FROM transfers WHERE state IN ('started', 'committed', 'aborted') GROUP BY state";
 
 #[derive(Clone, Debug)]
 pub struct SqlTransferStore {
@@ -153,8 +157,11 @@ impl SqlTransferStore {
     }
 }
 
+/// The writes are timed as a whole (`banktransfer_store_duration_seconds`), waiting for
+/// their group commit included: what the caller waits.
 impl TransferStore for SqlTransferStore {
     async fn insert_intent(&self, new: &NewTransfer) -> Result<Intent, StoreError> {
+        let _timer = StoreTimer::start("record_intent");
         match self.write(Op::Intent(new.clone())).await? {
             Written::Intent(intent) => Ok(intent),
             Written::Record(_) => unreachable!("an intent answers with an intent"),
@@ -187,6 +194,7 @@ impl TransferStore for SqlTransferStore {
         failure_reason: Option<&str>,
         now_ms: u64,
     ) -> Result<TransferRecord, StoreError> {
+        let _timer = StoreTimer::start("decide");
         let op = Op::Decision {
             transfer_id: transfer_id.to_owned(),
             decision,
@@ -205,6 +213,7 @@ impl TransferStore for SqlTransferStore {
         outcome: RecordedState,
         now_ms: u64,
     ) -> Result<TransferRecord, StoreError> {
+        let _timer = StoreTimer::start("record_outcome");
         let op = Op::Outcome {
             transfer_id: transfer_id.to_owned(),
             outcome,
@@ -288,6 +297,27 @@ impl TransferStore for SqlTransferStore {
             .await
             .map_err(|e| self.error(e))?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let rows = sqlx::query(SELECT_BACKLOG)
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut backlog = Backlog::default();
+        for row in rows {
+            let state: String = row.try_get("state").map_err(|e| self.error(e))?;
+            let count: i64 = row.try_get("n").map_err(|e| self.error(e))?;
+            let oldest: i64 = row.try_get("oldest").map_err(|e| self.error(e))?;
+            let state = RecordedState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown transfer state {state:?}")))?;
+            backlog.add(
+                state,
+                u64::try_from(count).unwrap_or_default(),
+                ms_from_db("created_at_ms", oldest)?,
+            );
+        }
+        Ok(backlog)
     }
 }
 

@@ -20,6 +20,7 @@ use banktransfer_protocol::reservation::{
 };
 use service_kit::db::{Backend, Db};
 use service_kit::group_commit::{GroupCommit, GroupCommitSettings};
+use service_kit::metrics::StoreTimer;
 
 use crate::book::{NewAccount, OpenOutcome, ReservationBook, StoreError};
 use crate::screening::{NoScreening, Screening};
@@ -219,6 +220,8 @@ impl<S: Screening> SqlBook<S> {
     }
 }
 
+/// Each operation is timed as a whole (`banktransfer_store_duration_seconds`), waiting for
+/// its group commit included: what its caller waits.
 impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
     async fn reserve(
         &self,
@@ -226,6 +229,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
         terms: Terms,
         now_ms: u64,
     ) -> Result<ReserveOutcome, StoreError> {
+        let _timer = StoreTimer::start("reserve");
         let op = writes::Op::Reserve {
             transfer_id: transfer_id.to_owned(),
             terms,
@@ -238,6 +242,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
     }
 
     async fn confirm(&self, transfer_id: &str, now_ms: u64) -> Result<SettleOutcome, StoreError> {
+        let _timer = StoreTimer::start("confirm");
         let op = writes::Op::Confirm {
             transfer_id: transfer_id.to_owned(),
             now_ms,
@@ -249,6 +254,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
     }
 
     async fn cancel(&self, transfer_id: &str, now_ms: u64) -> Result<SettleOutcome, StoreError> {
+        let _timer = StoreTimer::start("cancel");
         let op = writes::Op::Cancel {
             transfer_id: transfer_id.to_owned(),
             now_ms,
