@@ -116,6 +116,8 @@ mod tests {
         expected.common.server.reflection = true;
         // ... and the metrics endpoint, off by default.
         expected.common.metrics.listen_addr = "127.0.0.1:9101".into();
+        // ... and one Tokio worker: the four demo services share the machine.
+        expected.common.server.worker_threads = 1;
         assert_eq!(demo, expected);
     }
 
