@@ -147,13 +147,7 @@ impl SqlTransferStore {
     }
 
     async fn fetch_by_id(&self, transfer_id: &str) -> Result<Option<TransferRecord>, StoreError> {
-        sqlx::query(SELECT_BY_ID)
-            .bind(transfer_id)
-            .fetch_optional(&self.db.pool)
-            .await
-            .map_err(|e| self.error(e))?
-            .map(|row| record_from_row(&row))
-            .transpose()
+        select_by_id(&self.db.pool, self.db.backend, transfer_id).await
     }
 }
 
@@ -319,6 +313,24 @@ impl TransferStore for SqlTransferStore {
         }
         Ok(backlog)
     }
+}
+
+/// One transfer by id, on the pool or inside a batch's transaction.
+async fn select_by_id<'e, E>(
+    executor: E,
+    backend: Backend,
+    transfer_id: &str,
+) -> Result<Option<TransferRecord>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(SELECT_BY_ID)
+        .bind(transfer_id)
+        .fetch_optional(executor)
+        .await
+        .map_err(|e| store_error(backend, e))?
+        .map(|row| record_from_row(&row))
+        .transpose()
 }
 
 /// Epoch milliseconds fit an i64 for the next 292 million years.
@@ -562,12 +574,8 @@ impl LogWrite {
         conn: &mut AnyConnection,
         transfer_id: &str,
     ) -> Result<TransferRecord, StoreError> {
-        let row = sqlx::query(SELECT_BY_ID)
-            .bind(transfer_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| store_error(self.backend, e))?
-            .ok_or_else(|| StoreError::Corrupt(format!("transfer {transfer_id} is missing")))?;
-        record_from_row(&row)
+        select_by_id(&mut *conn, self.backend, transfer_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("transfer {transfer_id} is missing")))
     }
 }

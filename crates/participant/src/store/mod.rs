@@ -76,6 +76,16 @@ impl<S: Screening + Clone> ReservationStore<S> {
         self.book.side
     }
 
+    /// A confirm or a cancel, through the group commit.
+    async fn settle(&self, op: writes::Op) -> Result<SettleOutcome, StoreError> {
+        match self.write(op).await? {
+            Written::Settle(outcome) => Ok(outcome),
+            Written::Reserve(_) => {
+                unreachable!("a confirm or cancel answers with a settle outcome")
+            }
+        }
+    }
+
     async fn write(&self, op: writes::Op) -> Result<Written, StoreError> {
         self.writes
             .submit(BookWrite {
@@ -247,10 +257,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
             transfer_id: transfer_id.to_owned(),
             now_ms,
         };
-        match self.write(op).await? {
-            Written::Settle(outcome) => Ok(outcome),
-            Written::Reserve(_) => unreachable!("a confirm answers with a settle outcome"),
-        }
+        self.settle(op).await
     }
 
     async fn cancel(&self, transfer_id: &str, now_ms: u64) -> Result<SettleOutcome, StoreError> {
@@ -259,10 +266,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
             transfer_id: transfer_id.to_owned(),
             now_ms,
         };
-        match self.write(op).await? {
-            Written::Settle(outcome) => Ok(outcome),
-            Written::Reserve(_) => unreachable!("a cancel answers with a settle outcome"),
-        }
+        self.settle(op).await
     }
 
     async fn get_reservation(&self, transfer_id: &str) -> Result<Option<Reservation>, StoreError> {
