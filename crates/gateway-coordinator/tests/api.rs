@@ -75,6 +75,7 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
         });
         // Both confirms are in flight and held at the gate: the commit must already be
         // durable.
+        let give_up = tokio::time::Instant::now() + PATIENCE;
         let record = loop {
             let recent = store.recent(1).await.unwrap();
             if let Some(record) = recent.into_iter().next()
@@ -82,6 +83,7 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
             {
                 break record;
             }
+            assert!(tokio::time::Instant::now() < give_up, "no confirm in flight");
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         assert!(
@@ -661,10 +663,12 @@ async fn an_unreachable_store_answers_unavailable() {
             .approve_transfer(approve_request("alice", "k2", 250))
             .await
     });
+    let give_up = tokio::time::Instant::now() + PATIENCE;
     let record = loop {
         if let Some(record) = observer.find_by_key("alice", "k2").await.unwrap() {
             break record;
         }
+        assert!(tokio::time::Instant::now() < give_up, "the intent was never recorded");
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     store.db().pool.close().await;

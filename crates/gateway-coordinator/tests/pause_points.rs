@@ -70,11 +70,13 @@ async fn paused_after_the_decision_nothing_is_confirmed_and_recovery_finishes_it
         PausePoints::parse("after_decision", 60_000).unwrap(),
     );
     let task = tokio::spawn(async move { paused.begin(record, deadlines()).await });
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
     let committed = loop {
         let now = store.get(&id).await.unwrap().unwrap();
         if now.state != RecordedState::Started {
             break now;
         }
+        assert!(tokio::time::Instant::now() < give_up, "never decided: {now:?}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     assert_eq!(committed.state, RecordedState::Committed);

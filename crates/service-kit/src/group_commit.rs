@@ -323,6 +323,15 @@ mod tests {
         }
     }
 
+    /// Waits (bounded: a test that cannot reach its state fails instead of hanging CI).
+    async fn until(reached: impl Fn() -> bool, what: &str) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !reached() {
+            assert!(tokio::time::Instant::now() < deadline, "never reached: {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     async fn labels_and_seen(db: &Db) -> Vec<(String, i64)> {
         sqlx::query_as("SELECT label, seen FROM log ORDER BY seen")
             .fetch_all(&db.pool)
@@ -353,38 +362,38 @@ mod tests {
         assert_eq!(rows.len(), 50, "every answered job is committed");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[tokio::test]
     async fn a_failing_job_does_not_fail_its_batch() {
         let dir = tempfile::tempdir().unwrap();
         let db = log_db(&dir).await;
         let batched = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        // Hold the only connection while the jobs queue up, so that they meet in one
-        // batch: the worker takes the first alone and waits; the other 19 wait together.
-        let held = db.pool.acquire().await.unwrap();
-        let writes = GroupCommit::start(db.clone(), settings(64, 100));
-        let calls: Vec<_> = (0..20)
+        // The batch is built by hand and given to the worker's own batch runner: which
+        // jobs meet in one batch must not depend on how the scheduler interleaves them.
+        let mut answers = Vec::new();
+        let mut batch: Vec<Queued<Append>> = (0..20)
             .map(|i| {
-                let writes = writes.clone();
+                let (reply, answer) = oneshot::channel();
+                answers.push(answer);
                 let job = Append {
                     label: format!("job-{i}"),
                     fail_in_batch: i == 7,
                     batched: Arc::clone(&batched),
                 };
-                tokio::spawn(async move { writes.submit(job).await })
+                Queued { job, reply }
             })
             .collect();
-        while writes.queue.capacity() != 100 - 19 {
-            tokio::task::yield_now().await;
-        }
-        drop(held);
-        for call in calls {
-            call.await
-                .unwrap()
+        run_batch(&db, &mut batch).await;
+        assert!(batch.is_empty(), "every job was answered");
+        for answer in answers {
+            answer
+                .await
+                .expect("every job is answered")
                 .expect("alone, the failing job succeeds too");
         }
-        assert!(
-            batched.load(std::sync::atomic::Ordering::SeqCst) >= 2,
-            "the jobs ran in a shared transaction before the failure sent them alone"
+        assert_eq!(
+            batched.load(std::sync::atomic::Ordering::SeqCst),
+            8,
+            "jobs 0..=7 ran in the shared transaction before job 7 sent them all alone"
         );
         // Nothing of the rolled-back batch remains: each label exactly once, numbered
         // 0..20 without gaps.
@@ -409,13 +418,9 @@ mod tests {
         let (reply, first) = oneshot::channel();
         let job = Append::new("job-0");
         writes.queue.try_send(Queued { job, reply }).ok().unwrap();
-        while writes.queue.capacity() != 2 {
-            tokio::task::yield_now().await;
-        }
+        until(|| writes.queue.capacity() == 2, "the worker takes the first job").await;
         let calls = vec![submit(1), submit(2)];
-        while writes.queue.capacity() != 0 {
-            tokio::task::yield_now().await;
-        }
+        until(|| writes.queue.capacity() == 0, "two jobs fill the queue").await;
         // One job is with the worker (waiting for the connection), two fill the queue.
         let refused = writes.submit(Append::new("one-too-many")).await;
         assert_eq!(
