@@ -83,7 +83,10 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
             {
                 break record;
             }
-            assert!(tokio::time::Instant::now() < give_up, "no confirm in flight");
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "no confirm in flight"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         assert!(
@@ -668,7 +671,10 @@ async fn an_unreachable_store_answers_unavailable() {
         if let Some(record) = observer.find_by_key("alice", "k2").await.unwrap() {
             break record;
         }
-        assert!(tokio::time::Instant::now() < give_up, "the intent was never recorded");
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the intent was never recorded"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     store.db().pool.close().await;

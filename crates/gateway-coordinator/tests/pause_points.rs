@@ -76,7 +76,10 @@ async fn paused_after_the_decision_nothing_is_confirmed_and_recovery_finishes_it
         if now.state != RecordedState::Started {
             break now;
         }
-        assert!(tokio::time::Instant::now() < give_up, "never decided: {now:?}");
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "never decided: {now:?}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     assert_eq!(committed.state, RecordedState::Committed);

@@ -327,7 +327,10 @@ mod tests {
     async fn until(reached: impl Fn() -> bool, what: &str) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while !reached() {
-            assert!(tokio::time::Instant::now() < deadline, "never reached: {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never reached: {what}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
@@ -418,7 +421,11 @@ mod tests {
         let (reply, first) = oneshot::channel();
         let job = Append::new("job-0");
         writes.queue.try_send(Queued { job, reply }).ok().unwrap();
-        until(|| writes.queue.capacity() == 2, "the worker takes the first job").await;
+        until(
+            || writes.queue.capacity() == 2,
+            "the worker takes the first job",
+        )
+        .await;
         let calls = vec![submit(1), submit(2)];
         until(|| writes.queue.capacity() == 0, "two jobs fill the queue").await;
         // One job is with the worker (waiting for the connection), two fill the queue.
