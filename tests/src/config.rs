@@ -183,6 +183,9 @@ pub struct ClusterConfig {
     pub postgres_admin_url: Option<String>,
     /// Where the binaries are; `None` means next to the running executable.
     pub bin_dir: Option<PathBuf>,
+    /// An OTLP collector (`http://HOST:PORT`) every service exports its traces to; `None`:
+    /// traces off, as in `make run`.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -197,6 +200,7 @@ impl Default for ClusterConfig {
             database: DatabaseChoice::FromEnv,
             postgres_admin_url: None,
             bin_dir: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -416,20 +420,29 @@ fn render_auth(t: &mut String, pki_dir: &Path) {
 /// The environment `service` starts with besides its configuration file: the gateway's
 /// TEST-ONLY pause point (see `coordinator::pause`), which no configuration file can set.
 pub fn environment(service: Service, config: &ClusterConfig) -> Vec<(String, String)> {
-    let g = &config.gateway;
-    if service != Service::Gateway || g.pause_at == PausePoint::None {
-        return Vec::new();
+    let mut environment = Vec::new();
+    if let Some(endpoint) = &config.otlp_endpoint {
+        // The standard variables, as a deployment sets them; spans leave within 50 ms
+        // instead of the SDK's 5 s, so the trace test need not wait long.
+        for (name, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ] {
+            environment.push((name.to_owned(), value.to_owned()));
+        }
     }
-    vec![
-        (
+    let g = &config.gateway;
+    if service == Service::Gateway && g.pause_at != PausePoint::None {
+        environment.push((
             "BANKTRANSFER_TEST_PAUSE_AT".to_string(),
             g.pause_at.as_str().to_string(),
-        ),
-        (
+        ));
+        environment.push((
             "BANKTRANSFER_TEST_PAUSE_MS".to_string(),
             g.pause_ms.to_string(),
-        ),
-    ]
+        ));
+    }
+    environment
 }
 
 fn render_budget(t: &mut String, b: &Budget) {

@@ -30,6 +30,7 @@
 //! - [`logs`]: reading a service's log: tails and waiting for a line.
 //! - [`health`]: the standard gRPC health check.
 //! - [`metrics`]: scraping a service's Prometheus endpoint.
+//! - [`otlp`]: an OTLP trace receiver in the test, for the services' exported spans.
 //! - [`clients`]: gRPC clients over TLS, deadlines, and the transfer helpers tests use
 //!   (with a bearer token for the request's user).
 //! - [`cluster`]: [`cluster::Cluster`], the four services together.
@@ -49,6 +50,7 @@ pub mod health;
 pub mod invariants;
 pub mod logs;
 pub mod metrics;
+pub mod otlp;
 pub mod pki;
 pub mod ports;
 pub mod process;

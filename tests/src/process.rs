@@ -49,12 +49,12 @@ impl ServiceProcess {
             .stderr(Stdio::from(stderr))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
-        // Only the configuration file (and `environment`) configures the service.
+        // Only the configuration file (and `environment`) configures the service: neither
+        // our variables nor a developer's OpenTelemetry ones leak in.
         for (name, _) in std::env::vars_os() {
-            if name
-                .to_str()
-                .is_some_and(|n| n.starts_with(service_kit::config::ENV_PREFIX))
-            {
+            if name.to_str().is_some_and(|n| {
+                n.starts_with(service_kit::config::ENV_PREFIX) || n.starts_with("OTEL_")
+            }) {
                 command.env_remove(name);
             }
         }

@@ -7,7 +7,9 @@
 //! The gateway drives a fresh transfer with [`Driver::begin`] inside the client's budget;
 //! the reconciler (and a replayed request taking over) picks one up with
 //! [`Driver::resume`]. Callers open the `transfer` span (with its id) around a drive, so
-//! every line the driver logs carries the transfer id once.
+//! every line the driver logs carries the transfer id once. Each protocol step opens its
+//! own span under it (`reserve`, `decision`, `confirm` or `cancel`, `outcome`): exported
+//! as traces ([`service_kit::traces`]), they show where a transfer spent its time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -186,7 +188,11 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             now_ms,
         );
         let deadline_ms = drive.machine.deadlines().settle_deadline_ms;
-        match within_deadline(deadline_ms, now_ms, write).await {
+        let span = tracing::info_span!("decision", proposed = decision.recorded_state().as_str());
+        match within_deadline(deadline_ms, now_ms, write)
+            .instrument(span)
+            .await
+        {
             Ok(now_record) => {
                 drive.record = now_record;
                 let record = &drive.record;
@@ -218,7 +224,11 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             .store
             .record_outcome(&drive.record.transfer_id, outcome, now_ms);
         let deadline_ms = drive.machine.deadlines().settle_deadline_ms;
-        match within_deadline(deadline_ms, now_ms, write).await {
+        let span = tracing::info_span!("outcome", outcome = outcome.as_str());
+        match within_deadline(deadline_ms, now_ms, write)
+            .instrument(span)
+            .await
+        {
             Ok(now_record) => {
                 drive.record = now_record;
                 tracing::info!(recorded = drive.record.state.as_str(), "outcome recorded");
@@ -271,7 +281,8 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
         let terms = ReserveTerms::for_leg(&drive.record, leg);
         let deadline_ms = drive.machine.deadlines().reserve_deadline_ms;
         let timeout = remaining(deadline_ms, self.clock.now_ms());
-        drive.calls.spawn(Effect::Reserve(leg), async move {
+        let span = tracing::info_span!("reserve", leg = leg.name());
+        let call = async move {
             let reply =
                 match tokio::time::timeout(timeout, participants.reserve(leg, &terms, timeout))
                     .await
@@ -283,7 +294,10 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
                     )),
                 };
             Event::ReserveAnswered { leg, reply }
-        });
+        };
+        drive
+            .calls
+            .spawn(Effect::Reserve(leg), call.instrument(span));
     }
 
     fn spawn_settle(&self, drive: &mut Drive, effect: Effect, leg: Leg) {
@@ -292,7 +306,12 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
         let deadline_ms = drive.machine.deadlines().settle_deadline_ms;
         let timeout = remaining(deadline_ms, self.clock.now_ms());
         let confirm = matches!(effect, Effect::Confirm(_));
-        drive.calls.spawn(effect, async move {
+        let span = if confirm {
+            tracing::info_span!("confirm", leg = leg.name())
+        } else {
+            tracing::info_span!("cancel", leg = leg.name())
+        };
+        let call = async move {
             let call = async {
                 if confirm {
                     participants.confirm(leg, &transfer_id, timeout).await
@@ -314,7 +333,8 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
                     Event::SettleFailed { leg }
                 }
             }
-        });
+        };
+        drive.calls.spawn(effect, call.instrument(span));
     }
 }
 

@@ -184,6 +184,9 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
         request: TransferRequest,
         budget: Budget,
     ) -> Result<Approval, ApproveError> {
+        // Every line of this transfer's work carries its id (the driver logs inside); the
+        // id is known once the intent is written (a replay finds an earlier one).
+        let span = tracing::info_span!("transfer", transfer_id = tracing::field::Empty);
         let now_ms = self.clock.now_ms();
         let new = NewTransfer {
             transfer_id: self.ids.next_transfer_id(),
@@ -196,6 +199,7 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             created_at_ms: now_ms,
             // The reconciler looks once this request's own budget is surely over.
             next_attempt_at_ms: now_ms + self.policy.total_ms,
+            trace_context: span.in_scope(service_kit::traces::current_traceparent),
         };
         // Durable before anyone is called; an unreachable store means nothing happened.
         let intent = within_deadline(
@@ -203,14 +207,21 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             now_ms,
             self.store.insert_intent(&new),
         )
+        .instrument(tracing::info_span!(parent: &span, "intent"))
         .await
         .map_err(ApproveError::store(&new.transfer_id))?;
-        // Every line of this transfer's work carries its id (the driver logs inside).
-        let span = match &intent {
-            Intent::Created(record) | Intent::Existing(record) => {
-                tracing::info_span!("transfer", transfer_id = %record.transfer_id)
+        match &intent {
+            Intent::Created(record) => {
+                span.record("transfer_id", tracing::field::display(&record.transfer_id));
             }
-        };
+            Intent::Existing(record) => {
+                span.record("transfer_id", tracing::field::display(&record.transfer_id));
+                // A replay is traced as its own request, linked to the transfer's trace.
+                if let Some(traceparent) = &record.trace_context {
+                    service_kit::traces::link_to(&span, traceparent);
+                }
+            }
+        }
         self.follow(intent, new, budget).instrument(span).await
     }
 

@@ -379,6 +379,7 @@ mod tests {
             next_attempt_at_ms: 1_200,
             lease_owner: None,
             lease_until_ms: None,
+            trace_context: None,
         }
     }
 

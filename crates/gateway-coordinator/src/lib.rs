@@ -63,7 +63,9 @@ pub async fn serve<S: TransferStore, P: Participants>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let server_settings = settings.common.server.server_settings(&settings.tls)?;
+    let mut server_settings = settings.common.server.server_settings(&settings.tls)?;
+    // The public endpoint: a transfer's trace starts here, whatever the client sends.
+    server_settings.trace_context = service_kit::server::TraceContext::NewTrace;
     let routes = routes(settings, backends, Arc::new(UuidV7Ids))?;
     service_kit::server::serve(listener, routes, &[SERVICE_NAME], server_settings, shutdown)
         .await?;

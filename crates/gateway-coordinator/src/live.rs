@@ -150,6 +150,7 @@ mod tests {
             next_attempt_at_ms: 0,
             lease_owner: None,
             lease_until_ms: None,
+            trace_context: None,
         }
     }
 

@@ -21,8 +21,11 @@ fn main() -> anyhow::Result<()> {
     let settings: Settings = service_kit::config::load(args.config.as_deref())?;
     let runtime = settings.common.server.runtime()?;
     runtime.block_on(async move {
-        let listener =
+        let (listener, traces) =
             participant::serve::listen(&settings.common, "internal-balance-store").await?;
-        internal_balance_store::run(settings, listener, service_kit::shutdown::signal()).await
+        let result =
+            internal_balance_store::run(settings, listener, service_kit::shutdown::signal()).await;
+        service_kit::telemetry::flush(traces).await;
+        result
     })
 }

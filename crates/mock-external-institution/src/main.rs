@@ -19,7 +19,12 @@ fn main() -> anyhow::Result<()> {
     let settings: Settings = service_kit::config::load(args.config.as_deref())?;
     let runtime = settings.server.runtime()?;
     runtime.block_on(async move {
-        let listener = participant::serve::listen(&settings, "mock-external-institution").await?;
-        mock_external_institution::run(settings, listener, service_kit::shutdown::signal()).await
+        let (listener, traces) =
+            participant::serve::listen(&settings, "mock-external-institution").await?;
+        let result =
+            mock_external_institution::run(settings, listener, service_kit::shutdown::signal())
+                .await;
+        service_kit::telemetry::flush(traces).await;
+        result
     })
 }

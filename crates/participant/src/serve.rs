@@ -16,16 +16,18 @@ use crate::grpc::{CallGate, Participant};
 use crate::screening::Screening;
 use crate::store::ReservationStore;
 
-/// A participant binary's first steps: logs in `settings.log_format` under `service`'s
-/// name, then the listener on `settings.listen_addr`.
+/// A participant binary's first steps: logs (and traces, when configured) in
+/// `settings.log_format` under `service`'s name, then the listener on
+/// `settings.listen_addr`. The binary flushes the traces when it stops.
 pub async fn listen<D: Defaults>(
     settings: &CommonSettings<D>,
     service: &'static str,
-) -> anyhow::Result<TcpListener> {
-    service_kit::telemetry::init(service, &settings.log_format);
-    TcpListener::bind(&settings.listen_addr)
+) -> anyhow::Result<(TcpListener, Option<service_kit::traces::Tracing>)> {
+    let traces = service_kit::telemetry::init(service, &settings.log_format);
+    let listener = TcpListener::bind(&settings.listen_addr)
         .await
-        .with_context(|| format!("binding listen_addr {}", settings.listen_addr))
+        .with_context(|| format!("binding listen_addr {}", settings.listen_addr))?;
+    Ok((listener, traces))
 }
 
 /// What makes one participant itself.

@@ -22,10 +22,12 @@ fn main() -> anyhow::Result<()> {
     let settings: reconciler::Settings = service_kit::config::load(args.config.as_deref())?;
     let runtime = settings.common.server.runtime()?;
     runtime.block_on(async move {
-        service_kit::telemetry::init("reconciler", &settings.common.log_format);
+        let traces = service_kit::telemetry::init("reconciler", &settings.common.log_format);
         let listener = tokio::net::TcpListener::bind(&settings.listen_addr)
             .await
             .with_context(|| format!("binding {}", settings.listen_addr))?;
-        reconciler::run(settings, listener, service_kit::shutdown::signal()).await
+        let result = reconciler::run(settings, listener, service_kit::shutdown::signal()).await;
+        service_kit::telemetry::flush(traces).await;
+        result
     })
 }

@@ -115,7 +115,16 @@ impl<S: TransferStore, P: Participants> Reconciler<S, P> {
                 tracing::info!("shutting down: leaving the rest of the batch");
                 break;
             }
-            let span = tracing::info_span!("transfer", transfer_id = %candidate.transfer_id);
+            // A trace of its own (nobody waits on it), named `reconcile`, linked to the
+            // trace of the request that started the transfer.
+            let span = tracing::info_span!(
+                "transfer",
+                otel.name = "reconcile",
+                transfer_id = %candidate.transfer_id
+            );
+            if let Some(traceparent) = &candidate.trace_context {
+                service_kit::traces::link_to(&span, traceparent);
+            }
             match self.reconcile(&candidate).instrument(span).await {
                 Ok(Some(handled)) => handled.count(&mut report),
                 Ok(None) => {}

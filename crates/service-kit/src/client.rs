@@ -78,6 +78,11 @@ macro_rules! limit {
     };
 }
 
+/// A channel whose calls carry the current span's trace context (`traceparent`), for
+/// generated clients: `Client::with_interceptor(channel, PropagateTrace)` names the type.
+pub type TracedChannel =
+    tonic::service::interceptor::InterceptedService<Channel, crate::traces::PropagateTrace>;
+
 /// Wraps a message in a request that carries `timeout` as its gRPC deadline.
 pub fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

@@ -4,6 +4,8 @@
 //! - [`config`]: typed configuration from a TOML file plus `BANKTRANSFER__*` environment
 //!   overrides.
 //! - [`telemetry`]: structured logs through `tracing` (pretty or JSON).
+//! - [`traces`]: spans exported over OTLP when `OTEL_*` names a collector; the W3C trace
+//!   context on every gRPC hop (client interceptor, server layer).
 //! - [`db`]: one connection pool over SQLite (embedded default) or PostgreSQL, chosen by the
 //!   URL, with embedded migrations per back end.
 //! - [`group_commit`]: many callers' writes in one transaction and one commit.
@@ -39,3 +41,4 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod traces;

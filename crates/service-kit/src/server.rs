@@ -189,6 +189,7 @@ impl ServerSection {
             reflection: self.reflection,
             health_listen_addr: (!self.health_listen_addr.trim().is_empty())
                 .then(|| self.health_listen_addr.trim().to_owned()),
+            trace_context: TraceContext::FromCaller,
             transport: Transport::Plaintext {
                 caller: PeerIdentity::Anonymous,
             },
@@ -220,8 +221,12 @@ pub struct ServerSettings {
     pub reflection: bool,
     /// Where [`serve`] binds the plaintext health-only listener for probes, if anywhere.
     pub health_listen_addr: Option<String>,
+    /// Whether a call's `traceparent` is continued ([`crate::traces`]).
+    pub trace_context: TraceContext,
     pub transport: Transport,
 }
+
+pub use crate::traces::TraceContext;
 
 impl Default for ServerSettings {
     fn default() -> Self {
@@ -438,6 +443,8 @@ where
         .tcp_nodelay(true)
         // Outside the in_flight_max limit: calls are timed from before it. (What tonic's
         // load shedding refuses never reaches a layer: see `metrics::grpc`.)
+        // Outermost: the call's span (under the caller's trace) covers everything below.
+        .layer(crate::traces::TraceLayer::new(settings.trace_context))
         .layer(GrpcMetricsLayer::new(served))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             settings.in_flight_max,

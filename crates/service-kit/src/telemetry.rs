@@ -2,7 +2,8 @@
 //! services open a span with it (`info_span!("transfer", transfer_id = ...)`).
 //!
 //! `log_format = "json"` for machines, `"pretty"` for people; `RUST_LOG` filters
-//! (default `info`). Tracing across services and metrics plug in here later.
+//! (default `info`). Spans also become traces when a collector is configured
+//! ([`crate::traces`]).
 //!
 //! No request can forge a log line. JSON escapes every value. The pretty format writes a
 //! `%field` (Display) as it is, so the services follow one rule: a value from a request
@@ -12,47 +13,82 @@
 //! `?field` (Debug), which escapes control characters, or as a plain `&str` field, which
 //! the pretty format writes with Debug too. The tests below pin both halves.
 
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-/// Installs the process-wide subscriber. Safe to call more than once (later calls are
-/// ignored), so in-process tests can start several services.
-pub fn init(service: &'static str, log_format: &str) {
+use crate::traces::{self, TraceSettings, Tracing};
+
+/// Installs the process-wide subscriber: log lines, and spans exported as traces when the
+/// `OTEL_*` variables name a collector ([`crate::traces`]). Safe to call more than once
+/// (later calls are ignored), so in-process tests can start several services. Must run
+/// inside the Tokio runtime. The [`Tracing`] returned, if any, flushes the last spans when
+/// shut down.
+pub fn init(service: &'static str, log_format: &str) -> Option<Tracing> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let result = subscriber(log_format, filter, ansi, std::io::stdout).try_init();
-    if result.is_ok() {
-        tracing::info!(service, "telemetry initialised");
+    let provider = TraceSettings::from_env().map(|settings| {
+        let provider = traces::provider(service, &settings);
+        (settings, provider)
+    });
+    let (provider, trace_error) = match provider {
+        None => (None, None),
+        Some((settings, Ok(provider))) => (Some((settings, provider)), None),
+        Some((_, Err(err))) => (None, Some(err)),
+    };
+    let otel = provider.as_ref().map(|(_, p)| traces::layer(p));
+    let result = tracing_subscriber::registry()
+        .with(otel)
+        .with(fmt_layer(log_format, ansi, std::io::stdout))
+        .with(filter)
+        .try_init();
+    if result.is_err() {
+        return None;
+    }
+    tracing::info!(service, "telemetry initialised");
+    if let Some(err) = trace_error {
+        // Traces are for operators, not for transfers: a bad collector setting is loud
+        // but does not stop the service.
+        tracing::error!(error = %err, "traces are off: the OTLP exporter cannot be built");
+    }
+    provider.map(|(settings, provider)| {
+        tracing::info!(endpoint = ?settings.endpoint, "exporting traces over OTLP");
+        Tracing::new(provider)
+    })
+}
+
+/// Flushes the spans still queued, if traces are on: the last step of a binary's `main`.
+pub async fn flush(tracing: Option<Tracing>) {
+    if let Some(tracing) = tracing {
+        tracing.shutdown().await;
     }
 }
 
-/// The subscriber [`init`] installs, writing to `writer`.
-fn subscriber<W>(
-    log_format: &str,
-    filter: EnvFilter,
-    ansi: bool,
-    writer: W,
-) -> Box<dyn tracing::Subscriber + Send + Sync>
+/// The log-line layer: JSON for machines, compact text for people, written to `writer`.
+fn fmt_layer<S, W>(log_format: &str, ansi: bool, writer: W) -> Box<dyn Layer<S> + Send + Sync>
 where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(ansi)
         .with_writer(writer);
     if log_format == "json" {
+        // The span list too: a protocol step's span sits under the transfer's, which
+        // carries the transfer id.
         Box::new(
-            builder
+            layer
                 .json()
                 .flatten_event(true)
                 .with_current_span(true)
-                .finish(),
+                .with_span_list(true),
         )
     } else {
-        Box::new(builder.compact().finish())
+        Box::new(layer.compact())
     }
 }
 
@@ -89,7 +125,9 @@ mod tests {
     /// The lines `log` writes in `log_format`, as the services' subscriber writes them.
     fn lines(log_format: &str, log: impl FnOnce()) -> Vec<String> {
         let captured = Captured::default();
-        let subscriber = subscriber(log_format, EnvFilter::new("info"), false, captured.clone());
+        let subscriber = tracing_subscriber::registry()
+            .with(fmt_layer(log_format, false, captured.clone()))
+            .with(EnvFilter::new("info"));
         tracing::subscriber::with_default(subscriber, log);
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         text.lines().map(str::to_owned).collect()

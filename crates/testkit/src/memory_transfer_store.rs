@@ -407,6 +407,7 @@ fn intent_record(new: &NewTransfer) -> TransferRecord {
         updated_at_ms: new.created_at_ms,
         attempts: 0,
         next_attempt_at_ms: new.next_attempt_at_ms,
+        trace_context: new.trace_context.clone(),
         lease_owner: None,
         lease_until_ms: None,
     }
@@ -438,6 +439,7 @@ mod tests {
             amount: Money::positive(10, "USD").unwrap(),
             created_at_ms: 1_000,
             next_attempt_at_ms: 1_200,
+            trace_context: None,
         }
     }
 

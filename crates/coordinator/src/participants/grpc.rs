@@ -18,7 +18,8 @@ use banktransfer_api::reservation::v1::{
 };
 use banktransfer_protocol::audit::{AccountStatement, BookReservation};
 use banktransfer_protocol::transfer::{Leg, ReserveReply};
-use service_kit::client::{channel, warm_up, with_deadline};
+use service_kit::client::{TracedChannel, channel, warm_up, with_deadline};
+use service_kit::traces::PropagateTrace;
 use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::listing::{accounts_page, reservations_page};
@@ -26,8 +27,10 @@ use super::{CallError, Page, Participants, ReservationView, ReserveTerms};
 
 #[derive(Clone, Debug)]
 pub struct GrpcParticipants {
-    external: ReservationServiceClient<Channel>,
-    balance_store: ReservationServiceClient<Channel>,
+    /// Every call carries the current span's trace context: a transfer's participant
+    /// calls belong to its trace.
+    external: ReservationServiceClient<TracedChannel>,
+    balance_store: ReservationServiceClient<TracedChannel>,
 }
 
 impl GrpcParticipants {
@@ -52,15 +55,21 @@ impl GrpcParticipants {
     /// network).
     pub fn from_channels(external: Channel, balance_store: Channel) -> GrpcParticipants {
         GrpcParticipants {
-            external: service_kit::limit!(ReservationServiceClient::new(external)),
-            balance_store: service_kit::limit!(ReservationServiceClient::new(balance_store)),
+            external: service_kit::limit!(ReservationServiceClient::with_interceptor(
+                external,
+                PropagateTrace
+            )),
+            balance_store: service_kit::limit!(ReservationServiceClient::with_interceptor(
+                balance_store,
+                PropagateTrace
+            )),
         }
     }
 }
 
 impl GrpcParticipants {
     /// The client of `leg`'s participant (clients are cheap handles on one channel).
-    fn client(&self, leg: Leg) -> ReservationServiceClient<Channel> {
+    fn client(&self, leg: Leg) -> ReservationServiceClient<TracedChannel> {
         match leg {
             Leg::External => self.external.clone(),
             Leg::BalanceStore => self.balance_store.clone(),

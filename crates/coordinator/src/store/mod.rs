@@ -19,14 +19,26 @@ pub use sql::SqlTransferStore;
 
 /// The transfer log's schema, one migration list per back end.
 pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[(
-        "transfers",
-        include_str!("../../migrations/sqlite/0001_transfers.sql"),
-    )],
-    postgres: &[(
-        "transfers",
-        include_str!("../../migrations/postgres/0001_transfers.sql"),
-    )],
+    sqlite: &[
+        (
+            "transfers",
+            include_str!("../../migrations/sqlite/0001_transfers.sql"),
+        ),
+        (
+            "trace context",
+            include_str!("../../migrations/sqlite/0002_trace_context.sql"),
+        ),
+    ],
+    postgres: &[
+        (
+            "transfers",
+            include_str!("../../migrations/postgres/0001_transfers.sql"),
+        ),
+        (
+            "trace context",
+            include_str!("../../migrations/postgres/0002_trace_context.sql"),
+        ),
+    ],
 };
 
 /// A transfer intent, as the gateway records it before calling anyone.
@@ -44,6 +56,9 @@ pub struct NewTransfer {
     /// When the reconciler should first look at it: once its live driver's budget is
     /// spent.
     pub next_attempt_at_ms: u64,
+    /// The W3C `traceparent` of the request's span, when traces are on: later work on
+    /// the transfer (the reconciler's) links to it.
+    pub trace_context: Option<String>,
 }
 
 /// One row of the transfer log.
@@ -67,6 +82,8 @@ pub struct TransferRecord {
     pub next_attempt_at_ms: u64,
     pub lease_owner: Option<String>,
     pub lease_until_ms: Option<u64>,
+    /// As [`NewTransfer::trace_context`].
+    pub trace_context: Option<String>,
 }
 
 impl TransferRecord {

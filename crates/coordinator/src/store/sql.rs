@@ -29,14 +29,15 @@ macro_rules! columns {
     () => {
         "transfer_id, user_id, idempotency_key, fingerprint, external_account_id, \
          internal_account_id, amount_minor, currency, state, failure_reason, created_at_ms, \
-         decided_at_ms, updated_at_ms, attempts, next_attempt_at_ms, lease_owner, lease_until_ms"
+         decided_at_ms, updated_at_ms, attempts, next_attempt_at_ms, lease_owner, lease_until_ms, \
+         trace_context"
     };
 }
 
 const INSERT_INTENT: &str = concat!(
     "INSERT INTO transfers (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', NULL, $9, NULL, $9, 0, $10, NULL, NULL) \
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', NULL, $9, NULL, $9, 0, $10, NULL, NULL, $11) \
      ON CONFLICT DO NOTHING RETURNING ",
     columns!()
 );
@@ -377,6 +378,7 @@ fn record_from_row(row: &AnyRow) -> Result<TransferRecord, StoreError> {
         next_attempt_at_ms: ms_from_db("next_attempt_at_ms", get(row, "next_attempt_at_ms")?)?,
         lease_owner: get(row, "lease_owner")?,
         lease_until_ms: optional_ms("lease_until_ms")?,
+        trace_context: get(row, "trace_context")?,
         transfer_id,
     })
 }
@@ -479,6 +481,7 @@ impl LogWrite {
                     .bind(new.amount.currency().as_str())
                     .bind(ms_to_db(new.created_at_ms))
                     .bind(ms_to_db(new.next_attempt_at_ms))
+                    .bind(new.trace_context.as_deref())
                     .fetch_optional(&mut *conn)
                     .await
                     .map_err(error)?;

@@ -60,6 +60,7 @@ pub fn intent(user: &str, key: &str, amount_minor: i64, created_at_ms: u64) -> N
         amount: usd(amount_minor),
         created_at_ms,
         next_attempt_at_ms: created_at_ms,
+        trace_context: None,
     }
 }
 

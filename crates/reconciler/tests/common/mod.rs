@@ -64,6 +64,7 @@ pub fn intent(user: &str, key: &str, created_at_ms: u64) -> NewTransfer {
         amount: usd(100),
         created_at_ms,
         next_attempt_at_ms: created_at_ms + 200,
+        trace_context: None,
     }
 }
 
