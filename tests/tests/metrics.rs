@@ -82,15 +82,21 @@ async fn one_transfer_is_counted_by_outcome_method_and_store_operation() {
         promtool_check(&scraped);
     }
 
-    // The reconciler publishes its backlog on every pass: nothing is unfinished.
+    // The reconciler publishes its backlog on every pass: once a pass has run after the
+    // transfer finished (one may have caught it committed, not yet succeeded), nothing is
+    // unfinished.
     let port = endpoints.metrics_port(Service::Reconciler);
+    let backlog = |scraped: &str, state: &str| {
+        value(
+            scraped,
+            &format!("banktransfer_reconciler_backlog{{state=\"{state}\"}}"),
+        )
+    };
     let mut reconciler = scrape(port).await;
     for _ in 0..100 {
-        if value(
-            &reconciler,
-            r#"banktransfer_reconciler_backlog{state="started"}"#,
-        )
-        .is_some()
+        if ["started", "committed", "aborted"]
+            .iter()
+            .all(|state| backlog(&reconciler, state) == Some(0.0))
         {
             break;
         }

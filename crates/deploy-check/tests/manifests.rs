@@ -545,6 +545,61 @@ fn ports_probes_mounts_and_grace_match_the_configuration() {
     assert_eq!(ports("metrics-from-monitoring", "ingress"), metrics_ports);
 }
 
+/// The `NAME=value` literals of the `banktransfer-traces` ConfigMap in a kustomization.
+fn traces_literals(kustomization: &Path) -> Vec<(String, String)> {
+    let docs = yaml_docs(kustomization);
+    docs[0]["configMapGenerator"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["name"].as_str() == Some("banktransfer-traces"))
+        .flat_map(|g| g["literals"].as_vec().cloned().unwrap_or_default())
+        .map(|literal| {
+            let text = literal.as_str().unwrap();
+            let (name, value) = text.split_once('=').unwrap_or((text, ""));
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_service_reads_the_trace_settings_and_they_are_ones_the_sdk_knows() {
+    for service in services() {
+        let (docs, index) = deployment(service.name);
+        let container = &docs[index]["spec"]["template"]["spec"]["containers"][0];
+        let from: Vec<&str> = container["envFrom"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(|source| source["configMapRef"]["name"].as_str())
+            .collect();
+        assert_eq!(from, ["banktransfer-traces"], "{}", service.name);
+    }
+    let base = traces_literals(&deploy_dir().join("base/kustomization.yaml"));
+    assert_eq!(
+        base,
+        [("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), String::new())],
+        "traces are off in the base"
+    );
+    let prod = traces_literals(&deploy_dir().join("overlays/prod/kustomization.yaml"));
+    for (name, value) in base.iter().chain(&prod) {
+        assert!(
+            service_kit::traces::VARIABLES.contains(&name.as_str()),
+            "{name} is not a variable the traces read"
+        );
+        if name.ends_with("_ENDPOINT") && !value.is_empty() {
+            assert!(
+                value.starts_with("http://") || value.starts_with("https://"),
+                "{value}"
+            );
+        }
+    }
+    let settings = service_kit::traces::TraceSettings::from_vars(|name| {
+        prod.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    });
+    assert!(settings.is_some(), "prod exports traces: {prod:?}");
+}
+
 #[test]
 fn dev_participant_configs_are_the_base_plus_demo_accounts() {
     for service in ["mock-external-institution", "internal-balance-store"] {
