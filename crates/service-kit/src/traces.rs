@@ -38,6 +38,9 @@ use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// How long a stopping service waits for its last spans to be exported.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Set once the exporter is installed: the propagation code does nothing before.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -126,12 +129,19 @@ pub struct Tracing {
 }
 
 impl Tracing {
-    /// Exports the spans still queued (bounded by the export timeout) and stops. Runs on
-    /// a blocking thread: the SDK blocks its caller while the export itself needs this
+    pub fn new(provider: SdkTracerProvider) -> Tracing {
+        Tracing { provider }
+    }
+
+    /// Exports the spans still queued and stops, within [`FLUSH_TIMEOUT`] (a collector
+    /// that is down must not hold a stopping pod past its grace period). Runs on a
+    /// blocking thread: the SDK blocks its caller while the export itself needs this
     /// runtime's workers.
     pub async fn shutdown(self) {
         let provider = self.provider;
-        let result = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        let result =
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT))
+                .await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "flushing the last spans failed"),
@@ -183,12 +193,6 @@ where
 {
     ENABLED.store(true, Ordering::Relaxed);
     tracing_opentelemetry::layer().with_tracer(provider.tracer("banktransfer"))
-}
-
-impl Tracing {
-    pub fn new(provider: SdkTracerProvider) -> Tracing {
-        Tracing { provider }
-    }
 }
 
 /// The SDK's batch processor exports from a thread of its own, outside any Tokio runtime,
