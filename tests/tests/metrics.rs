@@ -123,4 +123,11 @@ async fn one_transfer_is_counted_by_outcome_method_and_store_operation() {
     );
     promtool_check(&reconciler);
     cluster.assert_invariants().await;
+    // The invariants ran the reconciler's audit: it published its (zero) mismatches.
+    let audited = scrape(port).await;
+    assert_eq!(
+        value(&audited, "banktransfer_audit_mismatches"),
+        Some(0.0),
+        "{audited}"
+    );
 }
