@@ -62,10 +62,8 @@ fn served<'a>(spans: &'a [ReceivedSpan], service: &str, method: &str) -> &'a Rec
 async fn one_transfer_is_one_trace_across_the_gateway_and_both_participants() {
     let receiver = OtlpReceiver::start().await;
     let cluster = Cluster::start(traced(&receiver)).await;
-    let (transfer, elapsed) = cluster
-        .transfers()
-        .approve_ok(&TransferRequest::new("alice", 25_000))
-        .await;
+    let request = TransferRequest::new("alice", 25_000);
+    let (transfer, elapsed) = cluster.transfers().approve_ok(&request).await;
     eprintln!("[e2e] answered in {elapsed:?}: {transfer:?}");
     assert_eq!(transfer.status(), TransferStatus::Succeeded, "{transfer:?}");
     let id = transfer.transfer_id.clone();
@@ -165,6 +163,27 @@ async fn one_transfer_is_one_trace_across_the_gateway_and_both_participants() {
             .all(|s| s.service != RECONCILER),
         "the reconciler had nothing to do with a transfer its request finished"
     );
+
+    // A replay of the same request is a trace of its own, linked to the transfer's span.
+    let original = (
+        transfer_span.trace_id.clone(),
+        transfer_span.span_id.clone(),
+    );
+    let (replayed, _) = cluster.transfers().approve_ok(&request).await;
+    assert_eq!(replayed.transfer_id, id, "the same transfer comes back");
+    let spans = receiver
+        .wait_for("the replay's linked span", PATIENCE, |spans| {
+            spans.iter().any(|s| {
+                s.service == GATEWAY && s.name == "transfer" && s.links.contains(&original)
+            })
+        })
+        .await;
+    let replay = spans
+        .iter()
+        .find(|s| s.service == GATEWAY && s.name == "transfer" && s.links.contains(&original))
+        .expect("found above");
+    assert_ne!(replay.trace_id, original.0, "a new request, a new trace");
+    assert_eq!(replay.attributes.get("transfer_id"), Some(&id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
