@@ -210,17 +210,11 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
         .instrument(tracing::info_span!(parent: &span, "intent"))
         .await
         .map_err(ApproveError::store(&new.transfer_id))?;
-        match &intent {
-            Intent::Created(record) => {
-                span.record("transfer_id", tracing::field::display(&record.transfer_id));
-            }
-            Intent::Existing(record) => {
-                span.record("transfer_id", tracing::field::display(&record.transfer_id));
-                // A replay is traced as its own request, linked to the transfer's trace.
-                if let Some(traceparent) = &record.trace_context {
-                    service_kit::traces::link_to(&span, traceparent);
-                }
-            }
+        let (Intent::Created(record) | Intent::Existing(record)) = &intent;
+        span.record("transfer_id", tracing::field::display(&record.transfer_id));
+        // A replay is traced as its own request, linked to the transfer's trace.
+        if let (Intent::Existing(_), Some(traceparent)) = (&intent, &record.trace_context) {
+            service_kit::traces::link_to(&span, traceparent);
         }
         self.follow(intent, new, budget).instrument(span).await
     }

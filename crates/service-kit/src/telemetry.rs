@@ -30,18 +30,17 @@ pub fn init(service: &'static str, log_format: &str) -> Option<Tracing> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let provider = TraceSettings::from_env().map(|settings| {
-        let provider = traces::provider(service, &settings);
-        (settings, provider)
-    });
-    let (provider, trace_error) = match provider {
-        None => (None, None),
-        Some((settings, Ok(provider))) => (Some((settings, provider)), None),
-        Some((_, Err(err))) => (None, Some(err)),
+    let settings = TraceSettings::from_env();
+    let built = settings
+        .as_ref()
+        .map(|settings| traces::provider(service, settings))
+        .transpose();
+    let (provider, trace_error) = match built {
+        Ok(provider) => (provider, None),
+        Err(err) => (None, Some(err)),
     };
-    let otel = provider.as_ref().map(|(_, p)| traces::layer(p));
     let result = tracing_subscriber::registry()
-        .with(otel)
+        .with(provider.as_ref().map(traces::layer))
         .with(fmt_layer(log_format, ansi, std::io::stdout))
         .with(filter)
         .try_init();
@@ -54,10 +53,11 @@ pub fn init(service: &'static str, log_format: &str) -> Option<Tracing> {
         // but does not stop the service.
         tracing::error!(error = %err, "traces are off: the OTLP exporter cannot be built");
     }
-    provider.map(|(settings, provider)| {
-        tracing::info!(endpoint = ?settings.endpoint, "exporting traces over OTLP");
-        Tracing::new(provider)
-    })
+    let provider = provider?;
+    traces::mark_enabled();
+    let endpoint = settings.map(|settings| settings.endpoint);
+    tracing::info!(?endpoint, "exporting traces over OTLP");
+    Some(Tracing::new(provider))
 }
 
 /// Flushes the spans still queued, if traces are on: the last step of a binary's `main`.

@@ -183,15 +183,18 @@ pub fn provider(
         .build())
 }
 
-/// The tracing layer that turns spans into OpenTelemetry spans of `provider`; marks
-/// traces as on.
+/// Turns the propagation on, once the layer of [`layer`] is installed.
+pub(crate) fn mark_enabled() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// The tracing layer that turns spans into OpenTelemetry spans of `provider`.
 pub fn layer<S>(
     provider: &SdkTracerProvider,
 ) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
-    ENABLED.store(true, Ordering::Relaxed);
     tracing_opentelemetry::layer().with_tracer(provider.tracer("banktransfer"))
 }
 
