@@ -8,6 +8,9 @@
 use std::future::Future;
 
 use banktransfer_protocol::reservation::{Refusal, Terms};
+
+/// The verdicts of [`Screening::screen_many`], one per reserve, or the database's error.
+pub type Verdicts = Result<Vec<Result<(), Refusal>>, sqlx::Error>;
 use sqlx::AnyConnection;
 
 /// Outer error: the database failed (the reserve fails, nothing is recorded). Inner
@@ -24,6 +27,25 @@ pub trait Screening: Send + Sync + 'static {
         terms: &Terms,
         now_ms: u64,
     ) -> impl Future<Output = Verdict> + Send;
+
+    /// Screens many reserves (`terms` and the time of each call) in one transaction,
+    /// each as [`Screening::screen`] would: the caller guarantees that no write since
+    /// the transaction's last statement touched a reservation of these users or
+    /// accounts, so one read of the book answers all of them. Reads only the
+    /// `reservations` table. The default screens one by one.
+    fn screen_many(
+        &self,
+        conn: &mut AnyConnection,
+        reserves: &[(&Terms, u64)],
+    ) -> impl Future<Output = Verdicts> + Send {
+        async move {
+            let mut verdicts = Vec::with_capacity(reserves.len());
+            for (terms, now_ms) in reserves {
+                verdicts.push(self.screen(&mut *conn, terms, *now_ms).await?);
+            }
+            Ok(verdicts)
+        }
+    }
 }
 
 /// Accepts everything: the external institution's only rule is available funds, which

@@ -17,6 +17,11 @@
 //! transaction of its own), so one bad job cannot fail its neighbours. A commit that
 //! fails leaves every job's outcome unknown, which is what its caller is told.
 //!
+//! A job type may also run its whole batch at once ([`Job::run_many`]: a few multi-row
+//! statements instead of a few statements per job) as long as every job's outcome and
+//! writes are what running them one after another would give; the reservation book does,
+//! since on PostgreSQL each statement is a round trip to another process.
+//!
 //! Bounds: the queue holds `queue_max` jobs (beyond it, [`Job::unavailable`] at once),
 //! a batch holds `batch_max`.
 
@@ -42,6 +47,27 @@ pub trait Job: Send + Sync + 'static {
         &'c self,
         conn: &'c mut AnyConnection,
     ) -> BoxFuture<'c, Result<Self::Output, Self::Error>>;
+
+    /// Runs a whole batch inside its shared transaction, in order, and returns one output
+    /// per job: the outcomes and the writes must be exactly those of running each job
+    /// with [`Job::run`] one after another. The default does just that; a job type that
+    /// can write many jobs with fewer statements (multi-row reads and writes) overrides
+    /// it. An error rolls the batch back and every job then runs alone.
+    fn run_many<'c>(
+        jobs: &'c [&'c Self],
+        conn: &'c mut AnyConnection,
+    ) -> BoxFuture<'c, Result<Vec<Self::Output>, Self::Error>>
+    where
+        Self: Sized,
+    {
+        Box::pin(async move {
+            let mut outputs = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                outputs.push(job.run(&mut *conn).await?);
+            }
+            Ok(outputs)
+        })
+    }
 
     /// Runs in a transaction of its own (after its batch failed, or when it is alone).
     fn run_alone(&self, db: Db) -> BoxFuture<'_, Result<Self::Output, Self::Error>>;
@@ -214,20 +240,23 @@ async fn run_together<J: Job>(db: &Db, batch: &[Queued<J>]) -> Together<J::Outpu
             return Together::Unknown(format!("cannot set the batch's lock timeout: {err}"));
         }
     }
-    let mut outputs = Vec::with_capacity(batch.len());
-    for queued in batch {
-        match queued.job.run(&mut tx).await {
-            Ok(output) => outputs.push(output),
-            Err(_) => {
-                // Dropping the transaction rolls it back; log why only at debug: the job
-                // reports its own error when it runs alone.
-                if let Err(err) = tx.rollback().await {
-                    tracing::warn!(error = %err, "rolling back a failed batch failed");
-                }
-                return Together::JobFailed;
+    let jobs: Vec<&J> = batch.iter().map(|queued| &queued.job).collect();
+    let outputs = match J::run_many(&jobs, &mut tx).await {
+        Ok(outputs) => outputs,
+        Err(_) => {
+            // Dropping the transaction rolls it back; log why only at debug: the job
+            // reports its own error when it runs alone.
+            if let Err(err) = tx.rollback().await {
+                tracing::warn!(error = %err, "rolling back a failed batch failed");
             }
+            return Together::JobFailed;
         }
-    }
+    };
+    assert_eq!(
+        outputs.len(),
+        batch.len(),
+        "a batch answers every one of its jobs"
+    );
     match tx.commit().await {
         Ok(()) => Together::Committed(outputs),
         Err(err) => Together::Unknown(format!("the commit failed: {err}")),

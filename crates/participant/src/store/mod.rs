@@ -3,12 +3,15 @@
 //! PostgreSQL), ask the pure book in `banktransfer_protocol::reservation` what to do,
 //! write that, commit, and only then return the outcome. Concurrent reserves, confirms
 //! and cancels share transactions ([`writes`], through `service_kit::group_commit`):
-//! each still runs the same statements and the same decision, one after another, and is
-//! answered only after the shared commit.
+//! each gets the same decision as alone, and is answered only after the shared commit. A
+//! shared transaction reads and writes its operations with a few multi-row statements
+//! ([`batch`]); alone, an operation runs its own statements (`write_in`), which is also
+//! the reference the batched path is tested against.
 //!
 //! Lock order, the same in every operation so that two transactions never wait on each
 //! other in a cycle: the reservation row first, then the account row.
 
+mod batch;
 mod sql;
 mod writes;
 

@@ -13,7 +13,7 @@ use banktransfer_protocol::money::{Currency, Money};
 use banktransfer_protocol::reservation::{
     AccountView, Balance, Refusal, RefusalReason, Reservation, ReservationStatus, Terms,
 };
-use service_kit::db;
+use service_kit::db::{self, Backend};
 use sqlx::AnyConnection;
 
 use crate::book::{NewAccount, StoreError};
@@ -137,6 +137,238 @@ const UPDATE_BALANCE: &str = "UPDATE accounts SET available_minor = $2, reserved
 const INSERT_ACCOUNT_IF_ABSENT: &str = "INSERT INTO accounts (account_id, user_id, currency, \
      available_minor, reserved_minor, confirmed_minor, opening_minor, opened_at_ms) \
      VALUES ($1, $2, $3, $4, 0, 0, $5, $6) ON CONFLICT (account_id) DO NOTHING";
+
+/// The statements that read and write many reservations at once (`store::batch`): the
+/// rows travel as one JSON array parameter, so each statement has one fixed text (it is
+/// prepared once per connection) whatever the batch's size. The two back ends unpack
+/// JSON differently; the statements mean the same.
+pub struct BatchSql {
+    select_reservations: &'static str,
+    select_accounts: &'static str,
+    insert_reservations: &'static str,
+    update_reservations: &'static str,
+    update_balances: &'static str,
+}
+
+// PostgreSQL locks the rows in the order of ORDER BY (the lock is taken above the sort),
+// so two batches lock the rows they share in the same order.
+const BATCH_POSTGRES: BatchSql = BatchSql {
+    select_reservations: concat!(
+        "SELECT ",
+        reservation_columns!(),
+        " FROM reservations WHERE transfer_id IN \
+         (SELECT json_array_elements_text(CAST($1 AS JSON))) ORDER BY transfer_id FOR UPDATE"
+    ),
+    select_accounts: "SELECT account_id, user_id, currency, available_minor, reserved_minor, \
+         confirmed_minor FROM accounts WHERE account_id IN \
+         (SELECT json_array_elements_text(CAST($1 AS JSON))) ORDER BY account_id FOR UPDATE",
+    insert_reservations: "INSERT INTO reservations (transfer_id, account_id, user_id, \
+         amount_minor, currency, status, refusal_reason, refusal_message, created_at_ms, \
+         updated_at_ms) SELECT r.transfer_id, r.account_id, r.user_id, r.amount_minor, \
+         r.currency, r.status, r.refusal_reason, r.refusal_message, r.at_ms, r.at_ms \
+         FROM json_to_recordset(CAST($1 AS JSON)) AS r(transfer_id TEXT, account_id TEXT, \
+         user_id TEXT, amount_minor BIGINT, currency TEXT, status TEXT, refusal_reason TEXT, \
+         refusal_message TEXT, at_ms BIGINT)",
+    update_reservations: "UPDATE reservations AS r SET status = u.status, \
+         refusal_reason = u.refusal_reason, refusal_message = u.refusal_message, \
+         updated_at_ms = u.at_ms FROM json_to_recordset(CAST($1 AS JSON)) AS u(transfer_id \
+         TEXT, status TEXT, refusal_reason TEXT, refusal_message TEXT, at_ms BIGINT) \
+         WHERE r.transfer_id = u.transfer_id",
+    update_balances: "UPDATE accounts AS a SET available_minor = b.available_minor, \
+         reserved_minor = b.reserved_minor, confirmed_minor = b.confirmed_minor \
+         FROM json_to_recordset(CAST($1 AS JSON)) AS b(account_id TEXT, available_minor \
+         BIGINT, reserved_minor BIGINT, confirmed_minor BIGINT) \
+         WHERE a.account_id = b.account_id",
+};
+
+const BATCH_SQLITE: BatchSql = BatchSql {
+    select_reservations: concat!(
+        "SELECT ",
+        reservation_columns!(),
+        " FROM reservations WHERE transfer_id IN (SELECT value FROM json_each($1)) \
+         ORDER BY transfer_id"
+    ),
+    select_accounts: "SELECT account_id, user_id, currency, available_minor, reserved_minor, \
+         confirmed_minor FROM accounts WHERE account_id IN (SELECT value FROM json_each($1)) \
+         ORDER BY account_id",
+    insert_reservations: "INSERT INTO reservations (transfer_id, account_id, user_id, \
+         amount_minor, currency, status, refusal_reason, refusal_message, created_at_ms, \
+         updated_at_ms) SELECT value ->> '$.transfer_id', value ->> '$.account_id', \
+         value ->> '$.user_id', value ->> '$.amount_minor', value ->> '$.currency', \
+         value ->> '$.status', value ->> '$.refusal_reason', value ->> '$.refusal_message', \
+         value ->> '$.at_ms', value ->> '$.at_ms' FROM json_each($1)",
+    update_reservations: "UPDATE reservations SET status = u.status, \
+         refusal_reason = u.refusal_reason, refusal_message = u.refusal_message, \
+         updated_at_ms = u.at_ms FROM (SELECT value ->> '$.transfer_id' AS transfer_id, \
+         value ->> '$.status' AS status, value ->> '$.refusal_reason' AS refusal_reason, \
+         value ->> '$.refusal_message' AS refusal_message, value ->> '$.at_ms' AS at_ms \
+         FROM json_each($1)) AS u WHERE reservations.transfer_id = u.transfer_id",
+    update_balances: "UPDATE accounts SET available_minor = b.available_minor, \
+         reserved_minor = b.reserved_minor, confirmed_minor = b.confirmed_minor \
+         FROM (SELECT value ->> '$.account_id' AS account_id, \
+         value ->> '$.available_minor' AS available_minor, \
+         value ->> '$.reserved_minor' AS reserved_minor, \
+         value ->> '$.confirmed_minor' AS confirmed_minor FROM json_each($1)) AS b \
+         WHERE accounts.account_id = b.account_id",
+};
+
+impl BatchSql {
+    pub fn of(backend: Backend) -> &'static BatchSql {
+        match backend {
+            Backend::Postgres => &BATCH_POSTGRES,
+            Backend::Sqlite => &BATCH_SQLITE,
+        }
+    }
+
+    /// The reservations of `transfer_ids` that exist, locked on PostgreSQL.
+    pub async fn select_reservations(
+        &self,
+        conn: &mut AnyConnection,
+        transfer_ids: &[&str],
+    ) -> Result<Vec<Reservation>, SqlError> {
+        let rows: Vec<ReservationRow> = sqlx::query_as(self.select_reservations)
+            .bind(json_array(transfer_ids))
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(reservation_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The accounts of `account_ids` that exist, locked on PostgreSQL.
+    pub async fn select_accounts(
+        &self,
+        conn: &mut AnyConnection,
+        account_ids: &[&str],
+    ) -> Result<Vec<AccountView>, SqlError> {
+        let rows: Vec<AccountRow> = sqlx::query_as(self.select_accounts)
+            .bind(json_array(account_ids))
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(account_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Inserts new reservations, each with the time its call was made. A unique
+    /// violation means a concurrent call recorded one of them first.
+    pub async fn insert_reservations(
+        &self,
+        conn: &mut AnyConnection,
+        reservations: &[(&Reservation, u64)],
+    ) -> Result<(), SqlError> {
+        if reservations.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = reservations
+            .iter()
+            .map(|(reservation, now_ms)| {
+                let terms = reservation.terms.as_ref();
+                let (reason, message) = refusal_columns(&reservation.status);
+                serde_json::json!({
+                    "transfer_id": reservation.transfer_id,
+                    "account_id": terms.map(|t| t.account_id.as_str()),
+                    "user_id": terms.map(|t| t.user_id.as_str()),
+                    "amount_minor": terms.map(|t| t.amount.minor_units()),
+                    "currency": terms.map(|t| t.amount.currency().as_str().to_owned()),
+                    "status": reservation.status.as_str(),
+                    "refusal_reason": reason,
+                    "refusal_message": message,
+                    "at_ms": sql_ms(*now_ms),
+                })
+            })
+            .collect();
+        let result = sqlx::query(self.insert_reservations)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *conn)
+            .await?;
+        assert_eq!(
+            result.rows_affected(),
+            reservations.len() as u64,
+            "inserting {} reservations must insert each exactly once",
+            reservations.len()
+        );
+        Ok(())
+    }
+
+    /// Records new statuses. Each row was read (and locked) in this transaction and
+    /// each transfer id appears once, so exactly one row changes per reservation.
+    pub async fn update_reservations(
+        &self,
+        conn: &mut AnyConnection,
+        reservations: &[(&Reservation, u64)],
+    ) -> Result<(), SqlError> {
+        if reservations.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = reservations
+            .iter()
+            .map(|(reservation, now_ms)| {
+                let (reason, message) = refusal_columns(&reservation.status);
+                serde_json::json!({
+                    "transfer_id": reservation.transfer_id,
+                    "status": reservation.status.as_str(),
+                    "refusal_reason": reason,
+                    "refusal_message": message,
+                    "at_ms": sql_ms(*now_ms),
+                })
+            })
+            .collect();
+        let result = sqlx::query(self.update_reservations)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *conn)
+            .await?;
+        assert_eq!(
+            result.rows_affected(),
+            reservations.len() as u64,
+            "updating {} reservations must change exactly one row each",
+            reservations.len()
+        );
+        Ok(())
+    }
+
+    /// Writes accounts' new balances, each account once. The rows were read (and
+    /// locked) in this transaction, so exactly one row changes per account; anything
+    /// else would lose or create money.
+    pub async fn update_balances(
+        &self,
+        conn: &mut AnyConnection,
+        balances: &[(&str, Balance)],
+    ) -> Result<(), SqlError> {
+        if balances.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = balances
+            .iter()
+            .map(|(account_id, balance)| {
+                serde_json::json!({
+                    "account_id": account_id,
+                    "available_minor": balance.available_minor,
+                    "reserved_minor": balance.reserved_minor,
+                    "confirmed_minor": balance.confirmed_minor,
+                })
+            })
+            .collect();
+        let result = sqlx::query(self.update_balances)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *conn)
+            .await?;
+        assert_eq!(
+            result.rows_affected(),
+            balances.len() as u64,
+            "updating the balances of {} accounts must change exactly one row each",
+            balances.len()
+        );
+        Ok(())
+    }
+}
+
+/// `ids` as a JSON array of strings: the one parameter of a batched read.
+pub fn json_array(ids: &[&str]) -> String {
+    serde_json::Value::from(ids).to_string()
+}
 
 /// transfer_id, account_id, user_id, amount_minor, currency, status, refusal_reason,
 /// refusal_message.

@@ -30,7 +30,7 @@ pub(crate) enum Op {
 }
 
 /// What a write decided (and, once its batch committed, recorded).
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Written {
     Reserve(ReserveOutcome),
     Settle(SettleOutcome),
@@ -52,6 +52,25 @@ impl<S: Screening + Clone> Job for BookWrite<S> {
         Box::pin(async move {
             self.book
                 .write_in(conn, &self.op)
+                .await
+                .map_err(StoreError::from)
+        })
+    }
+
+    /// The whole batch with a few multi-row statements (`store::batch`). Every job of a
+    /// batch belongs to the same store.
+    fn run_many<'c>(
+        jobs: &'c [&'c Self],
+        conn: &'c mut AnyConnection,
+    ) -> BoxFuture<'c, Result<Vec<Written>, StoreError>> {
+        Box::pin(async move {
+            let Some(first) = jobs.first() else {
+                return Ok(Vec::new());
+            };
+            let ops: Vec<&Op> = jobs.iter().map(|job| &job.op).collect();
+            first
+                .book
+                .write_many(conn, &ops)
                 .await
                 .map_err(StoreError::from)
         })
