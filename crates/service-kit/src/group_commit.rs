@@ -224,22 +224,22 @@ enum Together<T> {
 }
 
 async fn run_together<J: Job>(db: &Db, batch: &[Queued<J>]) -> Together<J::Output> {
-    let mut tx = match db.pool.begin().await {
+    // Jobs of two batches on different connections may lock the same rows in opposite
+    // orders. On PostgreSQL a batch that waits this long on a lock gives up and its jobs
+    // run alone (in the one lock order every operation follows), instead of waiting a
+    // second for the deadlock detector. Sent with the BEGIN: one round trip.
+    let begun = match db.backend {
+        Backend::Postgres => {
+            db.pool
+                .begin_with("BEGIN; SET LOCAL lock_timeout = '50ms'")
+                .await
+        }
+        Backend::Sqlite => db.pool.begin().await,
+    };
+    let mut tx = match begun {
         Ok(tx) => tx,
         Err(err) => return Together::Unknown(format!("cannot begin a transaction: {err}")),
     };
-    if db.backend == Backend::Postgres {
-        // Jobs of two batches on different connections may lock the same rows in
-        // opposite orders. A batch that waits this long on a lock gives up and its jobs
-        // run alone (in the one lock order every operation follows), instead of waiting
-        // a second for PostgreSQL's deadlock detector.
-        if let Err(err) = sqlx::query("SET LOCAL lock_timeout = '50ms'")
-            .execute(&mut *tx)
-            .await
-        {
-            return Together::Unknown(format!("cannot set the batch's lock timeout: {err}"));
-        }
-    }
     let jobs: Vec<&J> = batch.iter().map(|queued| &queued.job).collect();
     let outputs = match J::run_many(&jobs, &mut tx).await {
         Ok(outputs) => outputs,
