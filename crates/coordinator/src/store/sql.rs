@@ -34,6 +34,8 @@ macro_rules! columns {
     };
 }
 
+mod batch;
+
 const INSERT_INTENT: &str = concat!(
     "INSERT INTO transfers (",
     columns!(),
@@ -316,6 +318,39 @@ impl TransferStore for SqlTransferStore {
     }
 }
 
+/// A decision's compare-and-set wrote `record`, or found it decided by someone else.
+fn decided(record: TransferRecord) -> Result<Written, StoreError> {
+    if !record.state.is_decided() {
+        return Err(StoreError::Corrupt(format!(
+            "transfer {} is still undecided after its compare-and-set",
+            record.transfer_id
+        )));
+    }
+    Ok(Written::Record(record))
+}
+
+/// The state an outcome is recorded over.
+fn state_before(outcome: RecordedState) -> RecordedState {
+    match outcome {
+        RecordedState::Succeeded => RecordedState::Committed,
+        RecordedState::Failed => RecordedState::Aborted,
+        other => panic!("{other:?} is not an outcome"),
+    }
+}
+
+/// Recording `outcome` wrote `record`, or found it recorded already.
+fn finished(record: TransferRecord, outcome: RecordedState) -> Result<Written, StoreError> {
+    if record.state != outcome {
+        return Err(StoreError::Corrupt(format!(
+            "transfer {} is {} after recording {}",
+            record.transfer_id,
+            record.state.as_str(),
+            outcome.as_str()
+        )));
+    }
+    Ok(Written::Record(record))
+}
+
 /// One transfer by id, on the pool or inside a batch's transaction.
 async fn select_by_id<'e, E>(
     executor: E,
@@ -427,7 +462,7 @@ enum Op {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 enum Written {
     Intent(Intent),
     Record(TransferRecord),
@@ -448,6 +483,14 @@ impl Job for LogWrite {
         conn: &'c mut AnyConnection,
     ) -> BoxFuture<'c, Result<Written, StoreError>> {
         Box::pin(self.write_in(conn))
+    }
+
+    /// The whole batch with one statement per kind of write (`batch`).
+    fn run_many<'c>(
+        jobs: &'c [&'c Self],
+        conn: &'c mut AnyConnection,
+    ) -> BoxFuture<'c, Result<Vec<Written>, StoreError>> {
+        Box::pin(batch::write_many(conn, jobs))
     }
 
     fn run_alone(&self, db: Db) -> BoxFuture<'_, Result<Written, StoreError>> {
@@ -485,32 +528,10 @@ impl LogWrite {
                     .fetch_optional(&mut *conn)
                     .await
                     .map_err(error)?;
-                if let Some(row) = inserted {
-                    return Ok(Written::Intent(Intent::Created(record_from_row(&row)?)));
+                match inserted {
+                    Some(row) => Ok(Written::Intent(Intent::Created(record_from_row(&row)?))),
+                    None => self.taken_key(conn, new).await,
                 }
-                // Nothing inserted: the key is taken, by the request that got there first.
-                let found = sqlx::query(SELECT_BY_KEY)
-                    .bind(new.user_id.as_str())
-                    .bind(new.idempotency_key.as_str())
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(error)?;
-                let record = found
-                    .map(|row| record_from_row(&row))
-                    .transpose()?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "idempotency key {:?} of user {:?} is neither free nor taken",
-                            new.idempotency_key, new.user_id
-                        ))
-                    })?;
-                if record.transfer_id == new.transfer_id {
-                    return Err(StoreError::Corrupt(format!(
-                        "transfer {} exists although its insert wrote nothing",
-                        new.transfer_id
-                    )));
-                }
-                Ok(Written::Intent(Intent::Existing(record)))
             }
             Op::Decision {
                 transfer_id,
@@ -531,28 +552,18 @@ impl LogWrite {
                     Some(row) => record_from_row(&row)?,
                     None => self.existing(conn, transfer_id).await?,
                 };
-                if !record.state.is_decided() {
-                    return Err(StoreError::Corrupt(format!(
-                        "transfer {transfer_id} is still undecided after its compare-and-set"
-                    )));
-                }
-                Ok(Written::Record(record))
+                decided(record)
             }
             Op::Outcome {
                 transfer_id,
                 outcome,
                 now_ms,
             } => {
-                let expected = match outcome {
-                    RecordedState::Succeeded => RecordedState::Committed,
-                    RecordedState::Failed => RecordedState::Aborted,
-                    other => panic!("{other:?} is not an outcome"),
-                };
                 let written = sqlx::query(RECORD_OUTCOME)
                     .bind(transfer_id.as_str())
                     .bind(outcome.as_str())
                     .bind(ms_to_db(*now_ms))
-                    .bind(expected.as_str())
+                    .bind(state_before(*outcome).as_str())
                     .fetch_optional(&mut *conn)
                     .await
                     .map_err(error)?;
@@ -560,16 +571,40 @@ impl LogWrite {
                     Some(row) => record_from_row(&row)?,
                     None => self.existing(conn, transfer_id).await?,
                 };
-                if record.state != *outcome {
-                    return Err(StoreError::Corrupt(format!(
-                        "transfer {transfer_id} is {} after recording {}",
-                        record.state.as_str(),
-                        outcome.as_str()
-                    )));
-                }
-                Ok(Written::Record(record))
+                finished(record, *outcome)
             }
         }
+    }
+
+    /// An intent that inserted nothing: its key is taken, by the request that got there
+    /// first. Answers with that request's transfer.
+    async fn taken_key(
+        &self,
+        conn: &mut AnyConnection,
+        new: &NewTransfer,
+    ) -> Result<Written, StoreError> {
+        let found = sqlx::query(SELECT_BY_KEY)
+            .bind(new.user_id.as_str())
+            .bind(new.idempotency_key.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| store_error(self.backend, e))?;
+        let record = found
+            .map(|row| record_from_row(&row))
+            .transpose()?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "idempotency key {:?} of user {:?} is neither free nor taken",
+                    new.idempotency_key, new.user_id
+                ))
+            })?;
+        if record.transfer_id == new.transfer_id {
+            return Err(StoreError::Corrupt(format!(
+                "transfer {} exists although its insert wrote nothing",
+                new.transfer_id
+            )));
+        }
+        Ok(Written::Intent(Intent::Existing(record)))
     }
 
     async fn existing(
