@@ -34,6 +34,20 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::db::{Backend, Db};
 
+/// How a batch's transaction begins on PostgreSQL, in one round trip:
+/// - `lock_timeout`: jobs of two batches on different connections may lock the same rows
+///   in opposite orders. A batch that waits this long on a lock gives up and its jobs run
+///   alone (in the one lock order every operation follows), instead of waiting a second
+///   for the deadlock detector.
+/// - no sequential scans or hash and merge joins: a batch's statements look a few rows up
+///   by key. On a young table the planner prefers to read the table whole, and the
+///   prepared statement's cached plan keeps that choice while the table grows (until the
+///   next ANALYZE): every batch then reads every row. The settings only make other paths
+///   cost more, so a statement without an index to use still runs.
+pub const POSTGRES_BATCH_BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '50ms'; \
+     SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
+     SET LOCAL enable_mergejoin = off";
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One caller's write.
@@ -224,16 +238,8 @@ enum Together<T> {
 }
 
 async fn run_together<J: Job>(db: &Db, batch: &[Queued<J>]) -> Together<J::Output> {
-    // Jobs of two batches on different connections may lock the same rows in opposite
-    // orders. On PostgreSQL a batch that waits this long on a lock gives up and its jobs
-    // run alone (in the one lock order every operation follows), instead of waiting a
-    // second for the deadlock detector. Sent with the BEGIN: one round trip.
     let begun = match db.backend {
-        Backend::Postgres => {
-            db.pool
-                .begin_with("BEGIN; SET LOCAL lock_timeout = '50ms'")
-                .await
-        }
+        Backend::Postgres => db.pool.begin_with(POSTGRES_BATCH_BEGIN).await,
         Backend::Sqlite => db.pool.begin().await,
     };
     let mut tx = match begun {

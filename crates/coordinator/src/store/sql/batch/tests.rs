@@ -248,3 +248,50 @@ fn a_segment_ends_before_a_repeated_transfer_or_key() {
     );
     assert_eq!(segment_len(&[&decide_a]), 1);
 }
+
+/// Inside a batch's transaction, the decisions and outcomes find their transfers by
+/// primary key on PostgreSQL, even on a young table where the planner would rather
+/// read it whole.
+#[tokio::test]
+async fn batched_statements_use_the_primary_key_on_postgres() {
+    let Some(test_db) = testkit::db::postgres("log_batch_plans").await else {
+        return;
+    };
+    let db = open(&test_db.url).await;
+    sqlx::query(
+        "INSERT INTO transfers (transfer_id, user_id, idempotency_key, fingerprint, \
+         external_account_id, internal_account_id, amount_minor, currency, state, \
+         created_at_ms, updated_at_ms, attempts, next_attempt_at_ms) \
+         SELECT 't' || g, 'u', 'k' || g, 'f', 'e', 'i', 1, 'USD', 'started', 0, 0, 0, 0 \
+         FROM generate_series(1, 20) AS g",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("a young log");
+    sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
+    let mut tx = db
+        .pool
+        .begin_with(service_kit::group_commit::POSTGRES_BATCH_BEGIN)
+        .await
+        .expect("begin a batch");
+    let sql = LogBatchSql::of(Backend::Postgres);
+    let rows = r#"[{"id": "t1", "new_state": "committed", "old_state": "started",
+        "reason": null, "at_ms": 1}]"#;
+    for (name, statement) in [
+        ("decisions", sql.record_decisions),
+        ("outcomes", sql.record_outcomes),
+    ] {
+        let plan: Vec<(String,)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
+                .bind(rows)
+                .fetch_all(&mut *tx)
+                .await
+                .expect(name);
+        let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+        assert!(
+            !plan.iter().any(|line| line.contains("Seq Scan")),
+            "{name} scans the log whole:\n{}",
+            plan.join("\n")
+        );
+    }
+}
