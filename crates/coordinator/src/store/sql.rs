@@ -124,8 +124,7 @@ impl SqlTransferStore {
     /// Over an already migrated database. Starts the group-commit workers, so it must be
     /// called inside a Tokio runtime.
     pub fn new(db: Db) -> SqlTransferStore {
-        let connections_max = db.pool.options().get_max_connections();
-        let settings = GroupCommitSettings::for_db(&db, connections_max);
+        let settings = GroupCommitSettings::default();
         SqlTransferStore {
             writes: GroupCommit::start(db.clone(), settings),
             db,

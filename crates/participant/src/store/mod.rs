@@ -58,8 +58,7 @@ impl<S: Screening + Clone> ReservationStore<S> {
     /// `db` must be migrated with [`crate::MIGRATIONS`]. Starts the group-commit workers,
     /// so it must be called inside a Tokio runtime.
     pub fn new(db: Db, side: Side, screening: S) -> ReservationStore<S> {
-        let connections_max = db.pool.options().get_max_connections();
-        let settings = GroupCommitSettings::for_db(&db, connections_max);
+        let settings = GroupCommitSettings::default();
         let book = SqlBook {
             db: db.clone(),
             side,
