@@ -194,7 +194,7 @@ impl Gate {
     pub fn admit(&self, budget: &Budget) -> Result<DrivePermit<'_>, Status> {
         let now_ms = self.clock.now_ms();
         let remaining_ms = Budget::remaining_ms(budget.settle_deadline_ms(), now_ms);
-        let admitted = lock(&self.admission).try_admit(remaining_ms);
+        let admitted = lock(&self.admission).try_admit(now_ms, remaining_ms);
         match admitted {
             Ok(()) => Ok(DrivePermit {
                 gate: self,

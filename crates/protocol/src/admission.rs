@@ -101,10 +101,12 @@ impl Admission {
         }
     }
 
-    /// Admits a drive whose request has `remaining_ms` of budget left, or says why not.
+    /// Admits a drive whose request has `remaining_ms` of budget left at `now_ms`, or
+    /// says why not.
     /// An admitted drive must end with exactly one [`Admission::handle_end`] or
     /// [`Admission::handle_abandon`].
-    pub fn try_admit(&mut self, remaining_ms: u64) -> Result<(), Refused> {
+    pub fn try_admit(&mut self, now_ms: u64, remaining_ms: u64) -> Result<(), Refused> {
+        self.service_time.expire_if_stale(now_ms);
         let refusal = match self.service_time.p90_ms() {
             Some(expected_ms) if remaining_ms < expected_ms => Some(Refusal::DeadlineTooShort {
                 remaining_ms,
@@ -131,7 +133,7 @@ impl Admission {
     pub fn handle_end(&mut self, now_ms: u64, latency_ms: u64, end: DriveEnd) {
         self.release();
         if end == DriveEnd::Succeeded {
-            self.service_time.handle_success(latency_ms);
+            self.service_time.handle_success(now_ms, latency_ms);
         }
         if self.limit.handle_sample(now_ms, latency_ms, self.in_flight) {
             self.refused_in_window = 0;
@@ -190,15 +192,15 @@ mod tests {
     fn refuses_beyond_the_limit_and_admits_again_once_a_drive_ends() {
         let mut a = admission();
         for _ in 0..a.limit() {
-            a.try_admit(190).unwrap();
+            a.try_admit(0, 190).unwrap();
         }
-        let refused = a.try_admit(190).unwrap_err();
+        let refused = a.try_admit(0, 190).unwrap_err();
         assert_eq!(refused.refusal, Refusal::AtCapacity { limit: 32 });
         assert_eq!(refused.pushback_ms, 100);
         a.handle_end(10, 5, DriveEnd::Succeeded);
-        a.try_admit(190).unwrap();
+        a.try_admit(0, 190).unwrap();
         a.handle_abandon();
-        a.try_admit(190).unwrap();
+        a.try_admit(0, 190).unwrap();
         assert_eq!(a.in_flight(), 32);
     }
 
@@ -206,45 +208,69 @@ mod tests {
     fn refuses_a_request_whose_budget_cannot_cover_the_expected_service_time() {
         let mut a = admission();
         // No estimate yet: admitted however short.
-        a.try_admit(1).unwrap();
+        a.try_admit(0, 1).unwrap();
         a.handle_end(1, 40, DriveEnd::Succeeded);
         for i in 0..service_time::SAMPLES_MIN as u64 {
-            a.try_admit(190).unwrap();
+            a.try_admit(0, 190).unwrap();
             a.handle_end(i, 40, DriveEnd::Succeeded);
         }
         assert_eq!(a.expected_service_ms(), Some(40));
         assert_eq!(
-            a.try_admit(39).unwrap_err().refusal,
+            a.try_admit(0, 39).unwrap_err().refusal,
             Refusal::DeadlineTooShort {
                 remaining_ms: 39,
                 expected_ms: 40
             }
         );
-        a.try_admit(40).unwrap();
+        a.try_admit(0, 40).unwrap();
         assert_eq!(a.in_flight(), 1);
+    }
+
+    /// An estimate longer than any budget (learnt in a slow spell) refuses everyone, so no
+    /// drive succeeds to correct it: it must lapse on its own, and admission resume.
+    #[test]
+    fn a_stale_estimate_cannot_refuse_everyone_for_ever() {
+        let mut a = admission();
+        for i in 0..service_time::SAMPLES_MAX as u64 {
+            a.try_admit(i, 300).unwrap();
+            a.handle_end(i, 250, DriveEnd::Succeeded);
+        }
+        let last = service_time::SAMPLES_MAX as u64 - 1;
+        for now in [last + 1, last + service_time::STALE_AFTER_MS] {
+            assert!(matches!(
+                a.try_admit(now, 199).unwrap_err().refusal,
+                Refusal::DeadlineTooShort {
+                    expected_ms: 250,
+                    ..
+                }
+            ));
+        }
+        a.try_admit(last + service_time::STALE_AFTER_MS + 1, 199)
+            .unwrap();
+        assert_eq!(a.expected_service_ms(), None);
     }
 
     #[test]
     fn drives_that_did_not_succeed_are_no_service_time() {
         let mut a = admission();
         for i in 0..100 {
-            a.try_admit(190).unwrap();
+            a.try_admit(0, 190).unwrap();
             a.handle_end(i, 190, DriveEnd::Other);
         }
         assert_eq!(a.expected_service_ms(), None);
-        a.try_admit(5).unwrap();
+        a.try_admit(0, 5).unwrap();
     }
 
     #[test]
     fn the_pushback_grows_with_the_refusals_within_its_bounds() {
         let mut a = admission();
         for _ in 0..a.limit() {
-            a.try_admit(190).unwrap();
+            a.try_admit(0, 190).unwrap();
         }
-        let first = a.try_admit(190).unwrap_err().pushback_ms;
+        let first = a.try_admit(0, 190).unwrap_err().pushback_ms;
         let mut last = first;
         for _ in 0..10_000 {
-            last = a.try_admit(190).unwrap_err().pushback_ms;
+            last = a.try_admit(0, 190).unwrap_err().pushback_ms;
         }
         assert!(last > first, "{last} after {first}");
         assert_eq!(last, AdmissionPolicy::DEFAULT.retry_pushback_ms_max);
@@ -271,7 +297,7 @@ mod tests {
                 match kind {
                     0 => {
                         let limit = a.limit();
-                        if a.try_admit(190).is_ok() {
+                        if a.try_admit(now_ms, 190).is_ok() {
                             running += 1;
                             prop_assert!(running <= limit);
                         }
