@@ -17,10 +17,11 @@
 //! transaction of its own), so one bad job cannot fail its neighbours. A commit that
 //! fails leaves every job's outcome unknown, which is what its caller is told.
 //!
-//! A job type may also run its whole batch at once ([`Job::run_many`]: a few multi-row
-//! statements instead of a few statements per job) as long as every job's outcome and
-//! writes are what running them one after another would give; the reservation book does,
-//! since on PostgreSQL each statement is a round trip to another process.
+//! A job type runs its whole batch at once ([`Job::run_many`]), so it may use a few
+//! multi-row statements instead of a few statements per job, as long as every job's
+//! outcome and writes are what running them one after another would give; the
+//! reservation book and the transfer log do, since on PostgreSQL each statement is a
+//! round trip to another process.
 //!
 //! Bounds: the queue holds `queue_max` jobs (beyond it, [`Job::unavailable`] at once),
 //! a batch holds `batch_max`.
@@ -55,33 +56,18 @@ pub trait Job: Send + Sync + 'static {
     type Output: Send + 'static;
     type Error: Send + 'static;
 
-    /// Runs inside a transaction shared with other jobs: must not begin, commit or roll
-    /// back, and must leave the connection usable unless it fails.
-    fn run<'c>(
-        &'c self,
-        conn: &'c mut AnyConnection,
-    ) -> BoxFuture<'c, Result<Self::Output, Self::Error>>;
-
     /// Runs a whole batch inside its shared transaction, in order, and returns one output
-    /// per job: the outcomes and the writes must be exactly those of running each job
-    /// with [`Job::run`] one after another. The default does just that; a job type that
-    /// can write many jobs with fewer statements (multi-row reads and writes) overrides
-    /// it. An error rolls the batch back and every job then runs alone.
+    /// per job: the outcomes and the writes must be exactly those of running the jobs
+    /// one after another, each seeing the writes of those before it (a job type may use
+    /// multi-row reads and writes to do so with fewer statements). Must not begin,
+    /// commit or roll back, and must leave the connection usable unless it fails. An
+    /// error rolls the batch back and every job then runs alone.
     fn run_many<'c>(
         jobs: &'c [&'c Self],
         conn: &'c mut AnyConnection,
     ) -> BoxFuture<'c, Result<Vec<Self::Output>, Self::Error>>
     where
-        Self: Sized,
-    {
-        Box::pin(async move {
-            let mut outputs = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                outputs.push(job.run(&mut *conn).await?);
-            }
-            Ok(outputs)
-        })
-    }
+        Self: Sized;
 
     /// Runs in a transaction of its own (after its batch failed, or when it is alone).
     fn run_alone(&self, db: Db) -> BoxFuture<'_, Result<Self::Output, Self::Error>>;
@@ -311,15 +297,21 @@ mod tests {
         type Output = i64;
         type Error = String;
 
-        fn run<'c>(&'c self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<i64, String>> {
+        fn run_many<'c>(
+            jobs: &'c [&'c Self],
+            conn: &'c mut AnyConnection,
+        ) -> BoxFuture<'c, Result<Vec<i64>, String>> {
             Box::pin(async move {
-                self.batched
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let seen = self.append(conn).await?;
-                if self.fail_in_batch {
-                    return Err(format!("{} fails in a batch", self.label));
+                let mut outputs = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    job.batched
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    outputs.push(job.append(&mut *conn).await?);
+                    if job.fail_in_batch {
+                        return Err(format!("{} fails in a batch", job.label));
+                    }
                 }
-                Ok(seen)
+                Ok(outputs)
             })
         }
 

@@ -41,7 +41,8 @@ pub mod config;
 pub mod faults;
 pub mod invariants;
 pub mod net;
-pub mod rng;
+/// Seeded randomness, shared with the stores' batch tests.
+pub use testkit::rng;
 pub mod runner;
 pub mod screening;
 pub mod tokens;

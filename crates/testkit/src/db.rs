@@ -137,3 +137,24 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// Fails unless PostgreSQL plans `statement`, run with its one `parameter` on `conn` (a
+/// transaction with the settings under test), without reading any table whole.
+pub async fn assert_no_seq_scan(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+    statement: &str,
+    parameter: &str,
+) {
+    let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
+        .bind(parameter)
+        .fetch_all(&mut *conn)
+        .await
+        .expect(name);
+    let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+    assert!(
+        !plan.iter().any(|line| line.contains("Seq Scan")),
+        "{name} scans a table whole:\n{}",
+        plan.join("\n")
+    );
+}

@@ -25,6 +25,8 @@
 //!
 //! - [`pki`]: [`pki::TestPki`], a throw-away development PKI: TLS settings for a service,
 //!   TLS channels as any identity (a service, the operator, or none), bearer tokens.
+//! - [`rng`]: [`rng::SimRng`], seeded SplitMix64 streams: the simulation's randomness, and
+//!   the seeded cases of the stores' batch tests.
 //!
 //! A mutation is a deliberate bug, switched on only by the simulation's mutation tests to
 //! show that the invariants catch it; a store failure is the weather a correct system must
@@ -35,4 +37,5 @@ pub mod memory_book;
 pub mod memory_transfer_store;
 pub mod participants;
 pub mod pki;
+pub mod rng;
 pub mod sim_db;

@@ -477,13 +477,6 @@ impl Job for LogWrite {
     type Output = Written;
     type Error = StoreError;
 
-    fn run<'c>(
-        &'c self,
-        conn: &'c mut AnyConnection,
-    ) -> BoxFuture<'c, Result<Written, StoreError>> {
-        Box::pin(self.write_in(conn))
-    }
-
     /// The whole batch with one statement per kind of write (`batch`).
     fn run_many<'c>(
         jobs: &'c [&'c Self],

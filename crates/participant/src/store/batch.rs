@@ -207,8 +207,6 @@ impl<S: Screening> SqlBook<S> {
             "every screening verdict belongs to a reserve"
         );
 
-        let inserts: Vec<(&Reservation, u64)> = inserts.iter().map(|(r, at)| (r, *at)).collect();
-        let updates: Vec<(&Reservation, u64)> = updates.iter().map(|(r, at)| (r, *at)).collect();
         let balances: Vec<(&str, Balance)> = moved
             .iter()
             .map(|id| (id.as_str(), accounts[id].balance))

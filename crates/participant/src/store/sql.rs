@@ -262,40 +262,30 @@ impl BatchSql {
     pub async fn insert_reservations(
         &self,
         conn: &mut AnyConnection,
-        reservations: &[(&Reservation, u64)],
+        reservations: &[(Reservation, u64)],
     ) -> Result<(), SqlError> {
-        if reservations.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<serde_json::Value> = reservations
-            .iter()
-            .map(|(reservation, now_ms)| {
-                let terms = reservation.terms.as_ref();
-                let (reason, message) = refusal_columns(&reservation.status);
-                serde_json::json!({
-                    "transfer_id": reservation.transfer_id,
-                    "account_id": terms.map(|t| t.account_id.as_str()),
-                    "user_id": terms.map(|t| t.user_id.as_str()),
-                    "amount_minor": terms.map(|t| t.amount.minor_units()),
-                    "currency": terms.map(|t| t.amount.currency().as_str().to_owned()),
-                    "status": reservation.status.as_str(),
-                    "refusal_reason": reason,
-                    "refusal_message": message,
-                    "at_ms": sql_ms(*now_ms),
-                })
+        let rows = reservations.iter().map(|(reservation, now_ms)| {
+            let terms = reservation.terms.as_ref();
+            let (reason, message) = refusal_columns(&reservation.status);
+            serde_json::json!({
+                "transfer_id": reservation.transfer_id,
+                "account_id": terms.map(|t| t.account_id.as_str()),
+                "user_id": terms.map(|t| t.user_id.as_str()),
+                "amount_minor": terms.map(|t| t.amount.minor_units()),
+                "currency": terms.map(|t| t.amount.currency().as_str().to_owned()),
+                "status": reservation.status.as_str(),
+                "refusal_reason": reason,
+                "refusal_message": message,
+                "at_ms": sql_ms(*now_ms),
             })
-            .collect();
-        let result = sqlx::query(self.insert_reservations)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .execute(&mut *conn)
-            .await?;
-        assert_eq!(
-            result.rows_affected(),
-            reservations.len() as u64,
-            "inserting {} reservations must insert each exactly once",
-            reservations.len()
-        );
-        Ok(())
+        });
+        write_each_once(
+            conn,
+            self.insert_reservations,
+            rows,
+            "inserting reservations",
+        )
+        .await
     }
 
     /// Records new statuses. Each row was read (and locked) in this transaction and
@@ -303,35 +293,25 @@ impl BatchSql {
     pub async fn update_reservations(
         &self,
         conn: &mut AnyConnection,
-        reservations: &[(&Reservation, u64)],
+        reservations: &[(Reservation, u64)],
     ) -> Result<(), SqlError> {
-        if reservations.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<serde_json::Value> = reservations
-            .iter()
-            .map(|(reservation, now_ms)| {
-                let (reason, message) = refusal_columns(&reservation.status);
-                serde_json::json!({
-                    "transfer_id": reservation.transfer_id,
-                    "status": reservation.status.as_str(),
-                    "refusal_reason": reason,
-                    "refusal_message": message,
-                    "at_ms": sql_ms(*now_ms),
-                })
+        let rows = reservations.iter().map(|(reservation, now_ms)| {
+            let (reason, message) = refusal_columns(&reservation.status);
+            serde_json::json!({
+                "transfer_id": reservation.transfer_id,
+                "status": reservation.status.as_str(),
+                "refusal_reason": reason,
+                "refusal_message": message,
+                "at_ms": sql_ms(*now_ms),
             })
-            .collect();
-        let result = sqlx::query(self.update_reservations)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .execute(&mut *conn)
-            .await?;
-        assert_eq!(
-            result.rows_affected(),
-            reservations.len() as u64,
-            "updating {} reservations must change exactly one row each",
-            reservations.len()
-        );
-        Ok(())
+        });
+        write_each_once(
+            conn,
+            self.update_reservations,
+            rows,
+            "updating reservations",
+        )
+        .await
     }
 
     /// Writes accounts' new balances, each account once. The rows were read (and
@@ -342,32 +322,41 @@ impl BatchSql {
         conn: &mut AnyConnection,
         balances: &[(&str, Balance)],
     ) -> Result<(), SqlError> {
-        if balances.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<serde_json::Value> = balances
-            .iter()
-            .map(|(account_id, balance)| {
-                serde_json::json!({
-                    "account_id": account_id,
-                    "available_minor": balance.available_minor,
-                    "reserved_minor": balance.reserved_minor,
-                    "confirmed_minor": balance.confirmed_minor,
-                })
+        let rows = balances.iter().map(|(account_id, balance)| {
+            serde_json::json!({
+                "account_id": account_id,
+                "available_minor": balance.available_minor,
+                "reserved_minor": balance.reserved_minor,
+                "confirmed_minor": balance.confirmed_minor,
             })
-            .collect();
-        let result = sqlx::query(self.update_balances)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .execute(&mut *conn)
-            .await?;
-        assert_eq!(
-            result.rows_affected(),
-            balances.len() as u64,
-            "updating the balances of {} accounts must change exactly one row each",
-            balances.len()
-        );
-        Ok(())
+        });
+        write_each_once(conn, self.update_balances, rows, "updating balances").await
     }
+}
+
+/// Runs a batched write over `rows` (one JSON array parameter), unless there are none,
+/// and asserts that it wrote exactly one row per element.
+async fn write_each_once(
+    conn: &mut AnyConnection,
+    statement: &'static str,
+    rows: impl Iterator<Item = serde_json::Value>,
+    what: &str,
+) -> Result<(), SqlError> {
+    let rows: Vec<serde_json::Value> = rows.collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let expected = rows.len() as u64;
+    let result = sqlx::query(statement)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *conn)
+        .await?;
+    assert_eq!(
+        result.rows_affected(),
+        expected,
+        "{what}: {expected} rows must each be written exactly once"
+    );
+    Ok(())
 }
 
 /// `ids` as a JSON array of strings: the one parameter of a batched read.
@@ -825,18 +814,7 @@ mod tests {
             ("update reservations", sql.update_reservations, rows),
             ("update balances", sql.update_balances, rows),
         ] {
-            let plan: Vec<(String,)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
-                    .bind(parameter)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .expect(name);
-            let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
-            assert!(
-                !plan.iter().any(|line| line.contains("Seq Scan")),
-                "{name} scans a table whole:\n{}",
-                plan.join("\n")
-            );
+            testkit::db::assert_no_seq_scan(&mut tx, name, statement, parameter).await;
         }
     }
 

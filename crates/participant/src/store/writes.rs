@@ -45,18 +45,6 @@ impl<S: Screening + Clone> Job for BookWrite<S> {
     type Output = Written;
     type Error = StoreError;
 
-    fn run<'c>(
-        &'c self,
-        conn: &'c mut AnyConnection,
-    ) -> BoxFuture<'c, Result<Written, StoreError>> {
-        Box::pin(async move {
-            self.book
-                .write_in(conn, &self.op)
-                .await
-                .map_err(StoreError::from)
-        })
-    }
-
     /// The whole batch with a few multi-row statements (`store::batch`). Every job of a
     /// batch belongs to the same store.
     fn run_many<'c>(

@@ -8,6 +8,8 @@ use banktransfer_protocol::money::Money;
 use banktransfer_protocol::reservation::{RefusalReason, Side};
 use service_kit::db::{self, Db, PoolSettings};
 
+use testkit::rng::SimRng;
+
 use super::*;
 use crate::screening::Verdict;
 use crate::{MIGRATIONS, NewAccount};
@@ -55,27 +57,10 @@ impl Screening for CountingScreening {
     }
 }
 
-/// SplitMix64: a seeded, dependency-free source of test cases.
-struct Seeded(u64);
-
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const USERS: [&str; 3] = ["ann", "bob", "cy"];
 
 fn operations(seed: u64, count: usize) -> Vec<Op> {
-    let mut rng = Seeded(seed);
+    let mut rng = SimRng::new(seed);
     let mut now_ms = 1_000;
     (0..count)
         .map(|index| {
@@ -194,7 +179,7 @@ async fn batches_write_what_one_at_a_time_writes() {
                     expected.push(alone.write_alone(op).await.expect("a write alone"));
                 }
 
-                let mut rng = Seeded(seed ^ 0xBA7C);
+                let mut rng = SimRng::new(seed ^ 0xBA7C);
                 let mut got = Vec::new();
                 let mut rest: &[Op] = &ops;
                 while !rest.is_empty() {

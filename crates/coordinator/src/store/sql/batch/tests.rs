@@ -11,31 +11,16 @@ use banktransfer_protocol::transfer::{Decision, RecordedState};
 use service_kit::db::{self, Db, PoolSettings};
 use service_kit::group_commit::Job;
 
+use testkit::rng::SimRng;
+
 use super::*;
 use crate::store::{MIGRATIONS, NewTransfer};
-
-/// SplitMix64: a seeded, dependency-free source of test cases.
-struct Seeded(u64);
-
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Writes that each succeed alone: intents with fresh transfer ids (their keys often
 /// taken), decisions on recorded transfers (often decided already), and outcomes that
 /// match the recorded decision (often recorded already).
 fn writes(seed: u64, count: usize) -> Vec<Op> {
-    let mut rng = Seeded(seed);
+    let mut rng = SimRng::new(seed);
     let mut states: Vec<(String, RecordedState)> = Vec::new();
     let mut keys: HashMap<(String, String), usize> = HashMap::new();
     let mut now_ms = 1_000;
@@ -151,7 +136,7 @@ async fn batches_write_what_one_at_a_time_writes() {
                 expected.push(job.run_alone(alone.clone()).await.expect(&context));
             }
 
-            let mut rng = Seeded(seed ^ 0x10C);
+            let mut rng = SimRng::new(seed ^ 0x10C);
             let mut got = Vec::new();
             let mut rest: &[LogWrite] = &jobs;
             while !rest.is_empty() {
@@ -281,17 +266,6 @@ async fn batched_statements_use_the_primary_key_on_postgres() {
         ("decisions", sql.record_decisions),
         ("outcomes", sql.record_outcomes),
     ] {
-        let plan: Vec<(String,)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
-                .bind(rows)
-                .fetch_all(&mut *tx)
-                .await
-                .expect(name);
-        let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
-        assert!(
-            !plan.iter().any(|line| line.contains("Seq Scan")),
-            "{name} scans the log whole:\n{}",
-            plan.join("\n")
-        );
+        testkit::db::assert_no_seq_scan(&mut tx, name, statement, rows).await;
     }
 }

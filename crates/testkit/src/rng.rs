@@ -1,4 +1,5 @@
-//! The simulation's randomness: SplitMix64 streams, all derived from the run's one seed.
+//! Seeded randomness for the simulation and the seeded tests: SplitMix64 streams, all
+//! derived from the run's one seed.
 //! Each consumer (the fault schedule, every user, every store's failure planner, the id
 //! generator, the reconciler's jitter) gets a stream of its own, so that adding a draw in
 //! one place does not shift the draws everywhere else.
