@@ -19,8 +19,8 @@
 //! 5. each operation is decided in order by the same pure functions as alone
 //!    (`reservation::reserve`, `confirm`, `cancel`), against the reservation read in (1)
 //!    and its account's balance as the earlier operations left it (kept here, in memory);
-//! 6. the segment's new reservations, new statuses and final balances are written with
-//!    one statement each.
+//! 6. the segment's new reservations, new statuses and final balances are written: one
+//!    statement on PostgreSQL (data-modifying CTEs), one per kind on SQLite.
 //!
 //! Nothing is answered before the batch's transaction commits (`service_kit::group_commit`).
 
@@ -211,9 +211,7 @@ impl<S: Screening> SqlBook<S> {
             .iter()
             .map(|id| (id.as_str(), accounts[id].balance))
             .collect();
-        sql.insert_reservations(conn, &inserts).await?;
-        sql.update_reservations(conn, &updates).await?;
-        sql.update_balances(conn, &balances).await?;
+        sql.write(conn, &inserts, &updates, &balances).await?;
         Ok(written)
     }
 }

@@ -266,6 +266,6 @@ async fn batched_statements_use_the_primary_key_on_postgres() {
         ("decisions", sql.record_decisions),
         ("outcomes", sql.record_outcomes),
     ] {
-        testkit::db::assert_no_seq_scan(&mut tx, name, statement, rows).await;
+        testkit::db::assert_no_seq_scan(&mut tx, name, statement, &[rows]).await;
     }
 }
