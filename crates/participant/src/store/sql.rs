@@ -143,9 +143,21 @@ const INSERT_ACCOUNT_IF_ABSENT: &str = "INSERT INTO accounts (account_id, user_i
 /// prepared once per connection) whatever the batch's size. The two back ends unpack
 /// JSON differently; the statements mean the same.
 pub struct BatchSql {
-    select_reservations: &'static str,
-    select_accounts: &'static str,
+    reads: BatchReads,
     writes: BatchWrites,
+}
+
+/// How a segment's reservations and accounts are read (and locked, on PostgreSQL).
+enum BatchReads {
+    /// The reservations, then the accounts (SQLite).
+    Each {
+        select_reservations: &'static str,
+        select_accounts: &'static str,
+    },
+    /// One statement (PostgreSQL): $1 the transfer ids, $2 the accounts of the new
+    /// reserves; the accounts of the reservations found are added by the statement.
+    /// Each row is a reservation (transfer id set) or an account (transfer id NULL).
+    Together(&'static str),
 }
 
 /// How a segment's new reservations, new statuses and new balances are written.
@@ -170,17 +182,26 @@ enum BatchWrites {
 // planner (which guesses 100 of them) prefers scanning a small table whole, which is
 // every account once per batch.
 const BATCH_POSTGRES: BatchSql = BatchSql {
-    select_reservations: concat!(
-        "SELECT ",
-        reservation_columns!(),
-        " FROM reservations WHERE transfer_id = ANY(ARRAY( \
-         SELECT json_array_elements_text(CAST($1 AS JSON)))) ORDER BY transfer_id FOR UPDATE"
-    ),
-    select_accounts: "SELECT account_id, user_id, currency, available_minor, reserved_minor, \
-         confirmed_minor FROM accounts WHERE account_id = ANY(ARRAY( \
-         SELECT json_array_elements_text(CAST($1 AS JSON)))) ORDER BY account_id FOR UPDATE",
+    reads: BatchReads::Together(BATCH_READS_POSTGRES),
     writes: BatchWrites::Together(BATCH_WRITES_POSTGRES),
 };
+
+/// The reservations first, then the accounts, each in key order: the lock order of
+/// every operation. `r` is read whole by the first branch of the UNION ALL before the
+/// second reads `a`, and both are MATERIALIZED so that each runs once, as written.
+const BATCH_READS_POSTGRES: &str = concat!(
+    "WITH r AS MATERIALIZED (SELECT ",
+    reservation_columns!(),
+    " FROM reservations WHERE transfer_id = ANY(ARRAY( \
+     SELECT json_array_elements_text(CAST($1 AS JSON)))) ORDER BY transfer_id FOR UPDATE), \
+     a AS MATERIALIZED (SELECT account_id, user_id, currency, available_minor, \
+     reserved_minor, confirmed_minor FROM accounts WHERE account_id = ANY(ARRAY( \
+     SELECT json_array_elements_text(CAST($2 AS JSON)) UNION SELECT account_id FROM r \
+     WHERE account_id IS NOT NULL)) ORDER BY account_id FOR UPDATE) \
+     SELECT r.*, NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::BIGINT, NULL::BIGINT, \
+     NULL::BIGINT FROM r UNION ALL SELECT NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::BIGINT, \
+     NULL::TEXT, NULL::TEXT, NULL::TEXT, NULL::TEXT, a.* FROM a"
+);
 
 /// $1 the new reservations, $2 the new statuses, $3 the new balances (JSON arrays).
 const BATCH_WRITES_POSTGRES: &str = "WITH inserted AS (INSERT INTO reservations (transfer_id, \
@@ -206,15 +227,17 @@ const BATCH_WRITES_POSTGRES: &str = "WITH inserted AS (INSERT INTO reservations 
      (SELECT COUNT(*) FROM balanced)";
 
 const BATCH_SQLITE: BatchSql = BatchSql {
-    select_reservations: concat!(
-        "SELECT ",
-        reservation_columns!(),
-        " FROM reservations WHERE transfer_id IN (SELECT value FROM json_each($1)) \
+    reads: BatchReads::Each {
+        select_reservations: concat!(
+            "SELECT ",
+            reservation_columns!(),
+            " FROM reservations WHERE transfer_id IN (SELECT value FROM json_each($1)) \
          ORDER BY transfer_id"
-    ),
-    select_accounts: "SELECT account_id, user_id, currency, available_minor, reserved_minor, \
+        ),
+        select_accounts: "SELECT account_id, user_id, currency, available_minor, reserved_minor, \
          confirmed_minor FROM accounts WHERE account_id IN (SELECT value FROM json_each($1)) \
          ORDER BY account_id",
+    },
     writes: BatchWrites::Each {
         insert_reservations: "INSERT INTO reservations (transfer_id, account_id, user_id, \
          amount_minor, currency, status, refusal_reason, refusal_message, created_at_ms, \
@@ -246,36 +269,62 @@ impl BatchSql {
         }
     }
 
-    /// The reservations of `transfer_ids` that exist, locked on PostgreSQL.
-    pub async fn select_reservations(
+    /// The reservations of `transfer_ids` that exist, and the accounts of `account_ids`
+    /// and of those reservations that exist, locked on PostgreSQL (reservations first).
+    pub async fn read(
         &self,
         conn: &mut AnyConnection,
         transfer_ids: &[&str],
-    ) -> Result<Vec<Reservation>, SqlError> {
-        let rows: Vec<ReservationRow> = sqlx::query_as(self.select_reservations)
-            .bind(json_array(transfer_ids))
-            .fetch_all(&mut *conn)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(reservation_from_row)
-            .collect::<Result<_, _>>()?)
-    }
-
-    /// The accounts of `account_ids` that exist, locked on PostgreSQL.
-    pub async fn select_accounts(
-        &self,
-        conn: &mut AnyConnection,
         account_ids: &[&str],
-    ) -> Result<Vec<AccountView>, SqlError> {
-        let rows: Vec<AccountRow> = sqlx::query_as(self.select_accounts)
-            .bind(json_array(account_ids))
-            .fetch_all(&mut *conn)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(account_from_row)
-            .collect::<Result<_, _>>()?)
+    ) -> Result<(Vec<Reservation>, Vec<AccountView>), SqlError> {
+        match self.reads {
+            BatchReads::Each {
+                select_reservations,
+                select_accounts,
+            } => {
+                let rows: Vec<ReservationRow> = sqlx::query_as(select_reservations)
+                    .bind(json_array(transfer_ids))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let reservations: Vec<Reservation> = rows
+                    .into_iter()
+                    .map(reservation_from_row)
+                    .collect::<Result<_, _>>()?;
+                let mut account_ids = account_ids.to_vec();
+                account_ids.extend(
+                    reservations
+                        .iter()
+                        .filter_map(|r| r.terms.as_ref())
+                        .map(|terms| terms.account_id.as_str()),
+                );
+                account_ids.sort_unstable();
+                account_ids.dedup();
+                let rows: Vec<AccountRow> = sqlx::query_as(select_accounts)
+                    .bind(json_array(&account_ids))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let accounts = rows
+                    .into_iter()
+                    .map(account_from_row)
+                    .collect::<Result<_, _>>()?;
+                Ok((reservations, accounts))
+            }
+            BatchReads::Together(statement) => {
+                let rows: Vec<BatchReadRow> = sqlx::query_as(statement)
+                    .bind(json_array(transfer_ids))
+                    .bind(json_array(account_ids))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let mut reservations = Vec::new();
+                let mut accounts = Vec::new();
+                for row in rows {
+                    let (reservation, account) = split_batch_read_row(row)?;
+                    reservations.extend(reservation);
+                    accounts.extend(account);
+                }
+                Ok((reservations, accounts))
+            }
+        }
     }
 
     /// Writes a segment: inserts `inserts` (each with the time its call was made),
@@ -399,6 +448,66 @@ type ReservationRow = (
 
 /// account_id, user_id, currency, available_minor, reserved_minor, confirmed_minor.
 type AccountRow = (String, String, String, i64, i64, i64);
+
+/// A row of [`BatchReads::Together`]: a [`ReservationRow`]'s columns, then an
+/// [`AccountRow`]'s; one of the two halves is all NULL.
+type BatchReadRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn split_batch_read_row(
+    row: BatchReadRow,
+) -> Result<(Option<Reservation>, Option<AccountView>), StoreError> {
+    let (transfer_id, account_id, user_id, amount, currency, status, reason, message) =
+        (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
+    let account = (row.8, row.9, row.10, row.11, row.12, row.13);
+    match (transfer_id, status, account) {
+        (Some(transfer_id), Some(status), (None, None, None, None, None, None)) => {
+            let row = (
+                transfer_id,
+                account_id,
+                user_id,
+                amount,
+                currency,
+                status,
+                reason,
+                message,
+            );
+            Ok((Some(reservation_from_row(row)?), None))
+        }
+        (
+            None,
+            None,
+            (
+                Some(id),
+                Some(user),
+                Some(currency),
+                Some(available),
+                Some(reserved),
+                Some(confirmed),
+            ),
+        ) => {
+            let row = (id, user, currency, available, reserved, confirmed);
+            Ok((None, Some(account_from_row(row)?)))
+        }
+        _ => Err(StoreError::Corrupt(
+            "a batched read returned a row that is neither a reservation nor an account".to_owned(),
+        )),
+    }
+}
 
 /// An [`AccountRow`], then opening_minor and the totals of the account's held and
 /// confirmed reservations.
@@ -813,8 +922,10 @@ mod tests {
             sqlx::query(setup).execute(&db.pool).await.expect(setup);
         }
         let sql = BatchSql::of(Backend::Postgres);
-        let BatchWrites::Together(writes) = sql.writes else {
-            panic!("PostgreSQL writes a segment with one statement");
+        let (BatchReads::Together(reads), BatchWrites::Together(writes)) =
+            (&sql.reads, &sql.writes)
+        else {
+            panic!("PostgreSQL reads a segment with one statement and writes it with another");
         };
         let reservations = r#"[{"transfer_id": "t21", "account_id": "acc-1", "user_id": "u1",
             "amount_minor": 1, "currency": "USD", "status": "held", "at_ms": 1}]"#;
@@ -827,17 +938,8 @@ mod tests {
             .await
             .expect("begin a batch");
         for (name, statement, parameters) in [
-            (
-                "select reservations",
-                sql.select_reservations,
-                &[r#"["t1", "t2"]"#][..],
-            ),
-            (
-                "select accounts",
-                sql.select_accounts,
-                &[r#"["acc-1", "acc-2"]"#][..],
-            ),
-            ("write", writes, &[reservations, statuses, balances][..]),
+            ("read", *reads, &[r#"["t1", "t2"]"#, r#"["acc-3"]"#][..]),
+            ("write", *writes, &[reservations, statuses, balances][..]),
         ] {
             testkit::db::assert_no_seq_scan(&mut tx, name, statement, parameters).await;
         }
