@@ -69,9 +69,7 @@ pub trait Job: Send + Sync + 'static {
     where
         Self: Sized;
 
-    /// Runs in a transaction of its own, after its batch failed (a batch of one
-    /// included): the one-at-a-time statements, which also settle what failed a batch,
-    /// such as a concurrent insert of the same key on PostgreSQL.
+    /// Runs in a transaction of its own (after its batch failed, or when it is alone).
     fn run_alone(&self, db: Db) -> BoxFuture<'_, Result<Self::Output, Self::Error>>;
 
     /// What the caller is told when its outcome is unknown: the batch could not begin
@@ -183,32 +181,34 @@ async fn work<J: Job>(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Queued<J>>>>, b
     }
 }
 
-/// A batch of one takes the same path as a larger one: the batched statements are the
-/// one way a write runs, and running alone is the fallback after a failure.
 async fn run_batch<J: Job>(db: &Db, batch: &mut Vec<Queued<J>>) {
-    match run_together(db, batch).await {
-        Together::Committed(outputs) => {
-            for (queued, output) in batch.drain(..).zip(outputs) {
-                // A caller that stopped waiting is no longer interested.
-                let _ = queued.reply.send(Ok(output));
+    if batch.len() > 1 {
+        match run_together(db, batch).await {
+            Together::Committed(outputs) => {
+                for (queued, output) in batch.drain(..).zip(outputs) {
+                    // A caller that stopped waiting is no longer interested.
+                    let _ = queued.reply.send(Ok(output));
+                }
+                return;
+            }
+            Together::Unknown(detail) => {
+                for queued in batch.drain(..) {
+                    let _ = queued.reply.send(Err(J::unavailable(detail.clone())));
+                }
+                return;
+            }
+            // Rolled back: each job runs alone below.
+            Together::JobFailed => {
+                tracing::debug!(
+                    jobs = batch.len(),
+                    "a batched write failed: running each alone"
+                );
             }
         }
-        Together::Unknown(detail) => {
-            for queued in batch.drain(..) {
-                let _ = queued.reply.send(Err(J::unavailable(detail.clone())));
-            }
-        }
-        // Rolled back: each job runs alone.
-        Together::JobFailed => {
-            tracing::debug!(
-                jobs = batch.len(),
-                "a batched write failed: running each alone"
-            );
-            for queued in batch.drain(..) {
-                let result = queued.job.run_alone(db.clone()).await;
-                let _ = queued.reply.send(result);
-            }
-        }
+    }
+    for queued in batch.drain(..) {
+        let result = queued.job.run_alone(db.clone()).await;
+        let _ = queued.reply.send(result);
     }
 }
 

@@ -138,20 +138,19 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Fails unless PostgreSQL plans `statement`, run with `parameters` on `conn` (a
+/// Fails unless PostgreSQL plans `statement`, run with its one `parameter` on `conn` (a
 /// transaction with the settings under test), without reading any table whole.
 pub async fn assert_no_seq_scan(
     conn: &mut sqlx::AnyConnection,
     name: &str,
     statement: &str,
-    parameters: &[&str],
+    parameter: &str,
 ) {
-    let explain = format!("EXPLAIN {statement}");
-    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(explain));
-    for parameter in parameters {
-        query = query.bind(*parameter);
-    }
-    let plan: Vec<(String,)> = query.fetch_all(&mut *conn).await.expect(name);
+    let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
+        .bind(parameter)
+        .fetch_all(&mut *conn)
+        .await
+        .expect(name);
     let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
     assert!(
         !plan.iter().any(|line| line.contains("Seq Scan")),

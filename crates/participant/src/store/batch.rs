@@ -7,20 +7,20 @@
 //! (`SqlBook::write_in`, which is also what every operation falls back to when its batch
 //! fails). So the batch is cut into segments, and in each:
 //!
-//! 1. the reservations of every operation left are read at once with the accounts they
-//!    and the reserves name (locked on PostgreSQL, in one statement there);
+//! 1. the reservations of every operation are read at once (locked on PostgreSQL);
 //! 2. the segment ends before the first operation whose reads an earlier operation of the
 //!    segment could have changed: the same transfer id, or a reserve to be screened whose
 //!    user or account an earlier operation touched (screening counts the account's and
 //!    the user's reservations in the database, which does not yet hold the segment's
 //!    writes);
-//! 3. the new reserves are screened at once, against the book as it was before the
+//! 3. the accounts the segment needs are read at once (locked on PostgreSQL);
+//! 4. the new reserves are screened at once, against the book as it was before the
 //!    segment, which by (2) is what each would have seen alone;
-//! 4. each operation is decided in order by the same pure functions as alone
+//! 5. each operation is decided in order by the same pure functions as alone
 //!    (`reservation::reserve`, `confirm`, `cancel`), against the reservation read in (1)
 //!    and its account's balance as the earlier operations left it (kept here, in memory);
-//! 5. the segment's new reservations, new statuses and final balances are written: one
-//!    statement on PostgreSQL (data-modifying CTEs), one per kind on SQLite.
+//! 6. the segment's new reservations, new statuses and final balances are written with
+//!    one statement each.
 //!
 //! Nothing is answered before the batch's transaction commits (`service_kit::group_commit`).
 
@@ -78,28 +78,32 @@ impl<S: Screening> SqlBook<S> {
         ops: &[&Op],
     ) -> Result<Vec<Written>, SqlError> {
         let transfer_ids: Vec<&str> = ops.iter().map(|op| op.transfer_id()).collect();
-        // The accounts of the reserves; the read adds those of the reservations found.
+        let recorded: HashMap<String, Reservation> = sql
+            .select_reservations(conn, &transfer_ids)
+            .await?
+            .into_iter()
+            .map(|reservation| (reservation.transfer_id.clone(), reservation))
+            .collect();
+        let ops = &ops[..segment_len(ops, &recorded)];
+
         let mut account_ids: Vec<&str> = ops
             .iter()
             .filter_map(|op| match op {
                 Op::Reserve { terms, .. } => Some(terms.account_id.as_str()),
-                Op::Confirm { .. } | Op::Cancel { .. } => None,
+                Op::Confirm { transfer_id, .. } | Op::Cancel { transfer_id, .. } => recorded
+                    .get(transfer_id)
+                    .and_then(|r| r.terms.as_ref())
+                    .map(|terms| terms.account_id.as_str()),
             })
             .collect();
         account_ids.sort_unstable();
         account_ids.dedup();
-        let (recorded, accounts) = sql.read(conn, &transfer_ids, &account_ids).await?;
-        let recorded: HashMap<String, Reservation> = recorded
-            .into_iter()
-            .map(|reservation| (reservation.transfer_id.clone(), reservation))
-            .collect();
-        // Accounts of operations past the segment's end are read (and locked) too, and
-        // read again by the next segment, after this one's writes.
-        let mut accounts: HashMap<String, AccountView> = accounts
+        let mut accounts: HashMap<String, AccountView> = sql
+            .select_accounts(conn, &account_ids)
+            .await?
             .into_iter()
             .map(|account| (account.account_id.clone(), account))
             .collect();
-        let ops = &ops[..segment_len(ops, &recorded)];
 
         // Only a reserve that finds nothing recorded is screened, as alone.
         let to_screen: Vec<(&Terms, u64)> = ops
@@ -207,7 +211,9 @@ impl<S: Screening> SqlBook<S> {
             .iter()
             .map(|id| (id.as_str(), accounts[id].balance))
             .collect();
-        sql.write(conn, &inserts, &updates, &balances).await?;
+        sql.insert_reservations(conn, &inserts).await?;
+        sql.update_reservations(conn, &updates).await?;
+        sql.update_balances(conn, &balances).await?;
         Ok(written)
     }
 }

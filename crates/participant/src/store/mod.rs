@@ -4,10 +4,9 @@
 //! write that, commit, and only then return the outcome. Concurrent reserves, confirms
 //! and cancels share transactions ([`writes`], through `service_kit::group_commit`):
 //! each gets the same decision as alone, and is answered only after the shared commit. A
-//! transaction, even one operation's, reads and writes with a few multi-row statements
-//! ([`batch`]). When a batch fails, each of its operations runs alone with its own
-//! statements (`write_in`), which are also the reference the batched path is tested
-//! against.
+//! shared transaction reads and writes its operations with a few multi-row statements
+//! ([`batch`]); alone, an operation runs its own statements (`write_in`), which is also
+//! the reference the batched path is tested against.
 //!
 //! Lock order, the same in every operation so that two transactions never wait on each
 //! other in a cycle: the reservation row first, then the account row.

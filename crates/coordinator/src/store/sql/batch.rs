@@ -1,9 +1,7 @@
-//! A batch of the transfer log's writes with a few multi-row statements: the intents are
-//! one insert, the decisions one compare-and-set update, the outcomes another, each
-//! returning the rows it wrote. On PostgreSQL the three are one statement (data-modifying
-//! CTEs), which also reads the transfers already holding the intents' keys; on SQLite
-//! they are three. The rows travel as JSON array parameters, so each statement has one
-//! fixed text (prepared once per connection) whatever the batch's size.
+//! A batch of the transfer log's writes with one statement per kind: the intents are one
+//! multi-row insert, the decisions one compare-and-set update, the outcomes another, each
+//! returning the rows it wrote. The rows travel as one JSON array parameter, so each
+//! statement has one fixed text (prepared once per connection) whatever the batch's size.
 //!
 //! The outcome must be exactly that of running the writes one after another
 //! (`LogWrite::write_in`, which is also what every write falls back to when its batch
@@ -16,73 +14,59 @@
 use std::collections::{HashMap, HashSet};
 
 use service_kit::db::Backend;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::{
-    Intent, LogWrite, NewTransfer, Op, StoreError, TransferRecord, Written, decided, finished,
-    ms_to_db, record_from_row, state_before, store_error,
+    Intent, LogWrite, Op, StoreError, TransferRecord, Written, decided, finished, ms_to_db,
+    record_from_row, state_before, store_error,
 };
 
-/// How a segment's intents, decisions and outcomes are written.
-enum LogBatchSql {
-    /// One statement per kind, each skipped when it has no rows (SQLite: its `WITH`
-    /// cannot hold an INSERT or an UPDATE, and a statement there is a function call).
-    Each {
-        insert_intents: &'static str,
-        record_decisions: &'static str,
-        record_outcomes: &'static str,
-    },
-    /// One statement (PostgreSQL, where each statement is a round trip): data-modifying
-    /// CTEs over three JSON arrays ($1 intents, $2 decisions, $3 outcomes), answering
-    /// every row written and, read from the snapshot the statement began with, the
-    /// transfers already holding the intents' keys. Each row says which (`written`).
-    /// The CTEs share that snapshot, which is safe because a segment holds each transfer
-    /// and each key at most once.
-    Together(&'static str),
+struct LogBatchSql {
+    insert_intents: &'static str,
+    record_decisions: &'static str,
+    record_outcomes: &'static str,
 }
 
 // The JSON rows' columns have names of their own (`new_state`, `at_ms`...), so that
 // RETURNING's unqualified columns can only mean the transfer's.
-// The JSON rows' columns have names of their own (`new_state`, `at_ms`...), so that
-// RETURNING's unqualified columns can only mean the transfer's. The primary key finds each
-// row (`= ANY(ARRAY(...))`): joined with the JSON rows instead, the planner may prefer
-// scanning the table.
-const POSTGRES: LogBatchSql = LogBatchSql::Together(concat!(
-    "WITH holders AS (SELECT ",
-    columns!(),
-    " FROM transfers WHERE (user_id, idempotency_key) IN (SELECT x ->> 'user_id', \
-     x ->> 'idempotency_key' FROM json_array_elements(CAST($1 AS JSON)) AS x)), \
-     intents AS (INSERT INTO transfers (",
-    columns!(),
-    ") SELECT i.id, i.user_id, i.idempotency_key, i.fingerprint, i.external_account_id, \
-     i.internal_account_id, i.amount_minor, i.currency, 'started', NULL, i.at_ms, NULL, \
-     i.at_ms, 0, i.next_attempt_at_ms, NULL, NULL, i.trace_context \
-     FROM json_to_recordset(CAST($1 AS JSON)) AS i(id TEXT, user_id TEXT, \
-     idempotency_key TEXT, fingerprint TEXT, external_account_id TEXT, \
-     internal_account_id TEXT, amount_minor BIGINT, currency TEXT, at_ms BIGINT, \
-     next_attempt_at_ms BIGINT, trace_context TEXT) \
-     ON CONFLICT DO NOTHING RETURNING ",
-    columns!(),
-    "), decisions AS (UPDATE transfers SET state = d.new_state, failure_reason = d.reason, \
-     decided_at_ms = d.at_ms, updated_at_ms = d.at_ms \
-     FROM json_to_recordset(CAST($2 AS JSON)) AS d(id TEXT, new_state TEXT, reason TEXT, \
-     at_ms BIGINT) \
-     WHERE transfer_id = d.id AND state = 'started' AND transfer_id = ANY(ARRAY( \
-     SELECT x ->> 'id' FROM json_array_elements(CAST($2 AS JSON)) AS x)) RETURNING ",
-    columns!(),
-    "), outcomes AS (UPDATE transfers SET state = o.new_state, updated_at_ms = o.at_ms \
-     FROM json_to_recordset(CAST($3 AS JSON)) AS o(id TEXT, new_state TEXT, \
-     old_state TEXT, at_ms BIGINT) \
-     WHERE transfer_id = o.id AND state = o.old_state AND transfer_id = ANY(ARRAY( \
-     SELECT x ->> 'id' FROM json_array_elements(CAST($3 AS JSON)) AS x)) RETURNING ",
-    columns!(),
-    ") SELECT 'holder' AS written, * FROM holders UNION ALL SELECT 'intent', * FROM intents \
-     UNION ALL SELECT 'decision', * FROM decisions UNION ALL SELECT 'outcome', * FROM outcomes"
-));
+const POSTGRES: LogBatchSql = LogBatchSql {
+    insert_intents: concat!(
+        "INSERT INTO transfers (",
+        columns!(),
+        ") SELECT i.id, i.user_id, i.idempotency_key, i.fingerprint, i.external_account_id, \
+         i.internal_account_id, i.amount_minor, i.currency, 'started', NULL, i.at_ms, NULL, \
+         i.at_ms, 0, i.next_attempt_at_ms, NULL, NULL, i.trace_context \
+         FROM json_to_recordset(CAST($1 AS JSON)) AS i(id TEXT, user_id TEXT, \
+         idempotency_key TEXT, fingerprint TEXT, external_account_id TEXT, \
+         internal_account_id TEXT, amount_minor BIGINT, currency TEXT, at_ms BIGINT, \
+         next_attempt_at_ms BIGINT, trace_context TEXT) \
+         ON CONFLICT DO NOTHING RETURNING ",
+        columns!()
+    ),
+    // The primary key finds each row (`= ANY(ARRAY(...))`): joined with the JSON rows
+    // instead, the planner may prefer scanning the table.
+    record_decisions: concat!(
+        "UPDATE transfers SET state = d.new_state, failure_reason = d.reason, \
+         decided_at_ms = d.at_ms, updated_at_ms = d.at_ms \
+         FROM json_to_recordset(CAST($1 AS JSON)) AS d(id TEXT, new_state TEXT, reason TEXT, \
+         at_ms BIGINT) \
+         WHERE transfer_id = d.id AND state = 'started' AND transfer_id = ANY(ARRAY( \
+         SELECT x ->> 'id' FROM json_array_elements(CAST($1 AS JSON)) AS x)) RETURNING ",
+        columns!()
+    ),
+    record_outcomes: concat!(
+        "UPDATE transfers SET state = o.new_state, updated_at_ms = o.at_ms \
+         FROM json_to_recordset(CAST($1 AS JSON)) AS o(id TEXT, new_state TEXT, \
+         old_state TEXT, at_ms BIGINT) \
+         WHERE transfer_id = o.id AND state = o.old_state AND transfer_id = ANY(ARRAY( \
+         SELECT x ->> 'id' FROM json_array_elements(CAST($1 AS JSON)) AS x)) RETURNING ",
+        columns!()
+    ),
+};
 
 // SQLite needs the WHERE in INSERT ... SELECT ... ON CONFLICT to tell the upsert from a
 // join's ON.
-const SQLITE: LogBatchSql = LogBatchSql::Each {
+const SQLITE: LogBatchSql = LogBatchSql {
     insert_intents: concat!(
         "INSERT INTO transfers (",
         columns!(),
@@ -219,48 +203,20 @@ async fn write_segment(
         }
     }
     let mut wrote: HashMap<String, TransferRecord> = HashMap::new();
+    write_rows(conn, backend, sql.insert_intents, intents, &mut wrote).await?;
     // An intent whose key is taken answers with the key's transfer as it was at the
-    // intent's turn: as it was before this segment's decisions and outcomes, replaced
+    // intent's turn: read before this segment's decisions and outcomes, and replaced
     // below by what an earlier write of the segment made of it.
     let mut taken: HashMap<usize, Written> = HashMap::new();
-    match sql {
-        LogBatchSql::Each {
-            insert_intents,
-            record_decisions,
-            record_outcomes,
-        } => {
-            write_rows(conn, backend, insert_intents, intents, &mut wrote).await?;
-            for (index, job, new) in not_inserted(jobs, &wrote) {
-                taken.insert(index, job.taken_key(conn, new).await?);
-            }
-            write_rows(conn, backend, record_decisions, decisions, &mut wrote).await?;
-            write_rows(conn, backend, record_outcomes, outcomes, &mut wrote).await?;
-        }
-        LogBatchSql::Together(statement) => {
-            let holders = write_together(
-                conn,
-                backend,
-                statement,
-                [intents, decisions, outcomes],
-                &mut wrote,
-            )
-            .await?;
-            for (index, job, new) in not_inserted(jobs, &wrote) {
-                let key = (new.user_id.clone(), new.idempotency_key.clone());
-                let holder = match holders.get(&key) {
-                    Some(holder) if holder.transfer_id != new.transfer_id => {
-                        Written::Intent(Intent::Existing(holder.clone()))
-                    }
-                    // Not in the statement's snapshot: a concurrent transaction took the
-                    // key while the statement ran. None of this segment's writes can be
-                    // on that transfer, so reading it now is reading it at the intent's
-                    // turn.
-                    _ => job.taken_key(conn, new).await?,
-                };
-                taken.insert(index, holder);
-            }
+    for (index, job) in jobs.iter().enumerate() {
+        if let Op::Intent(new) = &job.op
+            && !wrote.contains_key(&new.transfer_id)
+        {
+            taken.insert(index, job.taken_key(conn, new).await?);
         }
     }
+    write_rows(conn, backend, sql.record_decisions, decisions, &mut wrote).await?;
+    write_rows(conn, backend, sql.record_outcomes, outcomes, &mut wrote).await?;
 
     let mut written: Vec<Written> = Vec::with_capacity(jobs.len());
     for (index, job) in jobs.iter().enumerate() {
@@ -303,61 +259,6 @@ async fn write_segment(
         });
     }
     Ok(written)
-}
-
-/// The intents of `jobs` that inserted nothing, with their places in the segment.
-fn not_inserted<'a>(
-    jobs: &'a [&'a LogWrite],
-    wrote: &HashMap<String, TransferRecord>,
-) -> Vec<(usize, &'a LogWrite, &'a NewTransfer)> {
-    jobs.iter()
-        .enumerate()
-        .filter_map(|(index, job)| match &job.op {
-            Op::Intent(new) if !wrote.contains_key(&new.transfer_id) => Some((index, *job, new)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Runs [`LogBatchSql::Together`] over the segment's intents, decisions and outcomes,
-/// keeps the rows it wrote by transfer id, and returns the transfers that held the
-/// intents' keys before it, by (user, key).
-async fn write_together(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    statement: &'static str,
-    rows: [Vec<serde_json::Value>; 3],
-    wrote: &mut HashMap<String, TransferRecord>,
-) -> Result<HashMap<(String, String), TransferRecord>, StoreError> {
-    let mut holders = HashMap::new();
-    if rows.iter().all(Vec::is_empty) {
-        return Ok(holders);
-    }
-    let mut query = sqlx::query(statement);
-    for rows in rows {
-        query = query.bind(serde_json::Value::Array(rows).to_string());
-    }
-    let returned = query
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| store_error(backend, e))?;
-    for row in &returned {
-        let written: String = row
-            .try_get("written")
-            .map_err(|e| store_error(backend, e))?;
-        let record = record_from_row(row)?;
-        if written == "holder" {
-            let key = (record.user_id.clone(), record.idempotency_key.clone());
-            holders.insert(key, record);
-        } else {
-            let transfer_id = record.transfer_id.clone();
-            assert!(
-                wrote.insert(transfer_id, record).is_none(),
-                "a segment writes each transfer at most once"
-            );
-        }
-    }
-    Ok(holders)
 }
 
 /// Runs one of the batched statements over `rows` and keeps the rows it wrote (returned),
