@@ -24,7 +24,8 @@
 //! round trip to another process.
 //!
 //! Bounds: the queue holds `queue_max` jobs (beyond it, [`Job::unavailable`] at once),
-//! a batch holds `batch_max`.
+//! a batch holds `batch_max`. Each batch's size is a metric
+//! (`banktransfer_group_commit_batch_writes`): a store's cost per write follows it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -176,6 +177,7 @@ async fn work<J: Job>(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Queued<J>>>>, b
         if taken == 0 {
             return;
         }
+        crate::metrics::record_group_commit_batch(taken);
         run_batch(&db, &mut batch).await;
         batch.clear();
     }

@@ -1,5 +1,6 @@
 //! The metrics endpoint (`[metrics] listen_addr`): gRPC calls through the server shell are
-//! counted by service, method and code and timed; the pool and store metrics appear; the
+//! counted by service, method and code and timed; the pool, store and group-commit
+//! metrics appear (a batch's size in buckets of writes, not seconds); the
 //! scrape is Prometheus' text format as `promtool check metrics` reads it. One test: the
 //! recorder is process-wide.
 
@@ -7,8 +8,11 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use service_kit::db::Db;
+use service_kit::group_commit::{BoxFuture, GroupCommit, GroupCommitSettings, Job};
 use service_kit::metrics::{MetricsSection, StoreTimer, install};
 use service_kit::server::{ServerSettings, serve};
+use sqlx::AnyConnection;
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::Endpoint;
@@ -51,6 +55,29 @@ fn scrape(addr: SocketAddr) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("no metrics endpoint on {addr}: {last_error:?}");
+}
+
+/// A write that writes nothing: enough for a group commit to count its batch.
+struct Nothing;
+
+impl Job for Nothing {
+    type Output = ();
+    type Error = String;
+
+    fn run_many<'c>(
+        jobs: &'c [&'c Self],
+        _conn: &'c mut AnyConnection,
+    ) -> BoxFuture<'c, Result<Vec<()>, String>> {
+        Box::pin(async move { Ok(vec![(); jobs.len()]) })
+    }
+
+    fn run_alone(&self, _db: Db) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn unavailable(detail: String) -> String {
+        detail
+    }
 }
 
 /// The value of the sample whose name and labels are exactly `series`.
@@ -113,6 +140,12 @@ async fn grpc_calls_store_operations_and_the_pool_are_scraped() {
         .await
         .unwrap();
     drop(StoreTimer::start("reserve"));
+    let writes: GroupCommit<Nothing> =
+        GroupCommit::start(db.clone(), GroupCommitSettings::default());
+    writes
+        .submit(Nothing)
+        .await
+        .expect("a write that writes nothing commits");
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -186,6 +219,21 @@ async fn grpc_calls_store_operations_and_the_pool_are_scraped() {
         Some(1.0),
         "{scraped}"
     );
+    // One batch of one write: in the first bucket, which counts writes, not seconds.
+    for (series, expected) in [
+        ("banktransfer_group_commit_batch_writes_count", 1.0),
+        ("banktransfer_group_commit_batch_writes_sum", 1.0),
+        (
+            r#"banktransfer_group_commit_batch_writes_bucket{le="1"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            value(&scraped, series),
+            Some(expected),
+            "{series}: {scraped}"
+        );
+    }
     let idle = value(
         &scraped,
         r#"banktransfer_db_pool_connections{state="idle"}"#,

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Deserialize;
 
 use crate::config::ConfigError;
@@ -39,6 +39,10 @@ pub const RECONCILER_BACKLOG_OLDEST_AGE_SECONDS: &str =
 pub const AUDIT_MISMATCHES: &str = "banktransfer_audit_mismatches";
 pub const DB_POOL_CONNECTIONS: &str = "banktransfer_db_pool_connections";
 pub const STORE_DURATION_SECONDS: &str = "banktransfer_store_duration_seconds";
+pub const GROUP_COMMIT_BATCH_WRITES: &str = "banktransfer_group_commit_batch_writes";
+
+/// Buckets of [`GROUP_COMMIT_BATCH_WRITES`]: writes, up to a batch's maximum (64).
+pub const BATCH_WRITES_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 /// How often the database pool's connections are sampled.
 const POOL_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -103,6 +107,11 @@ pub fn install(section: &MetricsSection) -> Result<Option<SocketAddr>, MetricsEr
         .with_http_listener(addr)
         .set_buckets(BUCKETS_SECONDS)
         .map_err(|e| exporter(e.to_string()))?
+        .set_buckets_for_metric(
+            Matcher::Full(GROUP_COMMIT_BATCH_WRITES.to_owned()),
+            BATCH_WRITES_BUCKETS,
+        )
+        .map_err(|e| exporter(e.to_string()))?
         .build()
         .map_err(|e| exporter(e.to_string()))?;
     ::metrics::set_global_recorder(recorder).map_err(|_| MetricsError::AlreadyInstalled)?;
@@ -159,6 +168,19 @@ fn describe() {
         Unit::Seconds,
         "Time of one store operation (a transaction), by operation"
     );
+    describe_histogram!(
+        GROUP_COMMIT_BATCH_WRITES,
+        "Writes that one group commit took together into one transaction"
+    );
+}
+
+/// Counts one group commit's batch of `writes` into
+/// `banktransfer_group_commit_batch_writes`: how many writes share a commit, which is
+/// what a store's cost per write follows (docs/PERFORMANCE.md).
+pub fn record_group_commit_batch(writes: usize) {
+    if enabled() {
+        histogram!(GROUP_COMMIT_BATCH_WRITES).record(writes as f64);
+    }
 }
 
 /// Samples `pool`'s connections (`banktransfer_db_pool_connections{state}`) every few
