@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::db::Db;
 use service_kit::group_commit::{BoxFuture, GroupCommit, GroupCommitSettings, Job};
 use service_kit::metrics::{MetricsSection, StoreTimer, install};
 use service_kit::server::{ServerSettings, serve};
@@ -71,7 +70,7 @@ impl Job for Nothing {
         Box::pin(async move { Ok(vec![(); jobs.len()]) })
     }
 
-    fn run_alone(&self, _db: Db) -> BoxFuture<'_, Result<(), String>> {
+    fn run_alone<'c>(&'c self, _conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
 

@@ -485,10 +485,14 @@ impl Job for LogWrite {
         Box::pin(batch::write_many(conn, jobs))
     }
 
-    fn run_alone(&self, db: Db) -> BoxFuture<'_, Result<Written, StoreError>> {
+    fn run_alone<'c>(
+        &'c self,
+        conn: &'c mut AnyConnection,
+    ) -> BoxFuture<'c, Result<Written, StoreError>> {
         Box::pin(async move {
+            use sqlx::Connection;
             let error = |e| store_error(self.backend, e);
-            let mut tx = db.pool.begin().await.map_err(error)?;
+            let mut tx = conn.begin().await.map_err(error)?;
             let written = self.write_in(&mut tx).await?;
             tx.commit().await.map_err(error)?;
             Ok(written)

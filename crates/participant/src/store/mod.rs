@@ -184,11 +184,16 @@ impl<S: Screening> SqlBook<S> {
     /// `op` in a transaction of its own. A unique violation means a concurrent call
     /// recorded the same transfer id first (possible on PostgreSQL, where transactions
     /// run side by side): one re-read then finds its row and replays it.
-    async fn write_alone(&self, op: &writes::Op) -> Result<Written, StoreError> {
+    async fn write_alone(
+        &self,
+        conn: &mut AnyConnection,
+        op: &writes::Op,
+    ) -> Result<Written, StoreError> {
+        use sqlx::Connection;
         let mut retries = 0;
         loop {
             let attempt = async {
-                let mut tx = self.db.pool.begin().await?;
+                let mut tx = conn.begin().await?;
                 let written = self.write_in(&mut tx, op).await?;
                 tx.commit().await?;
                 Ok::<_, SqlError>(written)

@@ -3,7 +3,6 @@
 //! the same decision as when it runs alone.
 
 use banktransfer_protocol::reservation::{ReserveOutcome, SettleOutcome, Terms};
-use service_kit::db::Db;
 use service_kit::group_commit::{BoxFuture, Job};
 use sqlx::AnyConnection;
 
@@ -64,8 +63,11 @@ impl<S: Screening + Clone> Job for BookWrite<S> {
         })
     }
 
-    fn run_alone(&self, _db: Db) -> BoxFuture<'_, Result<Written, StoreError>> {
-        Box::pin(self.book.write_alone(&self.op))
+    fn run_alone<'c>(
+        &'c self,
+        conn: &'c mut AnyConnection,
+    ) -> BoxFuture<'c, Result<Written, StoreError>> {
+        Box::pin(self.book.write_alone(conn, &self.op))
     }
 
     fn unavailable(detail: String) -> StoreError {

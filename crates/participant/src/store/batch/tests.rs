@@ -175,9 +175,16 @@ async fn batches_write_what_one_at_a_time_writes() {
                 let ops = operations(seed, 160);
 
                 let mut expected = Vec::new();
+                let mut conn = alone.db.pool.acquire().await.expect("a connection");
                 for op in &ops {
-                    expected.push(alone.write_alone(op).await.expect("a write alone"));
+                    expected.push(
+                        alone
+                            .write_alone(&mut conn, op)
+                            .await
+                            .expect("a write alone"),
+                    );
                 }
+                drop(conn);
 
                 let mut rng = SimRng::new(seed ^ 0xBA7C);
                 let mut got = Vec::new();
