@@ -33,7 +33,9 @@
 //! most batches hold one write, was two of a batch's five to nine. A batch that fails
 //! in any way gives the connection back (the pool's test then drops it if it is broken),
 //! and so does one idle for [`HELD_IDLE_MAX`] (a connection can die quietly while idle;
-//! the pool's test finds out at once, a statement only after the network gives up). On
+//! the pool's test finds out at once, a statement only after the network gives up) or
+//! held for [`HELD_AGE_MAX`] (so that the pool's own lifetime rule still renews it, after
+//! a fail-over for instance). On
 //! SQLite the process has one connection, which reads need too: it is taken per batch.
 
 use std::future::Future;
@@ -65,6 +67,9 @@ pub const POSTGRES_BATCH_BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '50ms'; 
 /// A worker's connection left idle this long goes back to the pool before the next batch,
 /// which then takes one the pool has tested (module docs).
 pub const HELD_IDLE_MAX: Duration = Duration::from_secs(5);
+
+/// A worker's connection held this long goes back to the pool too (module docs).
+pub const HELD_AGE_MAX: Duration = Duration::from_secs(600);
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -199,9 +204,8 @@ async fn work<J: Job>(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Queued<J>>>>, b
             return;
         }
         crate::metrics::record_group_commit_batch(taken);
-        let kept = held
-            .take()
-            .filter(|held| held.idle_since.elapsed() < HELD_IDLE_MAX);
+        let kept = held.take().filter(|held| held.reusable(Instant::now()));
+        let kept_since = kept.as_ref().map(|held| held.taken_at);
         let mut conn = match kept {
             Some(held) => held.conn,
             None => match db.pool.acquire().await {
@@ -219,9 +223,11 @@ async fn work<J: Job>(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Queued<J>>>>, b
         batch.clear();
         // Dropping the connection gives it back to the pool.
         if clean && db.backend == Backend::Postgres {
+            let now = Instant::now();
             held = Some(Held {
                 conn,
-                idle_since: Instant::now(),
+                taken_at: kept_since.unwrap_or(now),
+                idle_since: now,
             });
         }
     }
@@ -230,7 +236,25 @@ async fn work<J: Job>(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Queued<J>>>>, b
 /// The connection a PostgreSQL worker keeps between batches.
 struct Held {
     conn: PoolConnection<sqlx::Any>,
+    /// When the worker took it from the pool.
+    taken_at: Instant,
+    /// When its last batch ended.
     idle_since: Instant,
+}
+
+impl Held {
+    fn reusable(&self, now: Instant) -> bool {
+        keep_connection(
+            now.saturating_duration_since(self.idle_since),
+            now.saturating_duration_since(self.taken_at),
+        )
+    }
+}
+
+/// Whether a worker keeps using its connection, given how long it has been idle and how
+/// long it has been held.
+fn keep_connection(idle: Duration, age: Duration) -> bool {
+    idle < HELD_IDLE_MAX && age < HELD_AGE_MAX
 }
 
 /// Runs and answers every job of `batch`; true when nothing failed (the connection is
@@ -537,6 +561,24 @@ mod tests {
             call.await.unwrap().unwrap();
         }
         assert_eq!(labels_and_seen(&db).await.len(), 3);
+    }
+
+    #[test]
+    fn a_worker_gives_back_a_connection_idle_or_held_too_long() {
+        let second = Duration::from_secs(1);
+        assert!(keep_connection(Duration::ZERO, Duration::ZERO));
+        assert!(keep_connection(
+            HELD_IDLE_MAX - second,
+            HELD_AGE_MAX - second
+        ));
+        assert!(
+            !keep_connection(HELD_IDLE_MAX, Duration::ZERO),
+            "idle too long"
+        );
+        assert!(
+            !keep_connection(Duration::ZERO, HELD_AGE_MAX),
+            "held too long"
+        );
     }
 
     /// Answers the PostgreSQL backend process its batch ran on.
