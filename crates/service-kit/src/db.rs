@@ -149,10 +149,6 @@ pub async fn connect(url: &str, settings: PoolSettings) -> Result<Db, DbError> {
     let pool = AnyPoolOptions::new()
         .max_connections(connections_max)
         .acquire_timeout(settings.acquire_timeout)
-        // sqlx tests a connection each time it is taken from the pool. A SQLite
-        // connection is a file handle in this process that cannot drop away, and the test
-        // is a round trip to its thread; a PostgreSQL one can (a restart, the network).
-        .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
