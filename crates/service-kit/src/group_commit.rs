@@ -35,13 +35,12 @@
 //! and so does one idle for [`HELD_IDLE_MAX`] (a connection can die quietly while idle;
 //! the pool's test finds out at once, a statement only after the network gives up) or
 //! held for [`HELD_AGE_MAX`] (so that the pool's own lifetime rule still renews it, after
-//! a fail-over for instance). On
-//! SQLite the process has one connection, which reads need too: it is taken per batch.
+//! a fail-over for instance). On SQLite the process has one connection, which reads need
+//! too: it is taken per batch.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
 
 use sqlx::AnyConnection;
@@ -204,17 +203,12 @@ async fn work<J: Job>(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Queued<J>>>>, b
             return;
         }
         crate::metrics::record_group_commit_batch(taken);
-        let kept = held.take().filter(|held| held.reusable(Instant::now()));
-        let kept_since = kept.as_ref().map(|held| held.taken_at);
-        let mut conn = match kept {
-            Some(held) => held.conn,
+        let (mut conn, taken_at) = match held.take().filter(|h| h.reusable(Instant::now())) {
+            Some(held) => (held.conn, held.taken_at),
             None => match db.pool.acquire().await {
-                Ok(conn) => conn,
+                Ok(conn) => (conn, Instant::now()),
                 Err(err) => {
-                    let detail = format!("cannot reach the database: {err}");
-                    for queued in batch.drain(..) {
-                        let _ = queued.reply.send(Err(J::unavailable(detail.clone())));
-                    }
+                    answer_unavailable(&mut batch, &format!("cannot reach the database: {err}"));
                     continue;
                 }
             },
@@ -223,11 +217,10 @@ async fn work<J: Job>(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Queued<J>>>>, b
         batch.clear();
         // Dropping the connection gives it back to the pool.
         if clean && db.backend == Backend::Postgres {
-            let now = Instant::now();
             held = Some(Held {
                 conn,
-                taken_at: kept_since.unwrap_or(now),
-                idle_since: now,
+                taken_at,
+                idle_since: Instant::now(),
             });
         }
     }
@@ -274,9 +267,7 @@ async fn run_batch<J: Job>(
                 return true;
             }
             Together::Unknown(detail) => {
-                for queued in batch.drain(..) {
-                    let _ = queued.reply.send(Err(J::unavailable(detail.clone())));
-                }
+                answer_unavailable(batch, &detail);
                 return false;
             }
             // Rolled back: each job runs alone below.
@@ -295,6 +286,13 @@ async fn run_batch<J: Job>(
         let _ = queued.reply.send(result);
     }
     clean
+}
+
+/// Tells every caller of `batch` that its outcome is unknown.
+fn answer_unavailable<J: Job>(batch: &mut Vec<Queued<J>>, detail: &str) {
+    for queued in batch.drain(..) {
+        let _ = queued.reply.send(Err(J::unavailable(detail.to_owned())));
+    }
 }
 
 enum Together<T> {
@@ -643,7 +641,7 @@ mod tests {
             assert_eq!(writes.submit(BackendPid).await.unwrap(), first);
         }
         // Time enough for a connection given back to reach the pool's idle queue.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             (db.pool.size(), db.pool.num_idle()),
             (1, 0),
