@@ -5,8 +5,9 @@
 //!
 //! SQLite runs with one connection per process (SQLite has one writer anyway, and this
 //! turns lock upgrades into queueing instead of SQLITE_BUSY), WAL and synchronous=FULL (a
-//! committed write survives power loss), and a busy timeout for other processes sharing
-//! the file (the gateway and the reconciler share the coordinator's database).
+//! committed write survives power loss), a busy timeout for other processes sharing
+//! the file (the gateway and the reconciler share the coordinator's database), and a
+//! background task that checkpoints the WAL so that no commit has to ([`checkpoint`]).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Executor, SqlStr};
+
+pub mod checkpoint;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -157,6 +160,8 @@ pub async fn connect(url: &str, settings: PoolSettings) -> Result<Db, DbError> {
                         "PRAGMA synchronous = FULL",
                         "PRAGMA busy_timeout = 5000",
                         "PRAGMA foreign_keys = ON",
+                        // Checkpoints are the background task's; this is its backstop.
+                        checkpoint::BACKSTOP_PRAGMA,
                     ] {
                         conn.execute(pragma).await?;
                     }
@@ -172,6 +177,9 @@ pub async fn connect(url: &str, settings: PoolSettings) -> Result<Db, DbError> {
         })?;
     // Sampled only when metrics are on (installed before the pool is opened).
     crate::metrics::sample_pool(&pool);
+    if backend == Backend::Sqlite && !is_in_memory(&url) {
+        checkpoint::spawn(url, pool.clone());
+    }
     Ok(Db { pool, backend })
 }
 
@@ -215,6 +223,11 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_)
     )
+}
+
+/// An in-memory SQLite database has no WAL to checkpoint.
+fn is_in_memory(sqlite_url: &str) -> bool {
+    sqlite_url.contains(":memory:") || sqlite_url.contains("mode=memory")
 }
 
 fn sqlite_url(url: &str) -> Result<String, DbError> {
