@@ -7,7 +7,8 @@
 //! - [`traces`]: spans exported over OTLP when `OTEL_*` names a collector; the W3C trace
 //!   context on every gRPC hop (client interceptor, server layer).
 //! - [`db`]: one connection pool over SQLite (embedded default) or PostgreSQL, chosen by the
-//!   URL, with embedded migrations per back end.
+//!   URL, with embedded migrations per back end; SQLite's WAL checkpointed by a task, off
+//!   the write path ([`db::checkpoint`]).
 //! - [`group_commit`]: many callers' writes in one transaction and one commit.
 //! - [`server`]: the gRPC server shell: `[server]` (the same in every service), TLS, health
 //!   service, reflection switch, message / HTTP/2 / concurrency limits, request timeout,
