@@ -91,7 +91,8 @@ pub trait Job: Send + Sync + 'static {
         Self: Sized;
 
     /// Runs in a transaction of its own on `conn`, which is in no transaction: begins,
-    /// writes and commits (after its batch failed, or when it is alone).
+    /// writes and commits, or writes with one statement, which is a transaction of its
+    /// own (after its batch failed, or when it is alone). Durable once it returns.
     fn run_alone<'c>(
         &'c self,
         conn: &'c mut AnyConnection,
