@@ -4,7 +4,10 @@
 //! the shell sleeps until [`TransferMachine::poll_timeout`] and then calls
 //! [`TransferMachine::handle_timeout`]; this module only does I/O and keeps the timer.
 //!
-//! The gateway drives a fresh transfer with [`Driver::begin`] inside the client's budget;
+//! The gateway drives a fresh transfer with [`Driver::begin_answering`] inside the
+//! client's budget: it answers once both legs have confirmed, and the outcome's write
+//! finishes after the answer ([`Driver::finish`]; readers meanwhile find the legs'
+//! confirms, [`Driver::as_read`]). [`Driver::begin`] runs the same drive to its end;
 //! the reconciler (and a replayed request taking over) picks one up with
 //! [`Driver::resume`]. Callers open the `transfer` span (with its id) around a drive, so
 //! every line the driver logs carries the transfer id once. Each protocol step opens its
@@ -15,6 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use banktransfer_protocol::audit;
 use banktransfer_protocol::budget::Budget;
 use banktransfer_protocol::transfer::ReserveReply;
 use banktransfer_protocol::transfer::{
@@ -24,7 +28,7 @@ use service_kit::clock::SharedClock;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::participants::{Participants, ReserveTerms};
+use crate::participants::{CallError, Participants, ReserveTerms};
 use crate::pause::{PausePoint, PausePoints};
 use crate::store::{StoreError, TransferRecord, TransferStore, within_deadline};
 
@@ -84,6 +88,21 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
 
     /// Drives a transfer whose intent was just recorded (`started`).
     pub async fn begin(&self, record: TransferRecord, deadlines: Deadlines) -> Driven {
+        let answered = self.start(record, deadlines, Until::Idle).await;
+        assert!(answered.rest.is_none(), "a drive to the end leaves nothing");
+        answered.driven
+    }
+
+    /// [`Driver::begin`] that returns as soon as the client's answer is final: once both
+    /// legs have confirmed, the outcome is certain, and the client need not wait for the
+    /// write that records it. The write is left in [`Answered::rest`], which the caller
+    /// runs to the end ([`Driver::finish`]); if it never does (a crash), the transfer stays
+    /// `committed` and the reconciler records the outcome, as after any crash there.
+    pub async fn begin_answering(&self, record: TransferRecord, deadlines: Deadlines) -> Answered {
+        self.start(record, deadlines, Until::Answered).await
+    }
+
+    async fn start(&self, record: TransferRecord, deadlines: Deadlines, until: Until) -> Answered {
         assert_eq!(
             record.state,
             RecordedState::Started,
@@ -91,7 +110,52 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
         );
         tracing::info!(amount = %record.amount, "reserving on both legs");
         let (machine, effects) = TransferMachine::begin(deadlines);
-        self.run(Drive::new(machine, record), effects).await
+        self.drive(Drive::new(machine, record), effects, until)
+            .await
+    }
+
+    /// `record` as a reader is told it: a `committed` transfer whose two legs both show
+    /// their confirm is `succeeded` (`banktransfer_protocol::audit::outcome_shown_by_legs`),
+    /// since its client may have been told so before the outcome's write landed
+    /// ([`Driver::begin_answering`]); one with a leg not yet confirmed stays `committed`
+    /// (PROCESSING). A leg that cannot be read within `timeout` is an error rather than
+    /// PROCESSING: the client may already know the transfer SUCCEEDED, and must not read
+    /// it going back.
+    pub async fn as_read(
+        &self,
+        record: TransferRecord,
+        timeout: Duration,
+    ) -> Result<TransferRecord, CallError> {
+        if record.state != RecordedState::Committed {
+            return Ok(record);
+        }
+        let read = |leg: Leg| {
+            let call = self
+                .participants
+                .get_reservation(leg, &record.transfer_id, timeout);
+            async move {
+                match tokio::time::timeout(timeout, call).await {
+                    Ok(Ok(view)) => Ok(view),
+                    Ok(Err(err)) => Err(CallError(format!("{}: {err}", leg.name()))),
+                    Err(_) => Err(CallError(format!(
+                        "{}: no answer within {} ms",
+                        leg.name(),
+                        timeout.as_millis()
+                    ))),
+                }
+            }
+        };
+        let (external, balance_store) = tokio::join!(read(Leg::External), read(Leg::BalanceStore));
+        let legs = [external?, balance_store?];
+        Ok(match audit::outcome_shown_by_legs(record.state, legs) {
+            Some(outcome) => record.with_outcome(outcome),
+            None => record,
+        })
+    }
+
+    /// What [`Driver::begin_answering`] left: the outcome's write, to its end.
+    pub async fn finish(&self, rest: Rest) -> Driven {
+        self.run(rest.drive, rest.effects).await
     }
 
     /// Picks a transfer up from its record alone. `abort_reason` aborts it when it is
@@ -119,9 +183,32 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
 
     /// Effects, then a wait for whatever comes first (an answer or the machine's next
     /// deadline), until the machine is idle.
-    async fn run(&self, mut drive: Drive, mut effects: Vec<Effect>) -> Driven {
+    async fn run(&self, drive: Drive, effects: Vec<Effect>) -> Driven {
+        let answered = self.drive(drive, effects, Until::Idle).await;
+        assert!(answered.rest.is_none(), "a drive to the end leaves nothing");
+        answered.driven
+    }
+
+    async fn drive(&self, mut drive: Drive, mut effects: Vec<Effect>, until: Until) -> Answered {
         loop {
-            self.carry_out(&mut drive, effects).await;
+            if let Carried::Answered(rest) = self.carry_out(&mut drive, effects, until).await {
+                // The write records the time of this answer, so that the row the client
+                // reads later is the row it was answered with.
+                let answered_at_ms = self.clock.now_ms().max(drive.record.updated_at_ms);
+                drive.outcome_at_ms = Some(answered_at_ms);
+                let mut answer = drive.record.clone().with_outcome(RecordedState::Succeeded);
+                answer.updated_at_ms = answered_at_ms;
+                return Answered {
+                    driven: Driven {
+                        record: answer,
+                        store_error: None,
+                    },
+                    rest: Some(Rest {
+                        drive,
+                        effects: rest,
+                    }),
+                };
+            }
             if drive.machine.is_idle() {
                 break;
             }
@@ -141,17 +228,26 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             drive.machine.recorded(),
             "the driver's record and its machine disagree"
         );
-        Driven {
-            record: drive.record,
-            store_error: drive.store_error,
+        Answered {
+            driven: Driven {
+                record: drive.record,
+                store_error: drive.store_error,
+            },
+            rest: None,
         }
     }
 
     /// Remote calls go out at once; transfer-log writes run inline, in order, and what
-    /// they report goes straight back into the machine.
-    async fn carry_out(&self, drive: &mut Drive, effects: Vec<Effect>) {
+    /// they report goes straight back into the machine. With [`Until::Answered`], stops
+    /// before recording a success: what is left is returned.
+    async fn carry_out(&self, drive: &mut Drive, effects: Vec<Effect>, until: Until) -> Carried {
         let mut queue: VecDeque<Effect> = effects.into();
         while let Some(effect) = queue.pop_front() {
+            if until == Until::Answered && effect == Effect::RecordOutcome(RecordedState::Succeeded)
+            {
+                queue.push_front(effect);
+                return Carried::Answered(queue.into());
+            }
             let events = match effect {
                 Effect::Reserve(leg) => {
                     self.spawn_reserve(drive, leg);
@@ -169,6 +265,7 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             };
             queue.extend(events);
         }
+        Carried::All
     }
 
     async fn record_decision(
@@ -228,9 +325,11 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
     /// reconciler settles again (idempotently).
     async fn record_outcome(&self, drive: &mut Drive, outcome: RecordedState) -> Vec<Effect> {
         let now_ms = self.clock.now_ms();
-        let write = self
-            .store
-            .record_outcome(&drive.record.transfer_id, outcome, now_ms);
+        let write = self.store.record_outcome(
+            &drive.record.transfer_id,
+            outcome,
+            drive.outcome_at_ms.unwrap_or(now_ms),
+        );
         let deadline_ms = drive.machine.deadlines().settle_deadline_ms;
         let span = tracing::info_span!("outcome", outcome = outcome.as_str());
         match within_deadline(deadline_ms, now_ms, write)
@@ -346,6 +445,36 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
     }
 }
 
+/// What [`Driver::begin_answering`] achieved.
+pub struct Answered {
+    /// What to answer. With a `rest`, the record is the row as its outcome's write will
+    /// leave it (`succeeded`): both legs have confirmed, so nothing else can happen.
+    pub driven: Driven,
+    /// The outcome's write, still to do ([`Driver::finish`]).
+    pub rest: Option<Rest>,
+}
+
+/// A drive stopped before its last write: the machine, and the effects it still owes.
+pub struct Rest {
+    drive: Drive,
+    effects: Vec<Effect>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// The machine is idle: final, or left to the reconciler.
+    Idle,
+    /// The client's answer is known to be final.
+    Answered,
+}
+
+enum Carried {
+    /// Every effect was carried out.
+    All,
+    /// Stopped with these effects left, the outcome's write first.
+    Answered(Vec<Effect>),
+}
+
 /// One drive in progress: the machine, the row as this driver last saw it, the calls in
 /// flight, and the store failure that stopped it, if one did.
 struct Drive {
@@ -353,6 +482,8 @@ struct Drive {
     record: TransferRecord,
     calls: Calls,
     store_error: Option<StoreError>,
+    /// When the client was answered with the outcome, before its write.
+    outcome_at_ms: Option<u64>,
 }
 
 impl Drive {
@@ -362,6 +493,7 @@ impl Drive {
             record,
             calls: Calls::default(),
             store_error: None,
+            outcome_at_ms: None,
         }
     }
 

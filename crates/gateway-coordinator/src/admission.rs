@@ -292,7 +292,9 @@ impl DrivePermit<'_> {
             Ok(Approval { drove: true, .. }) | Err(ApproveError::Store { .. }) => {
                 Some(DriveEnd::Other)
             }
-            Ok(Approval { drove: false, .. }) | Err(ApproveError::KeyReused(_)) => None,
+            // A replay that could not read the legs drove nothing either.
+            Ok(Approval { drove: false, .. })
+            | Err(ApproveError::KeyReused(_) | ApproveError::LegsUnreadable { .. }) => None,
         };
         let now_ms = self.gate.clock.now_ms();
         let latency_ms = now_ms.saturating_sub(self.admitted_at_ms);

@@ -1,5 +1,8 @@
 //! ApproveTransfer: record the intent, then drive it within the client's budget; or, when
-//! the idempotency key is already taken, answer for the transfer that holds it.
+//! the idempotency key is already taken, answer for the transfer that holds it. A drive
+//! answers SUCCEEDED once both legs have confirmed; the outcome's write then finishes in a
+//! task of its own (one commit fewer on the client's path), and a read of the transfer
+//! before it lands finds the legs' confirms instead ([`Approver::as_read`]).
 //!
 //! A replay never moves money a second time: it only reads the existing record, waits a
 //! little for its live driver, or (when the transfer is stale by the reconciler's own
@@ -17,8 +20,8 @@ use service_kit::clock::SharedClock;
 
 use crate::convert::TransferRequest;
 use crate::live::{LiveDrives, Watch};
-use coordinator::driver::{Deadlines, Driver};
-use coordinator::participants::Participants;
+use coordinator::driver::{Answered, Deadlines, Driver};
+use coordinator::participants::{CallError, Participants};
 use tracing::Instrument;
 
 use coordinator::store::{
@@ -43,6 +46,16 @@ pub enum ApproveError {
         transfer_id: String,
         error: StoreError,
     },
+    /// The transfer is committed, and whether both legs have confirmed cannot be read
+    /// now: PROCESSING could contradict a SUCCEEDED its client was already given.
+    #[error(
+        "transfer {transfer_id} is committed and being settled, but its state cannot be read \
+         right now ({error}): retry shortly"
+    )]
+    LegsUnreadable {
+        transfer_id: String,
+        error: CallError,
+    },
 }
 
 impl ApproveError {
@@ -65,6 +78,7 @@ impl From<ApproveError> for tonic::Status {
             ApproveError::Store { transfer_id, error } => {
                 coordinator::store_status(error, Some(transfer_id), STORE_RETRY)
             }
+            ApproveError::LegsUnreadable { .. } => tonic::Status::unavailable(err.to_string()),
         }
     }
 }
@@ -172,6 +186,22 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
         }
     }
 
+    /// `record` as a reader is told it: a commit whose legs have both confirmed reads as
+    /// SUCCEEDED, as its client was told before the outcome's write landed
+    /// ([`Driver::as_read`]). The legs are read within what is left of `budget`.
+    pub async fn as_read(
+        &self,
+        record: TransferRecord,
+        budget: &Budget,
+    ) -> Result<TransferRecord, ApproveError> {
+        let remaining_ms = Budget::remaining_ms(budget.settle_deadline_ms(), self.clock.now_ms());
+        let transfer_id = record.transfer_id.clone();
+        self.driver
+            .as_read(record, Duration::from_millis(remaining_ms))
+            .await
+            .map_err(|error| ApproveError::LegsUnreadable { transfer_id, error })
+    }
+
     /// Transfer ids from `ids` instead of UUID v7 (the deterministic simulation).
     pub fn with_ids(mut self, ids: Arc<dyn TransferIds>) -> Approver<S, P> {
         self.ids = ids;
@@ -228,12 +258,24 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
         match intent {
             Intent::Created(record) => {
                 let live = self.live.register(&record);
-                let driven = self
+                let Answered { driven, rest } = self
                     .driver
-                    .begin(record, Deadlines::from_budget(&budget))
+                    .begin_answering(record, Deadlines::from_budget(&budget))
                     .await;
                 if let Some(live) = live {
                     live.finish(&driven.record);
+                }
+                if let Some(rest) = rest {
+                    // The outcome's write, without the client waiting for it (one commit
+                    // fewer on its path), and to its end even if the client goes away.
+                    // Bounded: it is one write within the drive's settle deadline.
+                    let driver = self.driver.clone();
+                    tokio::spawn(
+                        async move {
+                            driver.finish(rest).await;
+                        }
+                        .in_current_span(),
+                    );
                 }
                 answer(driven.record, driven.store_error).map(|record| Approval {
                     record,
@@ -279,8 +321,11 @@ impl<S: TransferStore, P: Participants> Approver<S, P> {
             let settled = record.state.client_status() != ClientStatus::Processing;
             let out_of_budget =
                 now_ms + poll_interval.as_millis() as u64 >= budget.settle_deadline_ms();
-            if settled || out_of_budget {
+            if settled {
                 return Ok(record);
+            }
+            if out_of_budget {
+                return self.as_read(record, &budget).await;
             }
             tokio::time::sleep(poll_interval).await;
             poll_interval = (poll_interval * 2).min(POLL_INTERVAL_MAX);

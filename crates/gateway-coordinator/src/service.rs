@@ -11,6 +11,12 @@
 //! differs is PERMISSION_DENIED before anything is recorded or called, and GetTransfer
 //! shows only the caller's own transfers (another user's answers NOT_FOUND, exactly as a
 //! missing one does, so ids cannot be probed).
+//!
+//! ApproveTransfer answers SUCCEEDED once both legs have confirmed, before the outcome's
+//! write lands ([`coordinator::driver::Driver::begin_answering`]); so GetTransfer reads
+//! the legs of a transfer still recorded as committed, and answers SUCCEEDED when both
+//! show their confirm ([`Approver::as_read`]), UNAVAILABLE when a leg cannot be read: no
+//! one reads PROCESSING after the client was told SUCCEEDED.
 
 use std::sync::Arc;
 
@@ -153,6 +159,11 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
         request: Request<GetTransferRequest>,
     ) -> Result<Response<GetTransferResponse>, Status> {
         let _permit = self.admit()?;
+        let budget = Budget::new(
+            self.policy,
+            self.clock.now_ms(),
+            client_timeout_ms(request.metadata()),
+        );
         let user = self.authenticate(&request)?;
         let lookup = Lookup::try_from(request.into_inner())?;
         let found = match &lookup {
@@ -173,6 +184,7 @@ impl<S: TransferStore, P: Participants> TransferService for TransferApi<S, P> {
         let record = found
             .filter(|record| record.user_id == user.user_id)
             .ok_or_else(|| no_such_transfer(&lookup))?;
+        let record = self.approver.as_read(record, &budget).await?;
         Ok(Response::new(GetTransferResponse {
             transfer: Some(convert::transfer_to_proto(&record)),
         }))

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banktransfer_api::gateway::v1::{
-    ApproveTransferRequest, GetTransferRequest, IdempotencyKeyLookup, TransferStatus,
+    ApproveTransferRequest, GetTransferRequest, IdempotencyKeyLookup, Transfer, TransferStatus,
     get_transfer_request,
 };
 use banktransfer_protocol::transfer::ClientStatus;
 use banktransfer_protocol::transfer::{Leg, RecordedState};
 use common::{approve_request, intent, now_ms, open_store, spawn_gateway, status_of};
-use coordinator::driver::{Deadlines, Driver};
+use coordinator::driver::{Answered, Deadlines, Driver};
+use coordinator::participants::Participants;
 use coordinator::participants::ReservationView;
 use coordinator::pause::PausePoints;
-use coordinator::store::{SqlTransferStore, TransferStore};
+use coordinator::store::{Intent, SqlTransferStore, TransferRecord, TransferStore};
 use gateway_coordinator::Settings;
 use gateway_coordinator::convert::TransferRequest;
 use service_kit::clock::SystemClock;
@@ -56,6 +57,82 @@ fn fingerprint_of(request: ApproveTransferRequest) -> String {
 
 fn recovery_deadlines() -> Deadlines {
     Deadlines::recovery(now_ms(), 5_000)
+}
+
+/// GetTransfer of alice's `transfer_id`.
+async fn get_by_id(gateway: &common::Gateway, transfer_id: &str) -> Transfer {
+    gateway
+        .client
+        .clone()
+        .get_transfer_as(
+            "alice",
+            GetTransferRequest {
+                lookup: Some(get_transfer_request::Lookup::TransferId(
+                    transfer_id.to_owned(),
+                )),
+            },
+        )
+        .await
+        .unwrap()
+        .into_inner()
+        .transfer
+        .unwrap()
+}
+
+/// The record of `transfer_id` once it is final (the outcome's write follows the answer).
+async fn recorded_final(store: &SqlTransferStore, transfer_id: &str) -> TransferRecord {
+    let give_up = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let record = store.get(transfer_id).await.unwrap().unwrap();
+        if record.state.is_final() {
+            return record;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "{transfer_id} is still {}",
+            record.state.as_str()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_success_is_answered_before_its_outcome_is_recorded_and_reads_the_same_meanwhile() {
+    for test_db in testkit::db::all("answered").await {
+        let store = open_store(&test_db).await;
+        let fake = Arc::new(FakeParticipants::new());
+        let driver = recovery(&store, &fake);
+        let new = intent("alice", "k1", 250, now_ms());
+        let Intent::Created(record) = store.insert_intent(&new).await.unwrap() else {
+            panic!("a fresh key");
+        };
+        let Answered { driven, rest } = driver.begin_answering(record, recovery_deadlines()).await;
+        let rest = rest.expect("the outcome's write is left to do");
+        assert_eq!(driven.record.state, RecordedState::Succeeded);
+        assert!(driven.store_error.is_none());
+        for leg in Leg::BOTH {
+            assert_eq!(
+                fake.reservation(leg, &new.transfer_id),
+                ReservationView::Confirmed
+            );
+        }
+        // Until the rest runs, the log says committed, and a read finds the legs' confirms.
+        let logged = store.get(&new.transfer_id).await.unwrap().unwrap();
+        assert_eq!(logged.state, RecordedState::Committed);
+        let read = driver
+            .as_read(logged, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(read.state, RecordedState::Succeeded);
+        // The write leaves the row the client was answered with.
+        let finished = driver.finish(rest).await;
+        assert!(finished.store_error.is_none());
+        assert_eq!(finished.record, driven.record);
+        assert_eq!(
+            store.get(&new.transfer_id).await.unwrap().unwrap(),
+            driven.record
+        );
+    }
 }
 
 #[tokio::test]
@@ -121,8 +198,11 @@ async fn happy_path_succeeds_and_confirms_only_after_the_commit_is_recorded() {
             assert_eq!(fake.count(leg, Op::Cancel, id), 0);
             assert_eq!(fake.reservation(leg, id), ReservationView::Confirmed);
         }
-        let stored = store.get(id).await.unwrap().unwrap();
+        // The answer did not wait for the outcome's write, which lands right after it
+        // as the row the client was answered with.
+        let stored = recorded_final(&store, id).await;
         assert_eq!(stored.state, RecordedState::Succeeded);
+        assert_eq!(stored.updated_at_ms as i64, transfer.updated_at_ms);
 
         // GetTransfer finds it both ways.
         let by_id = gateway
@@ -343,9 +423,47 @@ async fn a_slow_confirm_answers_processing_and_recovery_finishes_it() {
         let id = transfer.transfer_id.clone();
         let record = store.get(&id).await.unwrap().unwrap();
         assert_eq!(record.state, RecordedState::Committed);
+        // GetTransfer reads the legs of a committed transfer: one is not confirmed.
+        assert_eq!(
+            status_of(&get_by_id(&gateway, &id).await),
+            TransferStatus::Processing
+        );
+
+        // Both legs confirmed while the log still says committed, as when a gateway that
+        // answered SUCCEEDED died before the outcome's write landed: read as SUCCEEDED.
+        fake.script(Leg::External, |s| s.settle_delay = Duration::ZERO);
+        fake.confirm(Leg::External, &id, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let read = get_by_id(&gateway, &id).await;
+        assert_eq!(status_of(&read), TransferStatus::Succeeded);
+        assert_eq!(read.updated_at_ms, record.updated_at_ms as i64);
+        assert_eq!(
+            store.get(&id).await.unwrap().unwrap().state,
+            RecordedState::Committed
+        );
+        // A leg that cannot be read: not PROCESSING, which would go back on SUCCEEDED.
+        fake.script(Leg::BalanceStore, |s| s.reads_fail = true);
+        let unreadable = gateway
+            .client
+            .clone()
+            .get_transfer_as(
+                "alice",
+                GetTransferRequest {
+                    lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(unreadable.code(), tonic::Code::Unavailable);
+        assert!(
+            unreadable.message().contains("retry shortly"),
+            "{}",
+            unreadable.message()
+        );
+        fake.script(Leg::BalanceStore, |s| s.reads_fail = false);
 
         // The recovery half picks it up from the record alone.
-        fake.script(Leg::External, |s| s.settle_delay = Duration::ZERO);
         let driven = recovery(&store, &fake)
             .resume(record, None, recovery_deadlines())
             .await;

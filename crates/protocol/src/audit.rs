@@ -122,10 +122,44 @@ pub fn mismatches(recorded: RecordedState, legs: [(Leg, ReservationView); 2]) ->
         .collect()
 }
 
+/// The outcome a transfer's legs already show while its record does not: a commit whose
+/// two legs have confirmed has succeeded, whether or not the write that records it has
+/// landed yet (the gateway answers before it; a crash can lose it, and the reconciler
+/// then records it). What a reader is told, so that no one reads PROCESSING after the
+/// client was told SUCCEEDED.
+pub fn outcome_shown_by_legs(
+    recorded: RecordedState,
+    legs: [ReservationView; 2],
+) -> Option<RecordedState> {
+    let confirmed = legs.iter().all(|view| *view == ReservationView::Confirmed);
+    (recorded == RecordedState::Committed && confirmed).then_some(RecordedState::Succeeded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ReservationView::*;
+
+    #[test]
+    fn only_a_commit_confirmed_on_both_legs_shows_its_success() {
+        assert_eq!(
+            outcome_shown_by_legs(RecordedState::Committed, [Confirmed, Confirmed]),
+            Some(RecordedState::Succeeded)
+        );
+        for other in [NotFound, Held, Cancelled, Refused] {
+            for legs in [[Confirmed, other], [other, Confirmed], [other, other]] {
+                assert_eq!(outcome_shown_by_legs(RecordedState::Committed, legs), None);
+            }
+        }
+        for recorded in RecordedState::ALL {
+            if recorded != RecordedState::Committed {
+                assert_eq!(
+                    outcome_shown_by_legs(recorded, [Confirmed, Confirmed]),
+                    None
+                );
+            }
+        }
+    }
 
     fn legs(external: ReservationView, internal: ReservationView) -> [(Leg, ReservationView); 2] {
         [(Leg::External, external), (Leg::BalanceStore, internal)]

@@ -349,7 +349,42 @@ pub fn check_at_rest(world: &World, observations: &[Observation]) -> Result<(), 
         );
     }
     check_answers(&snapshot.transfers, observations)?;
+    check_final_answers_stay(observations)?;
     check_refusals(&snapshot.transfers, observations)
+}
+
+/// Once a user was told a transfer's final status, every later answer for its key says
+/// the same: the gateway answers SUCCEEDED before the outcome's write lands, and a read
+/// in between must find it in the legs, not answer PROCESSING. Each simulated user
+/// sends one call at a time, so its observations are in the order it made them.
+fn check_final_answers_stay(observations: &[Observation]) -> Result<(), Broken> {
+    let mut told: BTreeMap<(&str, &str), (TransferStatus, u64)> = BTreeMap::new();
+    for o in observations {
+        let Answer::Transfer { status, .. } = &o.answer else {
+            continue;
+        };
+        let key = (o.user_id.as_str(), o.idempotency_key.as_str());
+        if let Some((earlier, at_ms)) = told.get(&key)
+            && earlier != status
+        {
+            return broken(
+                "final_answers_stay",
+                format!(
+                    "{} key={}: told {} at {at_ms} ms, then {} at {} ms ({:?})",
+                    o.user_id,
+                    o.idempotency_key,
+                    earlier.as_str_name(),
+                    status.as_str_name(),
+                    o.answered_at_ms,
+                    o.call
+                ),
+            );
+        }
+        if matches!(status, TransferStatus::Succeeded | TransferStatus::Failed) {
+            told.entry(key).or_insert((*status, o.answered_at_ms));
+        }
+    }
+    Ok(())
 }
 
 /// RESOURCE_EXHAUSTED (the gateway's admission control, or the server's own in-flight
@@ -453,4 +488,48 @@ fn check_answers(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn told(key: &str, call: Call, status: TransferStatus, at_ms: u64) -> Observation {
+        Observation {
+            user_id: "u1".into(),
+            idempotency_key: key.into(),
+            call,
+            deadline_ms: 200,
+            answered_at_ms: at_ms,
+            answer: Answer::Transfer {
+                transfer_id: format!("t-{key}"),
+                status,
+                user_id: "u1".into(),
+                idempotency_key: key.into(),
+                amount_minor: 5,
+            },
+        }
+    }
+
+    #[test]
+    fn a_final_answer_may_follow_processing_but_nothing_may_follow_it_but_itself() {
+        use TransferStatus::{Failed, Processing, Succeeded};
+        let approve = Call::Approve { amount_minor: 5 };
+        let fine = [
+            told("k1", approve.clone(), Processing, 1),
+            told("k1", Call::Get, Succeeded, 2),
+            told("k1", approve.clone(), Succeeded, 3),
+            told("k2", approve.clone(), Failed, 4),
+            told("k1", Call::Get, Succeeded, 5),
+        ];
+        assert!(check_final_answers_stay(&fine).is_ok());
+        for later in [Processing, Failed] {
+            let back = [
+                told("k1", approve.clone(), Succeeded, 1),
+                told("k1", Call::Get, later, 2),
+            ];
+            let broken = check_final_answers_stay(&back).unwrap_err();
+            assert_eq!(broken.invariant, "final_answers_stay");
+        }
+    }
 }

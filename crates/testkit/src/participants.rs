@@ -40,6 +40,8 @@ pub struct LegScript {
     pub settle_delay: Duration,
     /// Confirm and cancel answer an error without applying.
     pub settle_fails: bool,
+    /// GetReservation answers an error (the participant cannot be reached).
+    pub reads_fail: bool,
 }
 
 impl Default for LegScript {
@@ -49,6 +51,7 @@ impl Default for LegScript {
             reserve_delay: Duration::ZERO,
             settle_delay: Duration::ZERO,
             settle_fails: false,
+            reads_fail: false,
         }
     }
 }
@@ -557,7 +560,12 @@ impl Participants for FakeParticipants {
         transfer_id: &str,
         _timeout: Duration,
     ) -> Result<ReservationView, CallError> {
-        self.arrive(leg, Op::GetReservation, transfer_id);
+        if self.arrive(leg, Op::GetReservation, transfer_id).reads_fail {
+            return Err(CallError(format!(
+                "{} is unreachable on purpose",
+                leg.name()
+            )));
+        }
         Ok(self.reservation(leg, transfer_id))
     }
 

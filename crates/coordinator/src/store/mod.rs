@@ -87,6 +87,16 @@ pub struct TransferRecord {
 }
 
 impl TransferRecord {
+    /// The row with `outcome`, before the write that records it has landed: what a
+    /// client is told once the outcome is certain. `updated_at_ms` stays the time of the
+    /// last write that did land, so that it never moves backwards from one read to the
+    /// next.
+    pub fn with_outcome(mut self, outcome: RecordedState) -> TransferRecord {
+        assert!(outcome.is_final(), "{outcome:?} is not an outcome");
+        self.state = outcome;
+        self
+    }
+
     /// What the audit's books rule matches a participant's reservation against.
     pub fn logged(&self) -> LoggedTransfer {
         LoggedTransfer {
