@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use banktransfer_protocol::audit;
+use banktransfer_protocol::audit::{self, ReadOutcome};
 use banktransfer_protocol::budget::Budget;
 use banktransfer_protocol::transfer::ReserveReply;
 use banktransfer_protocol::transfer::{
@@ -114,13 +114,12 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             .await
     }
 
-    /// `record` as a reader is told it: a `committed` transfer whose two legs both show
-    /// their confirm is `succeeded` (`banktransfer_protocol::audit::outcome_shown_by_legs`),
-    /// since its client may have been told so before the outcome's write landed
-    /// ([`Driver::begin_answering`]); one with a leg not yet confirmed stays `committed`
-    /// (PROCESSING). A leg that cannot be read within `timeout` is an error rather than
-    /// PROCESSING: the client may already know the transfer SUCCEEDED, and must not read
-    /// it going back.
+    /// `record` as a reader is told it (`banktransfer_protocol::audit::read_outcome`): a
+    /// `committed` transfer whose two legs both show their confirm is `succeeded`, since
+    /// its client may have been told so before the outcome's write landed
+    /// ([`Driver::begin_answering`]). A leg that cannot be read within `timeout` is an
+    /// error when the other shows its confirm, rather than PROCESSING: the client may
+    /// already know the transfer SUCCEEDED, and must not read it going back.
     pub async fn as_read(
         &self,
         record: TransferRecord,
@@ -146,11 +145,18 @@ impl<S: TransferStore, P: Participants> Driver<S, P> {
             }
         };
         let (external, balance_store) = tokio::join!(read(Leg::External), read(Leg::BalanceStore));
-        let legs = [external?, balance_store?];
-        Ok(match audit::outcome_shown_by_legs(record.state, legs) {
-            Some(outcome) => record.with_outcome(outcome),
-            None => record,
-        })
+        let views = [
+            external.as_ref().ok().copied(),
+            balance_store.as_ref().ok().copied(),
+        ];
+        match audit::read_outcome(record.state, views) {
+            ReadOutcome::AsRecorded => Ok(record),
+            ReadOutcome::Outcome(outcome) => Ok(record.with_outcome(outcome)),
+            ReadOutcome::Unknown => Err(external
+                .and(balance_store)
+                .err()
+                .unwrap_or_else(|| CallError("a leg could not be read".into()))),
+        }
     }
 
     /// What [`Driver::begin_answering`] left: the outcome's write, to its end.

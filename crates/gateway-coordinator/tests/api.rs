@@ -423,11 +423,18 @@ async fn a_slow_confirm_answers_processing_and_recovery_finishes_it() {
         let id = transfer.transfer_id.clone();
         let record = store.get(&id).await.unwrap().unwrap();
         assert_eq!(record.state, RecordedState::Committed);
-        // GetTransfer reads the legs of a committed transfer: one is not confirmed.
+        // GetTransfer reads the legs of a committed transfer: one is not confirmed, so
+        // no one was told SUCCEEDED, whether or not the other leg can be read.
         assert_eq!(
             status_of(&get_by_id(&gateway, &id).await),
             TransferStatus::Processing
         );
+        fake.script(Leg::BalanceStore, |s| s.reads_fail = true);
+        assert_eq!(
+            status_of(&get_by_id(&gateway, &id).await),
+            TransferStatus::Processing
+        );
+        fake.script(Leg::BalanceStore, |s| s.reads_fail = false);
 
         // Both legs confirmed while the log still says committed, as when a gateway that
         // answered SUCCEEDED died before the outcome's write landed: read as SUCCEEDED.
@@ -442,7 +449,8 @@ async fn a_slow_confirm_answers_processing_and_recovery_finishes_it() {
             store.get(&id).await.unwrap().unwrap().state,
             RecordedState::Committed
         );
-        // A leg that cannot be read: not PROCESSING, which would go back on SUCCEEDED.
+        // A leg that cannot be read while the other shows its confirm: not PROCESSING,
+        // which could go back on a SUCCEEDED.
         fake.script(Leg::BalanceStore, |s| s.reads_fail = true);
         let unreadable = gateway
             .client

@@ -122,17 +122,36 @@ pub fn mismatches(recorded: RecordedState, legs: [(Leg, ReservationView); 2]) ->
         .collect()
 }
 
-/// The outcome a transfer's legs already show while its record does not: a commit whose
-/// two legs have confirmed has succeeded, whether or not the write that records it has
-/// landed yet (the gateway answers before it; a crash can lose it, and the reconciler
-/// then records it). What a reader is told, so that no one reads PROCESSING after the
-/// client was told SUCCEEDED.
-pub fn outcome_shown_by_legs(
-    recorded: RecordedState,
-    legs: [ReservationView; 2],
-) -> Option<RecordedState> {
-    let confirmed = legs.iter().all(|view| *view == ReservationView::Confirmed);
-    (recorded == RecordedState::Committed && confirmed).then_some(RecordedState::Succeeded)
+/// What a reader of a transfer is told, from its record and what each leg shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// The record says all there is.
+    AsRecorded,
+    /// The legs show an outcome the record does not hold yet.
+    Outcome(RecordedState),
+    /// A leg could not be read, and what it shows could change the answer.
+    Unknown,
+}
+
+/// What a reader of a transfer recorded as `recorded` is told, given what each leg shows
+/// (`None`: the leg could not be read). A commit whose two legs have confirmed has
+/// succeeded, whether or not the write that records it has landed (the gateway answers
+/// before it; a crash can lose it, and the reconciler then records it). So no one reads
+/// PROCESSING after its client was told SUCCEEDED: a commit with a leg that cannot be
+/// read is unknown, unless the other leg shows no confirm (confirms are permanent, and
+/// SUCCEEDED was then never told).
+pub fn read_outcome(recorded: RecordedState, legs: [Option<ReservationView>; 2]) -> ReadOutcome {
+    if recorded != RecordedState::Committed {
+        return ReadOutcome::AsRecorded;
+    }
+    let confirmed = |view: &Option<ReservationView>| *view == Some(ReservationView::Confirmed);
+    if legs.iter().any(|view| view.is_some() && !confirmed(view)) {
+        ReadOutcome::AsRecorded
+    } else if legs.iter().all(confirmed) {
+        ReadOutcome::Outcome(RecordedState::Succeeded)
+    } else {
+        ReadOutcome::Unknown
+    }
 }
 
 #[cfg(test)]
@@ -141,21 +160,35 @@ mod tests {
     use ReservationView::*;
 
     #[test]
-    fn only_a_commit_confirmed_on_both_legs_shows_its_success() {
+    fn a_commit_reads_as_succeeded_once_both_legs_show_their_confirm() {
+        let read = |legs| read_outcome(RecordedState::Committed, legs);
         assert_eq!(
-            outcome_shown_by_legs(RecordedState::Committed, [Confirmed, Confirmed]),
-            Some(RecordedState::Succeeded)
+            read([Some(Confirmed), Some(Confirmed)]),
+            ReadOutcome::Outcome(RecordedState::Succeeded)
         );
         for other in [NotFound, Held, Cancelled, Refused] {
-            for legs in [[Confirmed, other], [other, Confirmed], [other, other]] {
-                assert_eq!(outcome_shown_by_legs(RecordedState::Committed, legs), None);
+            // A leg without its confirm: SUCCEEDED was never told, whatever the other.
+            for legs in [
+                [Some(Confirmed), Some(other)],
+                [Some(other), Some(Confirmed)],
+                [Some(other), None],
+                [None, Some(other)],
+            ] {
+                assert_eq!(read(legs), ReadOutcome::AsRecorded, "{legs:?}");
             }
+        }
+        for legs in [
+            [Some(Confirmed), None],
+            [None, Some(Confirmed)],
+            [None, None],
+        ] {
+            assert_eq!(read(legs), ReadOutcome::Unknown, "{legs:?}");
         }
         for recorded in RecordedState::ALL {
             if recorded != RecordedState::Committed {
                 assert_eq!(
-                    outcome_shown_by_legs(recorded, [Confirmed, Confirmed]),
-                    None
+                    read_outcome(recorded, [Some(Confirmed), None]),
+                    ReadOutcome::AsRecorded
                 );
             }
         }
