@@ -61,7 +61,14 @@ fn recovery_deadlines() -> Deadlines {
 
 /// GetTransfer of alice's `transfer_id`.
 async fn get_by_id(gateway: &common::Gateway, transfer_id: &str) -> Transfer {
-    gateway
+    try_get_by_id(gateway, transfer_id).await.unwrap()
+}
+
+async fn try_get_by_id(
+    gateway: &common::Gateway,
+    transfer_id: &str,
+) -> Result<Transfer, tonic::Status> {
+    let response = gateway
         .client
         .clone()
         .get_transfer_as(
@@ -72,11 +79,8 @@ async fn get_by_id(gateway: &common::Gateway, transfer_id: &str) -> Transfer {
                 )),
             },
         )
-        .await
-        .unwrap()
-        .into_inner()
-        .transfer
-        .unwrap()
+        .await?;
+    Ok(response.into_inner().transfer.unwrap())
 }
 
 /// The record of `transfer_id` once it is final (the outcome's write follows the answer).
@@ -452,17 +456,7 @@ async fn a_slow_confirm_answers_processing_and_recovery_finishes_it() {
         // A leg that cannot be read while the other shows its confirm: not PROCESSING,
         // which could go back on a SUCCEEDED.
         fake.script(Leg::BalanceStore, |s| s.reads_fail = true);
-        let unreadable = gateway
-            .client
-            .clone()
-            .get_transfer_as(
-                "alice",
-                GetTransferRequest {
-                    lookup: Some(get_transfer_request::Lookup::TransferId(id.clone())),
-                },
-            )
-            .await
-            .unwrap_err();
+        let unreadable = try_get_by_id(&gateway, &id).await.unwrap_err();
         assert_eq!(unreadable.code(), tonic::Code::Unavailable);
         assert!(
             unreadable.message().contains("retry shortly"),
