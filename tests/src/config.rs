@@ -78,6 +78,28 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The services' own 200 ms (`BudgetPolicy::DEFAULT`), with a stale margin of 0.8 s
+    /// instead of 1.8 s so that takeovers come sooner: for the tests about what happens
+    /// when a budget runs out (faults, pause points, crashes, staleness), through
+    /// [`ClusterConfig::timed`].
+    pub const TIMED: Budget = Budget {
+        total_ms: 200,
+        after_reserve_ms: 60,
+        reply_margin_ms: 10,
+        stale_margin_ms: 800,
+    };
+
+    /// 3 s, every cluster's default. A debug build on a loaded 2-core machine misses
+    /// 200 ms now and then (a cold first transfer, a slow fsync: CI saw a first intent
+    /// take 190 ms), and the tests that only ask whether the money moved right must not
+    /// turn on that. Latency is measured by `make bench` (release, warm), not by tests.
+    pub const PATIENT: Budget = Budget {
+        total_ms: 3_000,
+        after_reserve_ms: 900,
+        reply_margin_ms: 100,
+        stale_margin_ms: 1_000,
+    };
+
     /// When an undecided transfer turns stale (`BudgetPolicy::stale_after_ms`).
     pub fn stale_after_ms(&self) -> u64 {
         self.total_ms + self.stale_margin_ms
@@ -86,12 +108,7 @@ impl Budget {
 
 impl Default for Budget {
     fn default() -> Self {
-        Budget {
-            total_ms: 200,
-            after_reserve_ms: 60,
-            reply_margin_ms: 10,
-            stale_margin_ms: 800,
-        }
+        Budget::PATIENT
     }
 }
 
@@ -206,15 +223,10 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// A gateway budget of 3 s instead of 200 ms (so a transfer turns stale later too), for
-    /// bursts that must queue rather than time out.
-    pub fn patient(mut self) -> ClusterConfig {
-        self.budget = Budget {
-            total_ms: 3_000,
-            after_reserve_ms: 900,
-            reply_margin_ms: 100,
-            stale_margin_ms: 1_000,
-        };
+    /// The 200 ms budget ([`Budget::TIMED`]) instead of the patient default, for tests
+    /// whose point is what happens when it runs out.
+    pub fn timed(mut self) -> ClusterConfig {
+        self.budget = Budget::TIMED;
         self
     }
 }
@@ -496,7 +508,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("database_url = \"sqlite:///tmp/x/coordinator.db\"\n"));
-        assert!(text.contains("[budget]\ntotal_ms = 200\n"), "{text}");
+        assert!(text.contains("[budget]\ntotal_ms = 3000\n"), "{text}");
         assert!(!text.contains("pause"), "{text}");
         assert_eq!(
             environment(Service::Gateway, &config),
@@ -519,7 +531,11 @@ mod tests {
 
     #[test]
     fn reconciler_shares_the_coordinator_database() {
-        let text = render(Service::Reconciler, &ClusterConfig::default(), &endpoints());
+        let text = render(
+            Service::Reconciler,
+            &ClusterConfig::default().timed(),
+            &endpoints(),
+        );
         assert!(text.contains("database_url = \"sqlite:///tmp/x/coordinator.db\"\n"));
         assert!(
             text.contains("[budget]\ntotal_ms = 200\nafter_reserve_ms = 60\nreply_margin_ms = 10\nstale_margin_ms = 800\n"),

@@ -163,8 +163,8 @@ pub async fn gateway_killed_at(cluster: &mut Cluster, point: PausePoint) {
 /// 40 concurrent transfers of 50.00 from ext-alice holding 1000.00: at most 20 succeed
 /// (exactly 20 when the only refusals are for insufficient funds), the others fail, and
 /// the account is never overdrawn (sampled while they run). With `require_progress`, at
-/// least one must succeed: give the cluster a patient budget
-/// ([`crate::ClusterConfig::patient`]) so that the burst queues instead of timing out.
+/// least one must succeed: keep the cluster's patient default budget
+/// ([`crate::config::Budget::PATIENT`]) so that the burst queues instead of timing out.
 pub async fn concurrent_transfers_never_overdraw(cluster: &mut Cluster, require_progress: bool) {
     const N: usize = 40;
     const AMOUNT: i64 = 5_000;

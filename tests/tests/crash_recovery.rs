@@ -1,5 +1,7 @@
 //! Processes killed with SIGKILL at the worst moments: the reconciler settles whatever
-//! was left, from the coordinator's records alone.
+//! was left, from the coordinator's records alone. The services' own 200 ms budget
+//! (`ClusterConfig::timed`): what the gateway answers and when the reconciler takes over
+//! turn on it.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use banktransfer_e2e::scenarios::{self, SETTLE_TIMEOUT};
 use banktransfer_e2e::{Cluster, ClusterConfig, PausePoint, Service, TransferRequest};
 
 fn paused_at(point: PausePoint) -> ClusterConfig {
-    let mut config = ClusterConfig::default();
+    let mut config = ClusterConfig::default().timed();
     config.gateway.pause_at = point;
     config
 }
@@ -29,7 +31,7 @@ async fn gateway_killed_after_decision_is_confirmed_on_both_sides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciler_killed_mid_work_finishes_after_restart() {
-    let mut cluster = Cluster::start(ClusterConfig::default()).await;
+    let mut cluster = Cluster::start(ClusterConfig::default().timed()).await;
     let clients = cluster.clients().clone();
     // Confirms take longer than anyone waits: the gateway answers PROCESSING and the
     // reconciler keeps retrying.
@@ -69,7 +71,7 @@ async fn reconciler_killed_mid_work_finishes_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balance_store_down_fails_transfers_and_releases_the_external_hold() {
-    let mut cluster = Cluster::start(ClusterConfig::default()).await;
+    let mut cluster = Cluster::start(ClusterConfig::default().timed()).await;
     cluster.kill(Service::BalanceStore);
     let transfers = cluster.transfers();
     let (t, elapsed) = transfers

@@ -1,6 +1,8 @@
 //! The external institution misbehaving on purpose (its FaultInjection service): the
 //! transfer fails or stays PROCESSING as the protocol says, and at rest every hold is
-//! released or confirmed on both sides.
+//! released or confirmed on both sides. The services' own 200 ms budget
+//! (`ClusterConfig::timed`): whether a fault fails a transfer or leaves it PROCESSING
+//! turns on it.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn institution_unavailable_fails_and_holds_nothing() {
-    let mut cluster = Cluster::start(ClusterConfig::default()).await;
+    let mut cluster = Cluster::start(ClusterConfig::default().timed()).await;
     let clients = cluster.clients().clone();
     clients
         .inject_fault(Operation::Reserve, FaultKind::Unavailable, 0, 0)
@@ -46,7 +48,7 @@ async fn institution_unavailable_fails_and_holds_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_reserve_reply_fails_in_budget_and_the_applied_hold_is_released() {
-    let mut cluster = Cluster::start(ClusterConfig::default()).await;
+    let mut cluster = Cluster::start(ClusterConfig::default().timed()).await;
     let clients = cluster.clients().clone();
     clients
         .inject_fault(Operation::Reserve, FaultKind::LoseReply, 0, 1)
@@ -85,7 +87,7 @@ async fn a_lost_reserve_reply_fails_in_budget_and_the_applied_hold_is_released()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_confirm_leaves_processing_until_the_reconciler_finishes() {
-    let mut cluster = Cluster::start(ClusterConfig::default()).await;
+    let mut cluster = Cluster::start(ClusterConfig::default().timed()).await;
     let clients = cluster.clients().clone();
     clients
         .inject_fault(Operation::Confirm, FaultKind::Unavailable, 0, 0)
@@ -122,7 +124,7 @@ async fn a_failing_confirm_leaves_processing_until_the_reconciler_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reserve_past_the_budget_fails_and_releases() {
-    let mut cluster = Cluster::start(ClusterConfig::default()).await;
+    let mut cluster = Cluster::start(ClusterConfig::default().timed()).await;
     let clients = cluster.clients().clone();
     clients
         .inject_fault(Operation::Reserve, FaultKind::Latency, 1_000, 1)

@@ -25,10 +25,10 @@ async fn a_replay_returns_the_same_transfer_and_moves_money_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_replays_share_one_transfer() {
-    // Eight requests at once queue on the transfer log's one writer; the patient budget lets
-    // them queue instead of racing a 200 ms clock on a loaded CI machine (a burst is about
-    // safety here; latency is measured by `make bench`).
-    let mut cluster = Cluster::start(ClusterConfig::default().patient()).await;
+    // Eight requests at once queue on the transfer log's one writer; the patient default
+    // budget lets them queue instead of racing a 200 ms clock on a loaded CI machine (a
+    // burst is about safety here; latency is measured by `make bench`).
+    let mut cluster = Cluster::start(ClusterConfig::default()).await;
     let transfers = cluster.transfers();
     let req = TransferRequest::new("alice", 10_000);
     let mut tasks = Vec::new();

@@ -5,7 +5,7 @@
 use banktransfer_e2e::scenarios;
 use banktransfer_e2e::{Cluster, ClusterConfig, DatabaseChoice, PausePoint};
 
-/// On PostgreSQL, with the patient budget: a debug gateway's first transfer on a fresh
+/// On PostgreSQL, with the patient default budget: a debug gateway's first transfer on a fresh
 /// database opens its pool connections and prepares its statements inside the budget, which
 /// on a loaded 2-core machine misses 200 ms now and then. These tests are about the back
 /// end's correctness; `make bench` measures latency (release, warm).
@@ -14,7 +14,6 @@ fn on_postgres() -> ClusterConfig {
         database: DatabaseChoice::Postgres,
         ..ClusterConfig::default()
     }
-    .patient()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

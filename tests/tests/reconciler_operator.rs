@@ -1,5 +1,6 @@
 //! The reconciler's operator API: RunPass settles on demand what its schedule would have
-//! settled later; Audit agrees with the participants.
+//! settled later; Audit agrees with the participants. The services' own 200 ms budget
+//! (`ClusterConfig::timed`), so that an undecided transfer turns stale within a second.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use banktransfer_e2e::{Cluster, ClusterConfig, PausePoint, Service, TransferRequ
 
 /// A reconciler whose own schedule will not run during the test.
 fn manual_reconciler() -> ClusterConfig {
-    let mut config = ClusterConfig::default();
+    let mut config = ClusterConfig::default().timed();
     config.reconciler.pass_interval_ms = 60_000;
     config
 }

@@ -189,7 +189,7 @@ async fn one_transfer_is_one_trace_across_the_gateway_and_both_participants() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciler_links_its_work_to_the_transfer_trace() {
     let receiver = OtlpReceiver::start().await;
-    let mut config = traced(&receiver);
+    let mut config = traced(&receiver).timed();
     config.gateway.pause_at = PausePoint::AfterDecision;
     let mut cluster = Cluster::start(config).await;
     // The gateway is SIGKILLed after the decision; the reconciler confirms both sides.
