@@ -37,10 +37,9 @@ pub fn config(
     config.gateway.limit_initial = 32;
     config.gateway.per_user_in_flight_max = 16;
     config.gateway.connect_timeout_ms = 1_000;
-    config.budget = Budget {
-        stale_margin_ms: 1_800,
-        ..Budget::default()
-    };
+    // The services' own budget, as deployed (the harness's default is a patient 3 s,
+    // for debug tests).
+    config.budget = Budget::SHIPPED;
     // Settle a backlog in large passes (the e2e default of 100 is for small tests).
     config.reconciler.batch_size = 1_000;
     config.server.shutdown_grace_ms = 5_000;
@@ -65,5 +64,7 @@ mod tests {
         assert!(c.rules.transfer_minor_max >= users::AMOUNT_MINOR);
         assert!(c.rules.antifraud_review_threshold_minor > users::AMOUNT_MINOR);
         assert!(c.rules.blocked_users.is_empty());
+        // Measured with the budget the services ship with, not the harness's patient one.
+        assert_eq!((c.budget.total_ms, c.budget.stale_after_ms()), (200, 2_000));
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use banktransfer_api::gateway::v1::TransferStatus;
 use banktransfer_e2e::accounts::AccountSpec;
+use banktransfer_e2e::config::Budget;
 use banktransfer_e2e::{Cluster, ClusterConfig, DatabaseChoice, TransferRequest};
 use hdrhistogram::Histogram;
 
@@ -84,6 +85,8 @@ async fn main() -> ExitCode {
     let mut config = ClusterConfig {
         database: args.database,
         bin_dir: args.bin_dir,
+        // The services' own budget, as deployed.
+        budget: Budget::SHIPPED,
         ..ClusterConfig::default()
     };
     let funds = i64::try_from(count)
