@@ -17,6 +17,15 @@
 //! transaction of its own), so one bad job cannot fail its neighbours. A commit that
 //! fails leaves every job's outcome unknown, which is what its caller is told.
 //!
+//! Two workers on PostgreSQL, one batch committing at a time under load: a worker with
+//! a new batch waits for the batch in flight, gathering what arrives meanwhile, unless
+//! load is light (the recent batches held about one write each). Then the two overlap,
+//! so that a lone write does not queue behind another lone write's commit, which was
+//! most of the tail at light load ([`GroupCommitSettings::overlap_max`]). Two batches
+//! in flight are two transactions side by side, as two replicas of a service would run
+//! them: the jobs' row locks and unique keys keep their outcomes those of one after the
+//! other. SQLite has one connection per process: one worker there.
+//!
 //! A job type runs its whole batch at once ([`Job::run_many`]), so it may use a few
 //! multi-row statements instead of a few statements per job, as long as every job's
 //! outcome and writes are what running them one after another would give; the
@@ -41,11 +50,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::AnyConnection;
 use sqlx::pool::PoolConnection;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::db::{Backend, Db};
 
@@ -105,9 +115,16 @@ pub trait Job: Send + Sync + 'static {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupCommitSettings {
-    /// Transactions in progress at once (each on its own connection). SQLite has one
-    /// connection per process, so one.
+    /// Transactions in progress at once at most, each on its own connection, and never
+    /// all of the pool's. SQLite has one connection per process: one there, whatever
+    /// this says.
     pub workers: usize,
+    /// A batch starts while another is committing only under light load: while the
+    /// recent mean batch (an exponentially weighted mean, [`Flight`]) holds at most this
+    /// many jobs. Otherwise it waits for the one in flight, gathering what arrives
+    /// meanwhile, so that under load one batch commits at a time and each carries
+    /// everything that came during the last.
+    pub overlap_max: usize,
     /// Jobs per transaction.
     pub batch_max: usize,
     /// Jobs waiting at most; beyond it callers are refused at once.
@@ -115,17 +132,75 @@ pub struct GroupCommitSettings {
 }
 
 impl Default for GroupCommitSettings {
-    /// One worker on both back ends. SQLite has one connection per process. On
-    /// PostgreSQL more workers mean smaller batches, and a batch's cost is mostly its
-    /// round trips whatever its size: measured at 400 transfers/s offered, one worker
-    /// per store carried 396/s at 3.8 ms of CPU per transfer, two 314/s at 4.9 ms, four
-    /// 351/s at 4.7 ms (docs/PERFORMANCE.md). The pool's other connections serve reads.
+    /// Two workers that overlap only under light load. Free overlap costs throughput:
+    /// more transactions mean smaller batches, and a batch's cost is mostly its round
+    /// trips whatever its size (at 400 transfers/s offered, in the first sitting, one
+    /// worker per store carried 396/s at 3.8 ms of CPU per transfer, two 314/s at 4.9 ms;
+    /// at 1,000/s in the tenth, two free workers took the p99 from 34-37 to 63 ms). But
+    /// with one worker, a write that arrives while a lone write commits waits for that
+    /// commit first, which is most of the tail at light load: overlapping there took
+    /// PostgreSQL's p99 at 200/s from 10.2-14.6 to 9.7-11.4 ms, alternated in one
+    /// sitting (docs/PERFORMANCE.md, "A tenth sitting"). The pool's other connections
+    /// serve reads.
     fn default() -> GroupCommitSettings {
         GroupCommitSettings {
-            workers: 1,
+            workers: 2,
+            overlap_max: 2,
             batch_max: 64,
             queue_max: 4096,
         }
+    }
+}
+
+/// The batches being run, and how large batches have been lately, which a worker with a
+/// new batch consults before it starts ([`GroupCommitSettings::overlap_max`]).
+#[derive(Debug, Default)]
+struct Flight {
+    /// Jobs in the batches being run.
+    jobs: AtomicUsize,
+    /// The recent mean batch size, in thousandths (an exponentially weighted mean).
+    recent_batch_milli: AtomicUsize,
+    landed: Notify,
+}
+
+impl Flight {
+    /// Returns once this batch may start: nothing is in flight, or load is light (the
+    /// recent mean batch holds at most `overlap_max` jobs).
+    async fn clear(&self, overlap_max: usize) {
+        loop {
+            // Registered before the check, so a batch landing in between still wakes it.
+            let landed = self.landed.notified();
+            if self.jobs.load(Ordering::SeqCst) == 0
+                || self.recent_batch_milli.load(Ordering::Relaxed) <= overlap_max * 1000
+            {
+                return;
+            }
+            landed.await;
+        }
+    }
+
+    /// Counts `jobs` in flight until the returned guard is dropped.
+    fn take_off(&self, jobs: usize) -> InFlight<'_> {
+        self.jobs.fetch_add(jobs, Ordering::SeqCst);
+        // mean += (batch - mean) / 8; one writer at a time (the queue's lock).
+        let mean = self.recent_batch_milli.load(Ordering::Relaxed);
+        let next = (mean * 7 + jobs * 1000) / 8;
+        self.recent_batch_milli.store(next, Ordering::Relaxed);
+        InFlight { flight: self, jobs }
+    }
+}
+
+/// A batch in flight; dropping it (after the batch is answered, or if its worker
+/// panics) lands it.
+struct InFlight<'a> {
+    flight: &'a Flight,
+    jobs: usize,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.flight.jobs.fetch_sub(self.jobs, Ordering::SeqCst);
+        self.flight.landed.notify_waiters();
     }
 }
 
@@ -166,8 +241,24 @@ impl<J: Job> GroupCommit<J> {
         assert!(settings.batch_max >= 1, "a batch holds at least one job");
         let (queue, receiver) = mpsc::channel(settings.queue_max.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..settings.workers {
-            tokio::spawn(work(db.clone(), Arc::clone(&receiver), settings.batch_max));
+        let flight = Arc::new(Flight::default());
+        // Each PostgreSQL worker holds a connection between batches: one is left for reads.
+        let connections_max =
+            usize::try_from(db.pool.options().get_max_connections()).unwrap_or(usize::MAX);
+        let workers = match db.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => settings
+                .workers
+                .min(connections_max.saturating_sub(1))
+                .max(1),
+        };
+        for _ in 0..workers {
+            tokio::spawn(work(
+                db.clone(),
+                Arc::clone(&receiver),
+                Arc::clone(&flight),
+                settings,
+            ));
         }
         GroupCommit { queue }
     }
@@ -194,16 +285,32 @@ impl<J: Job> GroupCommit<J> {
     }
 }
 
-async fn work<J: Job>(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Queued<J>>>>, batch_max: usize) {
+async fn work<J: Job>(
+    db: Db,
+    receiver: Arc<Mutex<mpsc::Receiver<Queued<J>>>>,
+    flight: Arc<Flight>,
+    settings: GroupCommitSettings,
+) {
+    let batch_max = settings.batch_max;
     let mut batch = Vec::with_capacity(batch_max);
     let mut held: Option<Held> = None;
     loop {
         // One worker at a time takes what is waiting; the others wait for the lock.
-        let taken = receiver.lock().await.recv_many(&mut batch, batch_max).await;
-        if taken == 0 {
+        let mut queue = receiver.lock().await;
+        if queue.recv_many(&mut batch, batch_max).await == 0 {
             return;
         }
-        crate::metrics::record_group_commit_batch(taken);
+        flight.clear(settings.overlap_max).await;
+        // What came while the batches in flight landed rides along.
+        while batch.len() < batch_max {
+            match queue.try_recv() {
+                Ok(queued) => batch.push(queued),
+                Err(_) => break,
+            }
+        }
+        let _in_flight = flight.take_off(batch.len());
+        drop(queue);
+        crate::metrics::record_group_commit_batch(batch.len());
         let (mut conn, taken_at) = match held.take().filter(|h| h.reusable(Instant::now())) {
             Some(held) => (held.conn, held.taken_at),
             None => match db.pool.acquire().await {
@@ -435,9 +542,63 @@ mod tests {
     fn settings(batch_max: usize, queue_max: usize) -> GroupCommitSettings {
         GroupCommitSettings {
             workers: 1,
+            overlap_max: 1,
             batch_max,
             queue_max,
         }
+    }
+
+    /// Polls `future` once: whether it is ready now, without waiting.
+    fn ready_now<F: Future>(future: Pin<&mut F>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        future.poll(&mut cx).is_ready()
+    }
+
+    /// A flight whose recent batches held `jobs` each.
+    fn flight_after(batches: usize, jobs: usize) -> Flight {
+        let flight = Flight::default();
+        for _ in 0..batches {
+            drop(flight.take_off(jobs));
+        }
+        flight
+    }
+
+    #[test]
+    fn a_batch_starts_at_once_when_nothing_is_in_flight() {
+        let flight = flight_after(30, 20);
+        assert!(ready_now(std::pin::pin!(flight.clear(2))));
+    }
+
+    #[test]
+    fn under_heavy_load_a_batch_waits_for_the_one_in_flight() {
+        let flight = flight_after(30, 20);
+        let in_flight = flight.take_off(20);
+        let mut clear = std::pin::pin!(flight.clear(2));
+        assert!(
+            !ready_now(clear.as_mut()),
+            "a second transaction would split the load"
+        );
+        drop(in_flight);
+        assert!(ready_now(clear.as_mut()), "the landing wakes it");
+    }
+
+    #[test]
+    fn under_light_load_lone_writes_overlap() {
+        let flight = flight_after(30, 1);
+        let _in_flight = flight.take_off(1);
+        assert!(ready_now(std::pin::pin!(flight.clear(2))));
+    }
+
+    #[test]
+    fn the_recent_mean_batch_follows_the_load() {
+        let flight = flight_after(30, 20);
+        let mean = |flight: &Flight| flight.recent_batch_milli.load(Ordering::Relaxed);
+        assert!(mean(&flight) > 19_000, "{}", mean(&flight));
+        for _ in 0..30 {
+            drop(flight.take_off(1));
+        }
+        assert!(mean(&flight) < 2_000, "{}", mean(&flight));
+        assert_eq!(flight.jobs.load(Ordering::SeqCst), 0, "every batch landed");
     }
 
     /// Waits (bounded: a test that cannot reach its state fails instead of hanging CI).
