@@ -140,8 +140,8 @@ impl Default for GroupCommitSettings {
     /// overlapping up to a mean batch of 2 raised the p99 at 500/s from about 25 to 39
     /// ms). But with one worker, a write that arrives while a lone write commits waits
     /// for that commit first, which is most of the tail at light load: overlapping there
-    /// took PostgreSQL's p99 at 200/s from 10.2-14.6 to 9.5-11.4 ms, alternated in one
-    /// sitting (docs/PERFORMANCE.md, "A tenth sitting"). The pool's other connections
+    /// took PostgreSQL's p99 at 200/s from 12.4 and 15.4 to 8.5 and 9.3 ms in alternated
+    /// 20 s runs (docs/PERFORMANCE.md, "A tenth sitting"). The pool's other connections
     /// serve reads.
     fn default() -> GroupCommitSettings {
         GroupCommitSettings {
