@@ -294,7 +294,22 @@ async fn work<J: Job>(
 ) {
     let batch_max = settings.batch_max;
     let mut batch = Vec::with_capacity(batch_max);
-    let mut held: Option<Held> = None;
+    // On PostgreSQL each worker opens its connection now rather than on its first batch:
+    // with two workers taking turns, the second write a store ever makes (a transfer's
+    // decision, say) would otherwise wait for a connection to be opened (a TLS handshake)
+    // inside the client's budget. If the database cannot be reached yet, the first batch
+    // tries again.
+    let mut held = match db.backend {
+        Backend::Postgres => db.pool.acquire().await.ok().map(|conn| {
+            let now = Instant::now();
+            Held {
+                conn,
+                taken_at: now,
+                idle_since: now,
+            }
+        }),
+        Backend::Sqlite => None,
+    };
     loop {
         // One worker at a time takes what is waiting; the others wait for the lock.
         let mut queue = receiver.lock().await;
@@ -789,6 +804,32 @@ mod tests {
 
     /// On PostgreSQL the worker keeps its connection between batches (no pool round trips),
     /// and a connection the server dropped costs one batch, not every batch after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_workers_open_their_connections_before_the_first_write() {
+        let Some(database) = testkit::db::postgres("group_commit_eager").await else {
+            return;
+        };
+        let db = db::connect(&database.url, PoolSettings::default())
+            .await
+            .unwrap();
+        let writes = GroupCommit::start(db.clone(), GroupCommitSettings::default());
+        until(
+            || db.pool.size() == 2 && db.pool.num_idle() == 0,
+            "each of the two workers holds a connection",
+        )
+        .await;
+        let mut pids = std::collections::HashSet::new();
+        for _ in 0..6 {
+            pids.insert(writes.submit(BackendPid).await.unwrap());
+        }
+        assert_eq!(
+            db.pool.size(),
+            2,
+            "no write opened a connection on its way: {pids:?}"
+        );
+        assert!(pids.len() <= 2, "{pids:?}");
+    }
+
     #[tokio::test]
     async fn a_postgres_worker_keeps_its_connection_until_it_fails() {
         let Some(database) = testkit::db::postgres("group_commit_held").await else {
