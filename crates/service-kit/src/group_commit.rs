@@ -300,14 +300,12 @@ async fn work<J: Job>(
     // inside the client's budget. If the database cannot be reached yet, the first batch
     // tries again.
     let mut held = match db.backend {
-        Backend::Postgres => db.pool.acquire().await.ok().map(|conn| {
-            let now = Instant::now();
-            Held {
-                conn,
-                taken_at: now,
-                idle_since: now,
-            }
-        }),
+        Backend::Postgres => db
+            .pool
+            .acquire()
+            .await
+            .ok()
+            .map(|conn| Held::idle(conn, Instant::now())),
         Backend::Sqlite => None,
     };
     loop {
@@ -341,11 +339,7 @@ async fn work<J: Job>(
         batch.clear();
         // Dropping the connection gives it back to the pool.
         if clean && db.backend == Backend::Postgres {
-            held = Some(Held {
-                conn,
-                taken_at,
-                idle_since: Instant::now(),
-            });
+            held = Some(Held::idle(conn, taken_at));
         }
     }
 }
@@ -360,6 +354,15 @@ struct Held {
 }
 
 impl Held {
+    /// `conn`, taken from the pool at `taken_at`, idle from now on.
+    fn idle(conn: PoolConnection<sqlx::Any>, taken_at: Instant) -> Held {
+        Held {
+            conn,
+            taken_at,
+            idle_since: Instant::now(),
+        }
+    }
+
     fn reusable(&self, now: Instant) -> bool {
         keep_connection(
             now.saturating_duration_since(self.idle_since),
@@ -802,16 +805,21 @@ mod tests {
         }
     }
 
-    /// On PostgreSQL the worker keeps its connection between batches (no pool round trips),
-    /// and a connection the server dropped costs one batch, not every batch after it.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_workers_open_their_connections_before_the_first_write() {
-        let Some(database) = testkit::db::postgres("group_commit_eager").await else {
-            return;
-        };
+    /// A fresh PostgreSQL database and a pool on it, or `None` where no server runs (the
+    /// database is dropped with the guard).
+    async fn postgres_db(name: &str) -> Option<(testkit::db::TestDatabase, Db)> {
+        let database = testkit::db::postgres(name).await?;
         let db = db::connect(&database.url, PoolSettings::default())
             .await
             .unwrap();
+        Some((database, db))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_workers_open_their_connections_before_the_first_write() {
+        let Some((_database, db)) = postgres_db("group_commit_eager").await else {
+            return;
+        };
         let writes = GroupCommit::start(db.clone(), GroupCommitSettings::default());
         until(
             || db.pool.size() == 2 && db.pool.num_idle() == 0,
@@ -830,14 +838,13 @@ mod tests {
         assert!(pids.len() <= 2, "{pids:?}");
     }
 
+    /// On PostgreSQL the worker keeps its connection between batches (no pool round trips),
+    /// and a connection the server dropped costs one batch, not every batch after it.
     #[tokio::test]
     async fn a_postgres_worker_keeps_its_connection_until_it_fails() {
-        let Some(database) = testkit::db::postgres("group_commit_held").await else {
+        let Some((_database, db)) = postgres_db("group_commit_held").await else {
             return;
         };
-        let db = db::connect(&database.url, PoolSettings::default())
-            .await
-            .unwrap();
         let writes = GroupCommit::start(db.clone(), settings(8, 100));
 
         let first = writes.submit(BackendPid).await.unwrap();
