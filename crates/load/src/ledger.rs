@@ -93,6 +93,14 @@ impl ClientBook {
         }
     }
 
+    /// Records that `key`, settled earlier without a final answer, was found SUCCEEDED at
+    /// rest. Its key is already kept: keeping it again would count it twice in the full
+    /// check.
+    pub fn resolve_succeeded(&self, user: u32, found: &Transfer) {
+        let mut book = self.users[user as usize].lock().expect("user book");
+        book.succeeded_minor += found.amount.as_ref().map_or(0, |m| m.minor_units);
+    }
+
     pub fn succeeded_minor(&self) -> Vec<i64> {
         self.users
             .iter()
@@ -486,7 +494,7 @@ async fn resolve(
             Some(Ok(t)) if t.status() == TransferStatus::Succeeded => {
                 report.looked_up += 1;
                 report.looked_up_succeeded += 1;
-                book.settle(user, key, Some(&t));
+                book.resolve_succeeded(user, &t);
             }
             Some(Ok(t)) if t.status() == TransferStatus::Failed => {
                 report.looked_up += 1;
@@ -618,6 +626,10 @@ mod tests {
             vec![(1, "c".to_owned()), (1, "d".to_owned())]
         );
         assert_eq!(book.unresolved_count(), 0);
+        // "c" found SUCCEEDED at rest: counted, and its key still kept once.
+        book.resolve_succeeded(1, &t(TransferStatus::Succeeded));
+        assert_eq!(book.succeeded_minor(), vec![1, 1]);
+        assert_eq!(book.keys().len(), 4);
         assert_eq!((book.next_sequence(), book.next_sequence()), (0, 1));
         // A later run is judged on what it added.
         let baseline = Baseline {
@@ -625,7 +637,7 @@ mod tests {
             client_minor: vec![1, 0],
         };
         book.settle(1, "e".into(), Some(&t(TransferStatus::Succeeded)));
-        assert_eq!(baseline.client_since(&book.succeeded_minor()), vec![0, 1]);
+        assert_eq!(baseline.client_since(&book.succeeded_minor()), vec![0, 2]);
     }
 
     #[test]
