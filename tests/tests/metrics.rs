@@ -19,7 +19,17 @@ async fn one_transfer_is_counted_by_outcome_method_and_store_operation() {
     assert_eq!(t.status(), TransferStatus::Succeeded, "{t:?}");
     let endpoints = cluster.endpoints().clone();
 
-    let gateway = scrape(endpoints.metrics_port(Service::Gateway)).await;
+    // The outcome's write lands after the answer (the gateway answers SUCCEEDED once both
+    // legs confirmed): scrape until it is counted, within a bound.
+    let outcome_count = r#"banktransfer_store_duration_seconds_count{operation="record_outcome"}"#;
+    let mut gateway = scrape(endpoints.metrics_port(Service::Gateway)).await;
+    for _ in 0..50 {
+        if value(&gateway, outcome_count).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        gateway = scrape(endpoints.metrics_port(Service::Gateway)).await;
+    }
     assert_eq!(
         value(
             &gateway,
