@@ -33,11 +33,11 @@ impl MemoryScreening for BalanceStoreMemoryScreening {
             let Some(recorded_terms) = &stored.reservation.terms else {
                 continue;
             };
-            // COUNT_RESERVES_BY_USER: any outcome.
+            // COUNT_ONE's first count: any outcome.
             if recorded_terms.user_id == terms.user_id && stored.created_at_ms > window_start_ms {
                 counts.reserves_in_window += 1;
             }
-            // SUM_INBOUND_TO_ACCOUNT: held or confirmed.
+            // COUNT_ONE's second count: held or confirmed.
             let holds_money = matches!(
                 stored.reservation.status,
                 ReservationStatus::Held | ReservationStatus::Confirmed
