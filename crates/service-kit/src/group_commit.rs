@@ -73,6 +73,12 @@ pub const POSTGRES_BATCH_BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '50ms'; 
      SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
      SET LOCAL enable_mergejoin = off";
 
+/// [`POSTGRES_BATCH_BEGIN`] for a batch of writes that need no flush ([`Job::must_flush`]):
+/// its commit returns without waiting for the WAL to reach the disk.
+pub const POSTGRES_LAZY_BATCH_BEGIN: &str = "BEGIN; SET LOCAL lock_timeout = '50ms'; \
+     SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
+     SET LOCAL enable_mergejoin = off; SET LOCAL synchronous_commit = off";
+
 /// A worker's connection left idle this long goes back to the pool before the next batch,
 /// which then takes one the pool has tested (module docs).
 pub const HELD_IDLE_MAX: Duration = Duration::from_secs(5);
@@ -102,11 +108,25 @@ pub trait Job: Send + Sync + 'static {
 
     /// Runs in a transaction of its own on `conn`, which is in no transaction: begins,
     /// writes and commits, or writes with one statement, which is a transaction of its
-    /// own (after its batch failed, or when it is alone). Durable once it returns.
+    /// own (after its batch failed, or when it is alone). Durable once it returns,
+    /// unless [`Job::must_flush`] says otherwise.
     fn run_alone<'c>(
         &'c self,
         conn: &'c mut AnyConnection,
     ) -> BoxFuture<'c, Result<Self::Output, Self::Error>>;
+
+    /// Whether the caller may hear of this write only once it is on disk: true unless
+    /// the write restates what is durable elsewhere, so that losing it in a crash of the
+    /// database changes no answer and recovery writes it again. On PostgreSQL a batch
+    /// whose every job says false commits without waiting for the WAL flush
+    /// ([`POSTGRES_LAZY_BATCH_BEGIN`]); a job alone that says false must do the same in
+    /// its `run_alone` (one statement can, with `set_config('synchronous_commit', 'off',
+    /// true)`). The WAL is flushed in order, so such a commit is on disk with the next
+    /// flushed commit of the server, or within its WAL writer's delay. SQLite flushes
+    /// every commit (`synchronous` is a connection's setting, not a transaction's).
+    fn must_flush(&self) -> bool {
+        true
+    }
 
     /// What the caller is told when its outcome is unknown: the batch could not begin
     /// or commit, the queue is full, or the worker is gone.
@@ -436,7 +456,9 @@ async fn run_together<J: Job>(
     batch: &[Queued<J>],
 ) -> Together<J::Output> {
     use sqlx::Connection;
+    let lazy = batch.iter().all(|queued| !queued.job.must_flush());
     let begun = match backend {
+        Backend::Postgres if lazy => conn.begin_with(POSTGRES_LAZY_BATCH_BEGIN).await,
         Backend::Postgres => conn.begin_with(POSTGRES_BATCH_BEGIN).await,
         Backend::Sqlite => conn.begin().await,
     };
@@ -836,6 +858,119 @@ mod tests {
             "no write opened a connection on its way: {pids:?}"
         );
         assert!(pids.len() <= 2, "{pids:?}");
+    }
+
+    /// Answers the `synchronous_commit` its batch ran under; alone, "alone", once `gate`
+    /// lets it (so that what is submitted meanwhile makes one batch).
+    struct SyncSetting {
+        must_flush: bool,
+        gate: Option<(Arc<Notify>, Arc<tokio::sync::Semaphore>)>,
+    }
+
+    impl Job for SyncSetting {
+        type Output = String;
+        type Error = String;
+
+        fn run_many<'c>(
+            jobs: &'c [&'c Self],
+            conn: &'c mut AnyConnection,
+        ) -> BoxFuture<'c, Result<Vec<String>, String>> {
+            Box::pin(async move {
+                let (setting,): (String,) =
+                    sqlx::query_as("SELECT current_setting('synchronous_commit')")
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                Ok(vec![setting; jobs.len()])
+            })
+        }
+
+        fn run_alone<'c>(
+            &'c self,
+            _conn: &'c mut AnyConnection,
+        ) -> BoxFuture<'c, Result<String, String>> {
+            Box::pin(async move {
+                if let Some((started, gate)) = &self.gate {
+                    started.notify_one();
+                    let _open = gate.acquire().await.map_err(|e| e.to_string())?;
+                }
+                Ok("alone".to_owned())
+            })
+        }
+
+        fn must_flush(&self) -> bool {
+            self.must_flush
+        }
+
+        fn unavailable(detail: String) -> String {
+            format!("unavailable: {detail}")
+        }
+    }
+
+    /// Submits `must_flush` as one batch (behind a lone job held at a gate) and answers
+    /// the batch's setting.
+    async fn batch_setting(writes: &GroupCommit<SyncSetting>, must_flush: &[bool]) -> Vec<String> {
+        let started = Arc::new(Notify::new());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let lone = {
+            let writes = writes.clone();
+            let gate = Some((started.clone(), gate.clone()));
+            tokio::spawn(async move {
+                writes
+                    .submit(SyncSetting {
+                        must_flush: false,
+                        gate,
+                    })
+                    .await
+            })
+        };
+        started.notified().await;
+        let batch: Vec<_> = must_flush
+            .iter()
+            .map(|&must_flush| {
+                let writes = writes.clone();
+                tokio::spawn(async move {
+                    writes
+                        .submit(SyncSetting {
+                            must_flush,
+                            gate: None,
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let queue = &writes.queue;
+        until(
+            || queue.max_capacity() - queue.capacity() == must_flush.len(),
+            "the batch's jobs are queued behind the lone one",
+        )
+        .await;
+        gate.add_permits(1);
+        assert_eq!(lone.await.unwrap().unwrap(), "alone");
+        let mut settings = Vec::new();
+        for job in batch {
+            settings.push(job.await.unwrap().unwrap());
+        }
+        settings
+    }
+
+    /// A batch of writes that need no flush commits without waiting for one; a single
+    /// write that needs it makes the whole batch wait.
+    #[tokio::test]
+    async fn a_postgres_batch_waits_for_the_flush_unless_no_job_needs_it() {
+        let Some((_database, db)) = postgres_db("group_commit_lazy").await else {
+            return;
+        };
+        let writes = GroupCommit::start(db.clone(), settings(8, 100));
+        assert_eq!(
+            batch_setting(&writes, &[false, false, false]).await,
+            ["off"; 3]
+        );
+        assert_eq!(
+            batch_setting(&writes, &[false, true, false]).await,
+            ["on"; 3]
+        );
+        assert_eq!(batch_setting(&writes, &[true, true]).await, ["on"; 2]);
     }
 
     /// On PostgreSQL the worker keeps its connection between batches (no pool round trips),
