@@ -21,13 +21,13 @@ use banktransfer_protocol::audit::AccountStatement;
 use banktransfer_protocol::reservation::{
     self, AccountView, Balance, Reservation, ReserveOutcome, SettleOutcome, Side, Terms,
 };
-use service_kit::db::{Backend, Db};
+use service_kit::db::Db;
 use service_kit::group_commit::{GroupCommit, GroupCommitSettings};
 use service_kit::metrics::StoreTimer;
 
 use crate::book::{NewAccount, OpenOutcome, ReservationBook, StoreError};
 use crate::screening::{NoScreening, Screening};
-use sql::{Lock, SqlError};
+use sql::{SqlError, lone};
 use sqlx::AnyConnection;
 use writes::{BookWrite, Written};
 
@@ -99,15 +99,7 @@ impl<S: Screening + Clone> ReservationStore<S> {
 }
 
 impl<S: Screening> SqlBook<S> {
-    fn lock(&self) -> Lock {
-        match self.db.backend {
-            Backend::Postgres => Lock::ForUpdate,
-            // One connection per process: transactions are serialized already.
-            Backend::Sqlite => Lock::None,
-        }
-    }
-
-    /// Reserves inside the caller's transaction (a batch's, or its own).
+    /// Reserves inside the caller's transaction (its own: a batch runs `store::batch`).
     async fn reserve_in(
         &self,
         conn: &mut AnyConnection,
@@ -115,10 +107,10 @@ impl<S: Screening> SqlBook<S> {
         terms: &Terms,
         now_ms: u64,
     ) -> Result<ReserveOutcome, SqlError> {
-        let existing = sql::select_reservation(conn, transfer_id, self.lock()).await?;
-        // Locked before screening, so the screening's counts cannot change under it for
-        // this account until we commit.
-        let account = sql::select_account(conn, &terms.account_id, self.lock()).await?;
+        // The account is locked before screening, so the screening's counts cannot
+        // change under it for this account until we commit.
+        let (existing, account) =
+            lone::select_for_reserve(conn, self.db.backend, transfer_id, &terms.account_id).await?;
         let screening = match existing {
             // A recorded reservation is answered from the record: nothing to screen.
             Some(_) => Ok(()),
@@ -137,10 +129,7 @@ impl<S: Screening> SqlBook<S> {
             balance,
         } = &outcome
         {
-            sql::insert_reservation(conn, reservation, now_ms).await?;
-            if let Some(balance) = balance {
-                sql::update_balance(conn, &terms.account_id, *balance).await?;
-            }
+            lone::record(conn, self.db.backend, reservation, *balance, now_ms).await?;
         }
         Ok(outcome)
     }
@@ -153,13 +142,9 @@ impl<S: Screening> SqlBook<S> {
         now_ms: u64,
         decide: SettleDecision,
     ) -> Result<SettleOutcome, SqlError> {
-        let existing = sql::select_reservation(conn, transfer_id, self.lock()).await?;
-        let balance = match existing.as_ref().and_then(|r| r.terms.as_ref()) {
-            Some(terms) => sql::select_account(conn, &terms.account_id, self.lock())
-                .await?
-                .map(|account| account.balance),
-            None => None,
-        };
+        let (existing, account) =
+            lone::select_for_settle(conn, self.db.backend, transfer_id).await?;
+        let balance = account.map(|account| account.balance);
         let outcome = decide(self.side, transfer_id, existing.as_ref(), balance);
         match &outcome {
             SettleOutcome::Apply {
@@ -170,8 +155,15 @@ impl<S: Screening> SqlBook<S> {
                     .terms
                     .as_ref()
                     .expect("a reservation that moves money has terms");
-                sql::update_reservation_status(conn, reservation, now_ms).await?;
-                sql::update_balance(conn, &terms.account_id, *balance).await?;
+                lone::apply(
+                    conn,
+                    self.db.backend,
+                    reservation,
+                    &terms.account_id,
+                    *balance,
+                    now_ms,
+                )
+                .await?;
             }
             SettleOutcome::Record(tombstone) => {
                 sql::insert_reservation(conn, tombstone, now_ms).await?;
@@ -284,7 +276,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
             .acquire()
             .await
             .map_err(sql::store_error)?;
-        Ok(sql::select_reservation(&mut conn, transfer_id, Lock::None).await?)
+        Ok(sql::select_reservation(&mut conn, transfer_id).await?)
     }
 
     async fn open_account(
@@ -300,7 +292,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
             .await
             .map_err(sql::store_error)?;
         let created = sql::insert_account_if_absent(&mut conn, &account, now_ms).await?;
-        let stored = sql::select_account(&mut conn, &account.account_id, Lock::None)
+        let stored = sql::select_account(&mut conn, &account.account_id)
             .await?
             .ok_or_else(|| {
                 StoreError::Corrupt(format!(
@@ -332,7 +324,7 @@ impl<S: Screening + Clone> ReservationBook for ReservationStore<S> {
             .acquire()
             .await
             .map_err(sql::store_error)?;
-        Ok(sql::select_account(&mut conn, account_id, Lock::None).await?)
+        Ok(sql::select_account(&mut conn, account_id).await?)
     }
 
     async fn list_reservations(

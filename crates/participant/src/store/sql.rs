@@ -62,15 +62,6 @@ pub fn store_error(err: sqlx::Error) -> StoreError {
     }
 }
 
-/// Whether a read locks the rows it returns until the transaction ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lock {
-    /// SQLite, or a read that changes nothing.
-    None,
-    /// PostgreSQL `FOR UPDATE`: concurrent changes to the same row wait their turn.
-    ForUpdate,
-}
-
 macro_rules! reservation_columns {
     () => {
         "transfer_id, account_id, user_id, amount_minor, currency, status, refusal_reason, \
@@ -95,10 +86,10 @@ macro_rules! select_account {
     };
 }
 
+pub mod lone;
+
 const SELECT_RESERVATION: &str = select_reservation!();
-const SELECT_RESERVATION_FOR_UPDATE: &str = concat!(select_reservation!(), " FOR UPDATE");
 const SELECT_ACCOUNT: &str = select_account!();
-const SELECT_ACCOUNT_FOR_UPDATE: &str = concat!(select_account!(), " FOR UPDATE");
 
 // Every transfer id is at least one byte long, so the first page starts after "".
 const LIST_RESERVATIONS: &str = concat!(
@@ -387,13 +378,8 @@ type StatementRow = (String, String, String, i64, i64, i64, Option<i64>, i64, i6
 pub async fn select_reservation(
     conn: &mut AnyConnection,
     transfer_id: &str,
-    lock: Lock,
 ) -> Result<Option<Reservation>, SqlError> {
-    let sql = match lock {
-        Lock::None => SELECT_RESERVATION,
-        Lock::ForUpdate => SELECT_RESERVATION_FOR_UPDATE,
-    };
-    let row: Option<ReservationRow> = sqlx::query_as(sql)
+    let row: Option<ReservationRow> = sqlx::query_as(SELECT_RESERVATION)
         .bind(transfer_id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -403,13 +389,8 @@ pub async fn select_reservation(
 pub async fn select_account(
     conn: &mut AnyConnection,
     account_id: &str,
-    lock: Lock,
 ) -> Result<Option<AccountView>, SqlError> {
-    let sql = match lock {
-        Lock::None => SELECT_ACCOUNT,
-        Lock::ForUpdate => SELECT_ACCOUNT_FOR_UPDATE,
-    };
-    let row: Option<AccountRow> = sqlx::query_as(sql)
+    let row: Option<AccountRow> = sqlx::query_as(SELECT_ACCOUNT)
         .bind(account_id)
         .fetch_optional(&mut *conn)
         .await?;
