@@ -86,15 +86,30 @@ type JoinedRow = (
 );
 
 fn from_joined(row: JoinedRow) -> Result<(Option<Reservation>, Option<AccountView>), StoreError> {
-    let (t, r_account, r_user, amount, r_currency, status, reason, message, a, u, c, x, y, z) = row;
-    let reservation = match (t, status) {
+    let (
+        transfer_id,
+        reserved_account_id,
+        reserving_user_id,
+        amount_minor,
+        reserved_currency,
+        status,
+        reason,
+        message,
+        account_id,
+        user_id,
+        currency,
+        available_minor,
+        reserved_minor,
+        confirmed_minor,
+    ) = row;
+    let reservation = match (transfer_id, status) {
         (None, None) => None,
         (Some(transfer_id), Some(status)) => Some(reservation_from_row((
             transfer_id,
-            r_account,
-            r_user,
-            amount,
-            r_currency,
+            reserved_account_id,
+            reserving_user_id,
+            amount_minor,
+            reserved_currency,
             status,
             reason,
             message,
@@ -105,15 +120,29 @@ fn from_joined(row: JoinedRow) -> Result<(Option<Reservation>, Option<AccountVie
             )));
         }
     };
-    let account = match (a, u, c, x, y, z) {
+    let account = match (
+        account_id,
+        user_id,
+        currency,
+        available_minor,
+        reserved_minor,
+        confirmed_minor,
+    ) {
         (None, None, None, None, None, None) => None,
-        (Some(a), Some(u), Some(c), Some(x), Some(y), Some(z)) => {
-            let row: AccountRow = (a, u, c, x, y, z);
+        (
+            Some(id),
+            Some(user),
+            Some(currency),
+            Some(available),
+            Some(reserved),
+            Some(confirmed),
+        ) => {
+            let row: AccountRow = (id, user, currency, available, reserved, confirmed);
             Some(account_from_row(row)?)
         }
-        (a, ..) => {
+        (account_id, ..) => {
             return Err(StoreError::Corrupt(format!(
-                "account {a:?} with a NULL column"
+                "account {account_id:?} with a NULL column"
             )));
         }
     };
@@ -183,15 +212,14 @@ pub async fn record(
     balance: Option<Balance>,
     now_ms: u64,
 ) -> Result<(), SqlError> {
-    let (Backend::Postgres, Some(balance), Some(terms)) =
-        (backend, balance, reservation.terms.as_ref())
-    else {
-        super::insert_reservation(conn, reservation, now_ms).await?;
-        if let (Some(balance), Some(terms)) = (balance, reservation.terms.as_ref()) {
-            super::update_balance(conn, &terms.account_id, balance).await?;
-        }
-        return Ok(());
+    // A refusal or a tombstone moves no money: the reservation alone.
+    let (Some(balance), Some(terms)) = (balance, reservation.terms.as_ref()) else {
+        return super::insert_reservation(conn, reservation, now_ms).await;
     };
+    if backend == Backend::Sqlite {
+        super::insert_reservation(conn, reservation, now_ms).await?;
+        return super::update_balance(conn, &terms.account_id, balance).await;
+    }
     let (reason, message) = refusal_columns(&reservation.status);
     let inserted: Option<(i64,)> = sqlx::query_as(RECORD_WITH_BALANCE_POSTGRES)
         .bind(reservation.transfer_id.as_str())
