@@ -15,6 +15,8 @@ use crate::users::USERS_MAX;
 pub const RATE_MAX: u32 = 100_000;
 /// Bound on any phase's length.
 pub const DURATION_S_MAX: u64 = 3_600;
+/// Bound on `--slowest`: a list longer than this is no longer read, only scrolled.
+pub const SLOWEST_MAX: usize = 1000;
 /// Bound on outstanding requests and on closed-loop clients.
 pub const IN_FLIGHT_MAX_MAX: u32 = 100_000;
 /// Bound on sweep steps.
@@ -198,6 +200,10 @@ pub struct RunArgs {
     /// JSON result file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also list the N slowest requests in the order they were due, to tell a tail spread
+    /// over the run from one made of a few stalls.
+    #[arg(long, default_value_t = 0)]
+    pub slowest: usize,
 }
 
 fn check_phase(duration_s: u64, warmup_s: u64) -> Result<(), String> {
@@ -232,6 +238,9 @@ impl RunArgs {
     pub fn validate(&self) -> Result<(), String> {
         self.system.validate()?;
         check_phase(self.duration_s, self.warmup_s)?;
+        if self.slowest > SLOWEST_MAX {
+            return Err(format!("--slowest must be at most {SLOWEST_MAX}"));
+        }
         match self.mode {
             LoopMode::Open => {
                 check_rate("--rate", self.rate)?;

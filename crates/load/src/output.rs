@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::driver::LoadReport;
+use crate::driver::{LoadReport, Point};
 use crate::ledger::LedgerReport;
 
 pub fn print_run(load: &LoadReport, ledger: &LedgerReport) {
@@ -35,6 +35,31 @@ pub fn print_run(load: &LoadReport, ledger: &LedgerReport) {
         );
     }
     print_ledger(ledger);
+}
+
+/// The `n` slowest requests, in the order they were due.
+pub fn slowest(timeline: &[Point], n: usize) -> Vec<Point> {
+    let mut points = timeline.to_vec();
+    points.sort_by(|a, b| b.latency_ms.total_cmp(&a.latency_ms));
+    points.truncate(n);
+    points.sort_by(|a, b| a.due_ms.total_cmp(&b.due_ms));
+    points
+}
+
+pub fn print_slowest(timeline: &[Point], n: usize) {
+    let points = slowest(timeline, n);
+    println!(
+        "  the {} slowest, in the order they were due:",
+        points.len()
+    );
+    for p in points {
+        println!(
+            "    due at {:>9.1} ms: {:>7.1} ms{}",
+            p.due_ms,
+            p.latency_ms,
+            if p.succeeded { "" } else { " (not SUCCEEDED)" }
+        );
+    }
 }
 
 pub fn print_ledger(ledger: &LedgerReport) {
@@ -75,4 +100,31 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
     std::fs::write(path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("  wrote {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(due_ms: f64, latency_ms: f64) -> Point {
+        Point {
+            due_ms,
+            latency_ms,
+            succeeded: true,
+        }
+    }
+
+    #[test]
+    fn the_slowest_are_listed_in_the_order_they_were_due() {
+        let timeline = [
+            point(0.0, 5.0),
+            point(5.0, 40.0),
+            point(10.0, 3.0),
+            point(15.0, 20.0),
+            point(20.0, 30.0),
+        ];
+        let due: Vec<f64> = slowest(&timeline, 3).iter().map(|p| p.due_ms).collect();
+        assert_eq!(due, [5.0, 15.0, 20.0]);
+        assert_eq!(slowest(&timeline, 10).len(), 5);
+    }
 }

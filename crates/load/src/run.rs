@@ -35,7 +35,7 @@ pub fn spec(args: &RunArgs, label: &str) -> LoadSpec {
         retry: args.retry,
         label: label.to_owned(),
         progress: !args.system.no_progress,
-        keep_timeline: false,
+        keep_timeline: args.slowest > 0,
     }
 }
 
@@ -63,6 +63,9 @@ pub async fn run(args: &RunArgs) -> Result<RunResult, String> {
         ledger,
     };
     output::print_run(&result.load, &result.ledger);
+    if args.slowest > 0 {
+        output::print_slowest(&result.load.timeline, args.slowest);
+    }
     if let Some(path) = &args.out {
         output::write_json(path, &result)?;
     }
